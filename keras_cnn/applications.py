@@ -1,0 +1,197 @@
+"""The keras.applications contract in one place: input checks, head/pooling, weights, stage outputs.
+
+Every builder calls `model_input` first and `finish` last, so no builder repeats these rules.
+Deliberate differences from keras.applications: `pooling` values other than None/"avg"/"max" are an
+error (keras ignores them silently), and every error names the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import keras
+
+POOLINGS = (None, "avg", "max")
+
+# Keras maps a functional graph (and its saved config) recursively, one Python frame per layer along the
+# longest path; ResNet-1202 and pre-act ResNet-1001 are ~5,000 layers deep, past Python's default of 1,000.
+RECURSION_LIMIT = 30_000
+if sys.getrecursionlimit() < RECURSION_LIMIT:
+    sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+def _check_size(input_shape, *, default_size: int, min_size: int, channels: int, require_static: bool):
+    if input_shape is None:
+        return (default_size, default_size, channels)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(
+            f"input_shape must be a tuple of three values (height, width, channels); received {input_shape!r}."
+        )
+    height, width, chans = input_shape
+    for label, value in (("height", height), ("width", width)):
+        if value is None:
+            if require_static:
+                raise ValueError(
+                    f"include_top=True needs a static input_shape (the classifier flattens the features); "
+                    f"received input_shape={tuple(input_shape)}. Give both sizes or use include_top=False."
+                )
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < min_size:
+            raise ValueError(
+                f"Input {label} must be an integer of at least {min_size} for this architecture "
+                f"(minimum {min_size}x{min_size}); received input_shape={tuple(input_shape)}."
+            )
+    if not isinstance(chans, int) or isinstance(chans, bool) or chans < 1:
+        raise ValueError(f"Input channels must be a positive integer; received input_shape={tuple(input_shape)}.")
+    return tuple(input_shape)
+
+
+def model_input(
+    input_tensor,
+    input_shape,
+    *,
+    include_top: bool,
+    weights,
+    pooling,
+    classes,
+    classifier_activation,
+    default_size: int,
+    min_size: int,
+    channels: int = 3,
+    flatten_head: bool = False,
+):
+    """Check every builder argument before a layer is built, and return the Input to build on.
+
+    `flatten_head` marks heads that flatten spatial features (they need a static size with include_top).
+    """
+    check_weights(weights)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; received pooling={pooling!r}.")
+    if include_top and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
+        raise ValueError(f"classes must be a positive integer when include_top=True; received classes={classes!r}.")
+    if classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except ValueError as err:
+            raise ValueError(
+                f"Unknown classifier_activation={classifier_activation!r}: use None (logits), 'softmax', "
+                "or any keras activation name or callable."
+            ) from err
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    shape = _check_size(
+        input_shape,
+        default_size=default_size,
+        min_size=min_size,
+        channels=channels,
+        require_static=include_top and flatten_head,
+    )
+    if input_tensor is None:
+        return keras.Input(shape=shape)
+    if keras.backend.is_keras_tensor(input_tensor):
+        return input_tensor
+    return keras.Input(tensor=input_tensor, shape=shape)
+
+
+def global_pool(x, pooling: str | None):
+    """Global average or max pooling named as keras.applications names it."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def pooled_classifier(x, classes: int, classifier_activation):
+    """The ResNet-style head: global average pool, then one dense layer named `predictions`."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+
+
+def mlp_classifier(x, classes: int, classifier_activation, *, widths: Sequence[int], dropout_rate: float):
+    """The AlexNet/VGG head: flatten, hidden layers fc1, fc2, ... (ReLU, dropout after each), `predictions`."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, width in enumerate(widths, start=1):
+        x = keras.layers.Dense(width, activation="relu", name=f"fc{i}")(x)
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name=f"fc{i}_dropout")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+
+
+def check_weights(weights) -> None:
+    """`weights` must be None (random initialization) or the path of an existing weights file."""
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(
+            f"weights must be None (random initialization) or the path to a weights file; received {weights!r}."
+        )
+    path = os.fspath(weights)
+    if os.path.isfile(path):
+        return
+    if os.sep in path or path.endswith((".h5", ".hdf5", ".keras")):
+        raise FileNotFoundError(f"Weights file not found: {path!r}. Pass an existing .weights.h5, .h5 or .keras file.")
+    raise ValueError(
+        f"No weight set named {path!r} is available: pass None (random initialization) or the path to a weights file."
+    )
+
+
+def finish(
+    img_input,
+    x,
+    *,
+    input_tensor,
+    include_top: bool,
+    pooling,
+    classes: int,
+    classifier_activation,
+    weights,
+    name: str,
+    stages: Sequence,
+    top: Callable = pooled_classifier,
+) -> keras.Model:
+    """Close a builder: the classifier `top(x, classes, classifier_activation)` or the pooled feature
+    extractor, then the model and its weights.
+
+    `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
+    model as `model.stage_names` for `feature_extractor`.
+    """
+    x = top(x, classes, classifier_activation) if include_top else global_pool(x, pooling)
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    model = keras.Model(inputs, x, name=name)
+    model.stage_names = [t._keras_history.operation.name for t in stages]
+    if weights is not None:
+        try:
+            model.load_weights(os.fspath(weights))
+        except (ValueError, KeyError) as err:
+            raise ValueError(
+                f"Weights file {os.fspath(weights)!r} does not fit {name!r} as built (include_top={include_top}, "
+                f"output shape {tuple(model.output.shape)}): {err}"
+            ) from err
+    return model
+
+
+def feature_extractor(
+    model: keras.Model, out_indices: Sequence[int] | None = None, layer_names: Sequence[str] | None = None
+) -> keras.Model:
+    """A model with one output per stage (shallow to deep) for detection/segmentation necks.
+
+    Built models know their stages (`model.stage_names`); for a model reloaded from disk, pass `layer_names`.
+    """
+    names = list(layer_names) if layer_names is not None else getattr(model, "stage_names", None)
+    if not names:
+        raise ValueError(
+            f"{model.name!r} carries no stage names (models reloaded from disk lose them): pass "
+            "layer_names=[...], or rebuild it with keras_cnn.create_model."
+        )
+    if out_indices is not None:
+        bad = [i for i in out_indices if not -len(names) <= i < len(names)]
+        if bad:
+            raise ValueError(f"out_indices {bad} out of range: {model.name!r} has {len(names)} stages {names}.")
+        names = [names[i] for i in out_indices]
+    outputs = [model.get_layer(n).output for n in names]
+    features = keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    features.stage_names = names
+    return features

@@ -1,0 +1,28 @@
+"""Blocks shared by several model families."""
+
+from keras_cnn.layers.lrn import LocalResponseNormalization
+from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, check_norm, norm_layer
+from keras_cnn.layers.pooling import AdaptiveAveragePooling
+from keras_cnn.layers.shortcut import ZeroChannelPad, option_a_shortcut
+from keras_cnn.layers.stochastic_depth import (
+    StochasticDepth,
+    block_survival,
+    residual_join,
+    survival_probabilities,
+)
+
+__all__ = [
+    "KERAS_BN",
+    "NORMS",
+    "TORCH_BN",
+    "AdaptiveAveragePooling",
+    "LocalResponseNormalization",
+    "StochasticDepth",
+    "ZeroChannelPad",
+    "block_survival",
+    "check_norm",
+    "norm_layer",
+    "option_a_shortcut",
+    "residual_join",
+    "survival_probabilities",
+]

@@ -1,0 +1,425 @@
+"""Residual networks and their relatives, one family in one file.
+
+* CIFAR ResNets and plain nets: He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition",
+  CVPR 2016, Sec. 4.2 (6n+2 layers, options A/B, plain counterparts of Fig. 6).
+* ImageNet ResNet-18...152: the same paper, Table 1.
+* Pre-activation: He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016, Fig. 4(e)
+  (CIFAR bottleneck ResNet-164/1001 as in KaimingHe/resnet-1k-layers; ImageNet V2 as keras.applications).
+* Stochastic depth: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016: any builder takes
+  p_L (survival of the last block) and a schedule; p_L = 1 keeps every block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import keras
+
+from keras_cnn import applications
+from keras_cnn.layers import KERAS_BN, TORCH_BN, block_survival, norm_layer, option_a_shortcut, residual_join
+from keras_cnn.layers.norm import Norm, check_norm
+from keras_cnn.layers.stochastic_depth import Schedule
+from keras_cnn.registry import Paper, register, variant
+
+RESNET = Paper(
+    title="Deep Residual Learning for Image Recognition", authors="He, Zhang, Ren, Sun", venue="CVPR", year=2016
+)
+PREACT = Paper(
+    title="Identity Mappings in Deep Residual Networks", authors="He, Zhang, Ren, Sun", venue="ECCV", year=2016
+)
+SD = Paper(
+    title="Deep Networks with Stochastic Depth", authors="Huang, Sun, Liu, Sedra, Weinberger", venue="ECCV", year=2016
+)
+
+#: He et al.'s Torch code: N(0, sqrt(2 / (k*k*c_out))) for convolutions (fb.resnet.torch, resnet-1k-layers).
+HE_FAN_OUT = {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "normal")}
+KERAS_INIT: dict = {}
+
+
+class _Style:
+    """Constants that differ between the Torch-derived families and the keras.applications-compatible ones."""
+
+    def __init__(self, norm: Norm, bn: dict, init: dict):
+        check_norm(norm)
+        self.norm, self.bn, self.init = norm, bn, init
+
+    def conv(self, x, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False):
+        """A convolution padded like PyTorch/Torch (symmetric (k-1)/2) whatever the stride."""
+        pad = (kernel - 1) // 2
+        if pad and stride > 1:
+            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid" if stride > 1 or kernel == 1 else "same"
+        return keras.layers.Conv2D(
+            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=f"{name}_conv", **self.init
+        )(x)
+
+    def norm_act(self, x, name: str, act: bool = True):
+        x = norm_layer(self.norm, f"{name}_bn", x.shape[-1], **self.bn)(x)
+        return keras.layers.Activation("relu", name=f"{name}_relu")(x) if act else x
+
+
+def basic_block(x, filters: int, stride: int, style: _Style, *, shortcut: str, residual: bool, p: float, name: str):
+    """Two 3x3 convolutions (Fig. 5 left). shortcut "A": zero-padding identity, "B": 1x1 projection + BN
+    when the shape changes. residual=False gives the plain block of the degradation experiment."""
+
+    def branch(t):
+        t = style.norm_act(style.conv(t, filters, 3, stride, f"{name}_1"), f"{name}_1")
+        return style.norm_act(style.conv(t, filters, 3, 1, f"{name}_2"), f"{name}_2", act=False)
+
+    if not residual:
+        y = branch(x)
+    else:
+        if shortcut == "A":
+            skip = option_a_shortcut(x, filters, stride, name)
+        elif stride > 1 or x.shape[-1] != filters:
+            skip = style.norm_act(style.conv(x, filters, 1, stride, f"{name}_0"), f"{name}_0", act=False)
+        else:
+            skip = x
+        y = residual_join(x, skip, branch, block=name, survival_probability=p)
+    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def bottleneck_block(x, filters: int, stride: int, style: _Style, *, p: float, name: str):
+    """1x1-3x3-1x1 bottleneck (Fig. 5 right) in keras.applications' layout: stride on the first 1x1,
+    biases on every convolution, projection shortcut on each stage's first block."""
+
+    def conv(t, width, kernel, s, label):
+        padding = "same" if kernel > 1 else "valid"
+        return keras.layers.Conv2D(width, kernel, strides=s, padding=padding, name=f"{label}_conv", **style.init)(t)
+
+    def branch(t):
+        t = style.norm_act(conv(t, filters, 1, stride, f"{name}_1"), f"{name}_1")
+        t = style.norm_act(conv(t, filters, 3, 1, f"{name}_2"), f"{name}_2")
+        return style.norm_act(conv(t, 4 * filters, 1, 1, f"{name}_3"), f"{name}_3", act=False)
+
+    skip = x
+    if stride > 1 or x.shape[-1] != 4 * filters:
+        skip = style.norm_act(conv(x, 4 * filters, 1, stride, f"{name}_0"), f"{name}_0", act=False)
+    y = residual_join(x, skip, branch, block=name, survival_probability=p)
+    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def preact_bottleneck_block(
+    x, filters: int, stride: int, style: _Style, *, layout: Literal["cifar", "keras"], p: float, name: str
+):
+    """Pre-activation bottleneck, BN-ReLU before each convolution (Identity Mappings, Fig. 4(e)).
+
+    layout "cifar" (resnet-1k-layers): stride on the first 1x1, no biases, and when the shape changes the
+    BN-ReLU is shared with a 1x1 projection shortcut. layout "keras" (keras.applications ResNetV2): stride on
+    the 3x3 of each stage's last block, a 1x1 max-pool shortcut there, and biases on the 1x1 convs around it.
+    """
+    keras_layout = layout == "keras"
+    out_filters = 4 * filters
+    project = x.shape[-1] != out_filters
+
+    def preact(t):
+        return style.norm_act(t, f"{name}_preact")
+
+    def convs(t):
+        s1, s2 = (1, stride) if keras_layout else (stride, 1)
+        t = style.norm_act(style.conv(t, filters, 1, s1, f"{name}_1"), f"{name}_1")
+        if keras_layout:
+            t = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(t)
+            t = keras.layers.Conv2D(filters, 3, strides=s2, use_bias=False, name=f"{name}_2_conv", **style.init)(t)
+        else:
+            t = style.conv(t, filters, 3, s2, f"{name}_2")
+        t = style.norm_act(t, f"{name}_2")
+        return style.conv(t, out_filters, 1, 1, f"{name}_3", use_bias=keras_layout)
+
+    if project:
+        shared = preact(x)
+        shortcut_stride = 1 if keras_layout else stride
+        skip = style.conv(shared, out_filters, 1, shortcut_stride, f"{name}_0", use_bias=keras_layout)
+        return residual_join(shared, skip, convs, block=name, join="out", survival_probability=p)
+    skip = x
+    if stride > 1:
+        skip = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    return residual_join(x, skip, lambda t: convs(preact(t)), block=name, join="out", survival_probability=p)
+
+
+def _stages(x, depths, widths, strides, block: Callable, survival, style: _Style, *, downsample="first", **kwargs):
+    """Stack blocks stage by stage (`conv{s}_block{b}`); each stage's stride goes to its first block (v1)
+    or its last block (keras.applications ResNetV2). Returns the output and the stage tensors."""
+    outputs = []
+    for s, (depth, width, stride) in enumerate(zip(depths, widths, strides, strict=True), start=2):
+        strided = 1 if downsample == "first" else depth
+        for b in range(1, depth + 1):
+            x = block(x, width, stride if b == strided else 1, style, p=survival[s - 2][b - 1],
+                      name=f"conv{s}_block{b}", **kwargs)  # fmt: skip
+        outputs.append(x)
+    return x, outputs
+
+
+def _imagenet_stem(img_input, style: _Style, *, use_bias: bool, preact: bool):
+    """7x7/2 conv with 64 maps (+ BN-ReLU unless pre-activation), then 3x3/2 max pooling (Table 1, conv1)."""
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
+    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv", **style.init)(x)
+    stem = x if preact else style.norm_act(x, "conv1")
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(stem)
+    return stem, keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+def CifarResNet(
+    depth: int = 20,
+    *,
+    shortcut: Literal["A", "B"] = "A",
+    residual: bool = True,
+    p_L: float = 1.0,
+    schedule: Schedule = "linear",
+    norm: Norm = "batch",
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 10,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """The 6n+2-layer CIFAR ResNet (He et al., CVPR 2016, Sec. 4.2): a 3x3 conv with 16 maps, three stages
+    of n basic blocks at 16/32/64 maps (32x32, 16x16, 8x8), global average pooling and a dense classifier.
+
+    shortcut "A" pads zeros (no parameters; 269,722 trainable for ResNet-20), "B" projects with 1x1 conv + BN
+    (+2,752). residual=False gives the plain net of Fig. 6. p_L < 1 drops blocks as in stochastic depth.
+    Untrained, the BN moving statistics are the identity, so inference-mode outputs of the deepest nets
+    (ResNet-1202) overflow float32 until a few training steps have set them.
+    """
+    if shortcut not in ("A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (projection); received {shortcut!r}.")
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202); got {depth!r}.")
+    n = (depth - 2) // 6
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=32, min_size=4,
+    )  # fmt: skip
+    style = _Style(norm, TORCH_BN, HE_FAN_OUT)
+    stem = style.norm_act(style.conv(img_input, 16, 3, 1, "conv1"), "conv1")
+    survival = block_survival((n, n, n), p_L, schedule)
+    x, outputs = _stages(
+        stem, (n, n, n), (16, 32, 64), (1, 2, 2), basic_block, survival, style, shortcut=shortcut, residual=residual
+    )
+    return applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
+        name=name or f"{'resnet' if residual else 'plain'}{depth}",
+    )  # fmt: skip
+
+
+IMAGENET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def ResNet(
+    depth: int = 50,
+    *,
+    p_L: float = 1.0,
+    schedule: Schedule = "linear",
+    norm: Norm = "batch",
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """ImageNet ResNet-18/34/50/101/152 (He et al., CVPR 2016, Table 1).
+
+    18/34 use basic blocks without conv biases as torchvision (11,689,512 / 21,797,672 trainable), so
+    torchvision weights convert exactly. 50/101/152 keep keras.applications' ResNet layer names, order,
+    conv biases and stride-on-1x1 (v1), so its weight files load (25,583,592 trainable for ResNet-50;
+    torchvision's v1.5 has 25,557,032 without biases).
+    """
+    if depth not in IMAGENET_DEPTHS:
+        raise ValueError(f"ImageNet ResNet depth must be one of {tuple(IMAGENET_DEPTHS)}; received depth={depth!r}.")
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=224, min_size=32,
+    )  # fmt: skip
+    bottleneck = depth >= 50
+    style = _Style(norm, KERAS_BN if bottleneck else TORCH_BN, KERAS_INIT if bottleneck else HE_FAN_OUT)
+    stem, x = _imagenet_stem(img_input, style, use_bias=bottleneck, preact=False)
+    depths = IMAGENET_DEPTHS[depth]
+    block, kwargs = (bottleneck_block, {}) if bottleneck else (basic_block, {"shortcut": "B", "residual": True})
+    survival = block_survival(depths, p_L, schedule)
+    x, outputs = _stages(x, depths, (64, 128, 256, 512), (1, 2, 2, 2), block, survival, style, **kwargs)
+    return applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
+        name=name or f"resnet{depth}",
+    )  # fmt: skip
+
+
+def ResNetV2(
+    depth: int = 50,
+    *,
+    p_L: float = 1.0,
+    schedule: Schedule = "linear",
+    norm: Norm = "batch",
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """Pre-activation ImageNet ResNet-50/101/152 (He et al., ECCV 2016) in keras.applications' ResNetV2
+    layout (names, order, biases, downsampling in each stage's last block), so its weight files load."""
+    if depth not in (50, 101, 152):
+        raise ValueError(f"ResNetV2 depth must be one of (50, 101, 152); received depth={depth!r}.")
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=224, min_size=32,
+    )  # fmt: skip
+    style = _Style(norm, KERAS_BN, KERAS_INIT)
+    stem, x = _imagenet_stem(img_input, style, use_bias=True, preact=True)
+    depths = IMAGENET_DEPTHS[depth]
+    survival = block_survival(depths, p_L, schedule)
+    x, outputs = _stages(x, depths, (64, 128, 256, 512), (2, 2, 2, 1), preact_bottleneck_block, survival, style,
+                         downsample="last", layout="keras")  # fmt: skip
+    x = style.norm_act(x, "post")
+    return applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs[:-1], x],
+        name=name or f"resnet{depth}_v2",
+    )  # fmt: skip
+
+
+def PreActResNet(
+    depth: int = 164,
+    *,
+    p_L: float = 1.0,
+    schedule: Schedule = "linear",
+    norm: Norm = "batch",
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 10,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """The 9n+2-layer CIFAR pre-activation bottleneck ResNet (He et al., ECCV 2016; ResNet-164/1001 as in
+    KaimingHe/resnet-1k-layers): a 3x3 conv with 16 maps, three stages of n bottleneck blocks with 64/128/256
+    output maps, final BN-ReLU, global average pooling, dense classifier. 1,703,258 trainable for 164.
+    As for CifarResNet, inference before any training overflows for ResNet-1001 (identity BN statistics)."""
+    if not isinstance(depth, int) or depth < 11 or (depth - 2) % 9:
+        raise ValueError(f"Pre-activation CIFAR ResNet depth must be 9n+2 (164, 1001); received depth={depth!r}.")
+    n = (depth - 2) // 9
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=32, min_size=4,
+    )  # fmt: skip
+    style = _Style(norm, TORCH_BN, HE_FAN_OUT)
+    stem = style.conv(img_input, 16, 3, 1, "conv1")
+    survival = block_survival((n, n, n), p_L, schedule)
+    x, outputs = _stages(
+        stem, (n, n, n), (16, 32, 64), (1, 2, 2), preact_bottleneck_block, survival, style, layout="cifar"
+    )
+    x = style.norm_act(x, "post")
+    return applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs[:-1], x],
+        name=name or f"preact_resnet{depth}",
+    )  # fmt: skip
+
+
+# --- named builders with the published figures (reference-figures.md §1-§3) -------------------------------
+CIFAR = {"input_size": (32, 32, 3), "classes": 10}
+
+
+def _named(builder, builder_name: str, doc: str, fixed: dict, registry_name: str, info: dict, **defaults):
+    """Register `builder` with `fixed` arguments under `registry_name` and return the named builder."""
+    named = variant(builder, builder_name, doc, fixed, name=registry_name, **defaults)
+    return register(registry_name, **info)(named)
+
+
+def _cifar_resnet(depth: int, params: int, macs: float, c10_error: float):
+    info = dict(
+        paper=RESNET, params=params, macs=macs, reported={"cifar10+_test_error": c10_error},
+        source="He et al. 2016, Table 6 [P*][R:akamaster]",
+        recipe="resnet_cifar_warmup" if depth >= 110 else "resnet_cifar", **CIFAR,
+    )  # fmt: skip
+    doc = f"ResNet-{depth} for CIFAR (He et al., CVPR 2016, Sec. 4.2, Table 6)."
+    return _named(CifarResNet, f"ResNet{depth}", doc, {"depth": depth}, f"resnet{depth}", info)
+
+
+def _plain(depth: int, params: int, macs: float):
+    info = dict(
+        paper=RESNET, params=params, macs=macs, reported={}, source="He et al. 2016, Fig. 6 (curves only)",
+        recipe="resnet_cifar", notes="Same layers as the option-A ResNet, hence the same count.", **CIFAR,
+    )  # fmt: skip
+    doc = f"Plain-{depth}: ResNet-{depth} without shortcuts (He et al., CVPR 2016, Fig. 6)."
+    return _named(CifarResNet, f"Plain{depth}", doc, {"depth": depth, "residual": False}, f"plain{depth}", info)
+
+
+def _sd_resnet(depth: int, params: int, macs: float, reported: dict):
+    info = dict(
+        paper=SD, params=params, macs=macs, reported=reported, source="Huang et al. 2016 [R:yueatsprograms][P*]",
+        recipe="stochastic_depth", **CIFAR,
+        notes="He et al.'s CIFAR ResNet without conv biases (the SD Torch code adds 4,048 to ResNet-110).",
+    )  # fmt: skip
+    doc = f"ResNet-{depth} with stochastic depth, p_l linear from 1 to p_L = 0.5 (Huang et al., ECCV 2016)."
+    return _named(CifarResNet, f"StochasticDepthResNet{depth}", doc, {"depth": depth}, f"sd_resnet{depth}", info,
+                  p_L=0.5)  # fmt: skip
+
+
+def _imagenet(builder, depth: int, paper: Paper, params: int, macs: float, reported: dict, source: str, v2=False):
+    info = dict(paper=paper, params=params, macs=macs, reported=reported, source=source, recipe="resnet_imagenet")
+    label = f"ResNet{depth}{'V2' if v2 else ''}"
+    doc = f"{'Pre-activation ' if v2 else ''}ResNet-{depth} for ImageNet ({paper.authors}, {paper.venue} {paper.year})."
+    return _named(builder, label, doc, {"depth": depth}, f"resnet{depth}{'_v2' if v2 else ''}", info)
+
+
+def _preact(depth: int, params: int, macs: float, reported: dict):
+    info = dict(
+        paper=PREACT, params=params, macs=macs, reported=reported, recipe="preact_cifar", **CIFAR,
+        source="[R:KaimingHe/resnet-1k-layers][R:wide-residual-networks][R:hysts]",
+    )  # fmt: skip
+    doc = f"Pre-activation bottleneck ResNet-{depth} for CIFAR (He et al., ECCV 2016)."
+    return _named(PreActResNet, f"PreActResNet{depth}", doc, {"depth": depth}, f"preact_resnet{depth}", info)
+
+
+ResNet20 = _cifar_resnet(20, 269_722, 40.6e6, 8.75)
+ResNet32 = _cifar_resnet(32, 464_154, 68.9e6, 7.51)
+ResNet44 = _cifar_resnet(44, 658_586, 97.2e6, 7.17)
+ResNet56 = _cifar_resnet(56, 853_018, 125.5e6, 6.97)
+ResNet110 = _cifar_resnet(110, 1_727_962, 252.9e6, 6.43)
+ResNet1202 = _cifar_resnet(1202, 19_421_274, 2.83e9, 7.93)
+Plain20 = _plain(20, 269_722, 40.6e6)
+Plain56 = _plain(56, 853_018, 125.5e6)
+StochasticDepthResNet110 = _sd_resnet(
+    110, 1_727_962, 252.9e6, {"cifar10+_test_error": 5.25, "cifar100+_test_error": 24.98}
+)
+StochasticDepthResNet1202 = _sd_resnet(1202, 19_421_274, 2.83e9, {"cifar10+_test_error": 4.91})
+PreActResNet164 = _preact(164, 1_703_258, 244.5e6, {"cifar10+_test_error": 5.46, "cifar100+_test_error": 24.33})
+PreActResNet1001 = _preact(
+    1001, 10_327_706, 1.49e9,
+    {"cifar10+_test_error": 4.92, "cifar10+_test_error_batch64": 4.62, "cifar100+_test_error": 22.71},
+)  # fmt: skip
+
+# Keras-layout ImageNet models: the trainable counts are the keras.io totals [K] (44,707,176 / 60,419,944;
+# V2: 25,613,800, the others [KC]) less the BN moving statistics, as reference-figures §0 prescribes.
+_TV, _K = "torchvision weights [TV]", "keras.io applications table [K]"
+
+
+def _acc(top1: float, top5: float) -> dict[str, float]:
+    return {"imagenet_top1_acc": top1, "imagenet_top5_acc": top5}
+
+
+ResNet18 = _imagenet(ResNet, 18, RESNET, 11_689_512, 1.814e9, _acc(69.758, 89.078), _TV)
+ResNet34 = _imagenet(ResNet, 34, RESNET, 21_797_672, 3.664e9, _acc(73.314, 91.420), _TV)
+ResNet50 = _imagenet(ResNet, 50, RESNET, 25_583_592, 3.858e9, _acc(74.9, 92.1), _K)
+ResNet101 = _imagenet(ResNet, 101, RESNET, 44_601_832, 7.570e9, _acc(76.4, 92.8), _K)
+ResNet152 = _imagenet(ResNet, 152, RESNET, 60_268_520, 11.282e9, _acc(76.6, 93.1), _K)
+ResNet50V2 = _imagenet(ResNetV2, 50, PREACT, 25_568_360, 3.48e9, {}, _K, v2=True)
+ResNet101V2 = _imagenet(ResNetV2, 101, PREACT, 44_577_896, 7.194e9, {}, _K, v2=True)
+ResNet152V2 = _imagenet(
+    ResNetV2, 152, PREACT, 60_236_904, 10.907e9, {"imagenet_top1_err_320crop": 21.1, "imagenet_top5_err_320crop": 5.5},
+    "He et al. ECCV 2016 [P*]", v2=True,
+)  # fmt: skip

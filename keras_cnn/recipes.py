@@ -1,0 +1,125 @@
+"""Training recipes as the papers (or their reference code) ran them: `../shared/specs/reference-figures.md` §3.
+
+Pure data: the training package turns a recipe into an optimizer, schedule and augmentation pipeline.
+`weight_decay_mode` says how the decay was applied: "l2" is coupled L2 added to the loss gradient (SGD weight
+decay in Torch/Caffe), "none" where the paper used none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str
+    lr: float
+    schedule: str
+    epochs: int | None
+    batch_size: int | None
+    weight_decay: float
+    augmentation: str
+    source: str
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay_mode: str = "l2"
+    extra: dict = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "lenet": Recipe(
+        optimizer="stochastic diagonal Levenberg-Marquardt",
+        lr=5e-4,
+        schedule="global eta 5e-4 (passes 1-2), 2e-4 (3-5), 1e-4 (6-8), 5e-5 (9-12), 1e-5 (13-20); mu = 0.02",
+        epochs=20,
+        batch_size=1,
+        weight_decay=0.0,
+        weight_decay_mode="none",
+        momentum=0.0,
+        augmentation="none (0.8 % result with affine distortions)",
+        source="LeCun et al. 1998 [M]",
+    ),
+    "alexnet": Recipe(
+        optimizer="sgd",
+        lr=0.01,
+        schedule="divide by 10 when validation error plateaus (3 times)",
+        epochs=90,
+        batch_size=128,
+        weight_decay=5e-4,
+        augmentation="random 224 crops of 256x256 + flip, PCA lighting (alpha ~ N(0, 0.1)); 10-crop test",
+        source="Krizhevsky et al. 2012 [M][P*]",
+    ),
+    "torchvision_imagenet": Recipe(
+        optimizer="sgd",
+        lr=0.01,
+        schedule="divide by 10 every 30 epochs",
+        epochs=90,
+        batch_size=256,
+        weight_decay=1e-4,
+        augmentation="RandomResizedCrop 224 + flip; eval resize 256, centre 224",
+        source="torchvision references/classification [R] (lr 0.1 for *_bn and ResNets)",
+    ),
+    "vgg": Recipe(
+        optimizer="sgd",
+        lr=0.01,
+        schedule="divide by 10 on validation plateau, 3 times (370k iterations)",
+        epochs=74,
+        batch_size=256,
+        weight_decay=5e-4,
+        augmentation="scale jitter S in [256, 512] + 224 crop + flip + RGB shift; dropout 0.5 on fc1/fc2",
+        source="Simonyan & Zisserman 2015 [M]",
+    ),
+    "resnet_imagenet": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        schedule="divide by 10 on plateau (600k iterations, ~120 epochs)",
+        epochs=120,
+        batch_size=256,
+        weight_decay=1e-4,
+        augmentation="shorter side in [256, 480], 224 crop + flip, per-pixel mean, AlexNet colour augmentation",
+        source="He et al. 2016 [M][R:fb.resnet.torch]",
+    ),
+    "resnet_cifar": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        schedule="divide by 10 at 32k and 48k iterations, stop at 64k (45k/5k split)",
+        epochs=182,
+        batch_size=128,
+        weight_decay=1e-4,
+        augmentation="pad 4, random 32x32 crop, horizontal flip",
+        source="He et al. 2016, Sec. 4.2 [P*][R:akamaster]",
+    ),
+    "resnet_cifar_warmup": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        schedule="lr 0.01 until training error < 80 % (~400 iterations), then 0.1; /10 at 32k and 48k, stop at 64k",
+        epochs=182,
+        batch_size=128,
+        weight_decay=1e-4,
+        augmentation="pad 4, random 32x32 crop, horizontal flip",
+        source="He et al. 2016, Sec. 4.2 (ResNet-110/1202) [P*]",
+        extra={"warmup_lr": 0.01, "warmup_steps": 400},
+    ),
+    "preact_cifar": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        schedule="0.01 warm-up for 400 iterations; /10 at 32k and 48k, stop at 64k (ResNet-1001: 200 epochs)",
+        epochs=182,
+        batch_size=128,
+        weight_decay=1e-4,
+        augmentation="pad 4, random 32x32 crop, horizontal flip",
+        source="He et al. ECCV 2016 [M][R:KaimingHe/resnet-1k-layers]",
+        extra={"warmup_lr": 0.01, "warmup_steps": 400},
+    ),
+    "stochastic_depth": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        nesterov=True,
+        schedule="divide by 10 at epochs 250 and 375",
+        epochs=500,
+        batch_size=128,
+        weight_decay=1e-4,
+        augmentation="pad 4, random 32x32 crop, horizontal flip; per-pixel mean, global std",
+        source="Huang et al. 2016 [M][R:yueatsprograms/Stochastic_Depth]",
+    ),
+}

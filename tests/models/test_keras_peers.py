@@ -1,0 +1,71 @@
+"""Same weights, same outputs: our keras.applications-compatible builders against keras.applications."""
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras.src.legacy.saving import legacy_h5_format
+
+import keras_cnn
+
+PEERS = [
+    (keras_cnn.ResNet50, keras.applications.ResNet50, 64),
+    (keras_cnn.ResNet50V2, keras.applications.ResNet50V2, 64),
+    (keras_cnn.VGG16, keras.applications.VGG16, 32),
+]
+
+
+def _randomize_bn_statistics(model, rng):
+    """Non-trivial moving statistics, so that a BN mix-up cannot go unnoticed."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
+
+
+def _weighted_layers(model):
+    return [layer.name for layer in model.layers if layer.weights]
+
+
+@pytest.mark.parametrize("ours, theirs, size", PEERS, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("include_top", [True, False])
+@pytest.mark.parametrize("file_format", ["legacy_h5", "weights_h5"])
+def test_weights_written_by_keras_applications_load_and_outputs_match(
+    ours, theirs, size, include_top, file_format, tmp_path
+):
+    rng = np.random.default_rng(0)
+    kwargs = {"include_top": include_top, "input_shape": (size, size, 3)}
+    if include_top:
+        kwargs |= {"classes": 7, "classifier_activation": None}  # logits: far more sensitive than softmax
+    reference = theirs(weights=None, **kwargs)
+    _randomize_bn_statistics(reference, rng)
+    if file_format == "legacy_h5":  # the format of the published keras.applications files
+        path = tmp_path / "peer.h5"
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    else:
+        path = tmp_path / "peer.weights.h5"
+        reference.save_weights(path)
+    model = ours(weights=str(path), **kwargs)
+    assert _weighted_layers(model) == _weighted_layers(reference)
+    x = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
+    expected = reference.predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (keras_cnn.ResNet101, keras.applications.ResNet101),
+        (keras_cnn.ResNet152, keras.applications.ResNet152),
+        (keras_cnn.ResNet101V2, keras.applications.ResNet101V2),
+        (keras_cnn.ResNet152V2, keras.applications.ResNet152V2),
+        (keras_cnn.VGG19, keras.applications.VGG19),
+    ],
+    ids=lambda v: v.__name__,
+)
+def test_deeper_peers_have_the_same_weighted_layers_and_shapes(ours, theirs):
+    reference, model = theirs(weights=None), ours()
+    assert _weighted_layers(model) == _weighted_layers(reference)
+    assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
+    assert model.count_params() == reference.count_params()

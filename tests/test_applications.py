@@ -1,0 +1,109 @@
+"""The builder contract every model shares: argument checks, heads, weights paths, stage outputs."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_cnn
+
+SMALL = {"input_shape": (32, 32, 3)}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "AVG", "global", 0])
+def test_bad_pooling_names_the_allowed_values(pooling):
+    with pytest.raises(ValueError, match=r"pooling must be one of \(None, 'avg', 'max'\)"):
+        keras_cnn.ResNet20(include_top=False, pooling=pooling)
+
+
+@pytest.mark.parametrize("classes", [0, -3, 2.5, "10", True])
+def test_bad_class_counts_are_refused(classes):
+    with pytest.raises(ValueError, match="classes must be a positive integer"):
+        keras_cnn.VGG11(classes=classes, **SMALL)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((32, 32), "tuple of three values"),
+        ("32x32", "tuple of three values"),
+        ((16, 32, 3), "at least 32"),
+        ((32, 31, 3), "minimum 32x32"),
+        ((32, 32, 0), "channels must be a positive integer"),
+        ((32.0, 32, 3), "must be an integer"),
+    ],
+)
+def test_impossible_input_shapes_are_refused(shape, message):
+    with pytest.raises(ValueError, match=message):
+        keras_cnn.ResNet50(input_shape=shape)
+
+
+def test_flattening_heads_need_a_static_size_but_pooled_heads_do_not():
+    with pytest.raises(ValueError, match="include_top=True needs a static input_shape"):
+        keras_cnn.VGG16(input_shape=(None, None, 3))
+    model = keras_cnn.VGG16(input_shape=(None, None, 3), include_top=False, pooling="max")
+    assert model(np.zeros((1, 64, 48, 3), "float32")).shape == (1, 512)
+    model = keras_cnn.ResNet20(input_shape=(None, None, 3))
+    assert model(np.zeros((1, 40, 24, 3), "float32")).shape == (1, 10)
+
+
+def test_unknown_classifier_activation_is_refused_and_none_gives_logits():
+    with pytest.raises(ValueError, match="Unknown classifier_activation='softmaxx'"):
+        keras_cnn.ResNet20(classifier_activation="softmaxx")
+    logits = keras_cnn.ResNet20(classifier_activation=None)(np.random.rand(2, 32, 32, 3).astype("float32"))
+    assert not np.allclose(np.sum(logits, axis=-1), 1.0)
+
+
+@pytest.mark.parametrize("pooling, shape", [(None, (None, 8, 8, 64)), ("avg", (None, 64)), ("max", (None, 64))])
+def test_include_top_false_gives_the_feature_extractor(pooling, shape):
+    model = keras_cnn.ResNet20(include_top=False, pooling=pooling)
+    assert model.output_shape == shape
+    assert "predictions" not in [layer.name for layer in model.layers]
+
+
+def test_input_tensor_is_built_upon():
+    inputs = keras.Input((40, 40, 4))
+    x = keras.layers.Conv2D(3, 9)(inputs)
+    model = keras_cnn.ResNet20(input_tensor=x, classes=3)
+    assert model.input_shape == (None, 40, 40, 4) and model.output_shape == (None, 3)
+
+
+def test_weights_paths_missing_or_wrong_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Weights file not found: '.*nope\.weights\.h5'"):
+        keras_cnn.ResNet20(weights=str(tmp_path / "nope.weights.h5"))
+    with pytest.raises(ValueError, match="No weight set named 'imagenet' is available"):
+        keras_cnn.ResNet20(weights="imagenet")
+    with pytest.raises(ValueError, match=r"weights must be None .* or the path"):
+        keras_cnn.ResNet20(weights=3)
+    other = tmp_path / "resnet32.weights.h5"
+    keras_cnn.ResNet32().save_weights(other)
+    with pytest.raises(ValueError, match=r"does not fit 'resnet20' as built \(include_top=True"):
+        keras_cnn.ResNet20(weights=other)
+
+
+def test_weights_path_round_trip_restores_outputs(tmp_path):
+    source = keras_cnn.ResNet20(classes=4)
+    path = tmp_path / "r20.weights.h5"
+    source.save_weights(path)
+    x = np.random.rand(3, 32, 32, 3).astype("float32")
+    restored = keras_cnn.ResNet20(classes=4, weights=path)
+    np.testing.assert_array_equal(source.predict(x, verbose=0), restored.predict(x, verbose=0))
+
+
+def test_feature_extractor_outputs_match_the_named_layers():
+    model = keras_cnn.VGG11(include_top=False, **SMALL)
+    features = keras_cnn.feature_extractor(model)
+    assert features.stage_names == [f"block{b}_conv{c}" for b, c in zip(range(1, 6), (1, 1, 2, 2, 2), strict=True)]
+    outs = features(np.ones((1, 32, 32, 3), "float32"))
+    assert [o.shape[1] for o in outs] == [32, 16, 8, 4, 2]
+    with pytest.raises(ValueError, match="out of range"):
+        keras_cnn.feature_extractor(model, out_indices=(5,))
+
+
+def test_reloaded_models_need_layer_names_for_features(tmp_path):
+    model = keras_cnn.ResNet20()
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="pass layer_names"):
+        keras_cnn.feature_extractor(reloaded)
+    features = keras_cnn.feature_extractor(reloaded, layer_names=model.stage_names)
+    assert len(features.outputs) == 4

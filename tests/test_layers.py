@@ -1,0 +1,103 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn.layers import LocalResponseNormalization, ZeroChannelPad
+from keras_cnn.models.lenet import C3_TABLE, ConnectionTableConv2D, EuclideanRBF, Subsampling2D, scaled_tanh
+
+
+def test_lrn_matches_tensorflows_op_with_the_paper_constants():
+    x = np.random.default_rng(0).normal(0, 3, (2, 5, 5, 12)).astype("float32")
+    expected = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
+    np.testing.assert_allclose(LocalResponseNormalization()(x), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="odd window"):
+        LocalResponseNormalization(n=4)
+
+
+def test_zero_channel_pad_appends_zero_maps():
+    x = np.random.rand(1, 2, 2, 3).astype("float32")
+    y = np.asarray(ZeroChannelPad(5)(x))
+    np.testing.assert_array_equal(y[..., :3], x)
+    assert y.shape == (1, 2, 2, 5) and not y[..., 3:].any()
+
+
+def test_option_a_shortcut_has_no_parameters_and_subsamples():
+    model = keras_cnn.ResNet20(include_top=False)
+    shortcut = keras.Model(model.inputs, model.get_layer("conv3_block1_0_pad").output)
+    stage = keras.Model(model.inputs, model.get_layer("conv2_block3_out").output)
+    x = np.random.rand(1, 32, 32, 3).astype("float32")
+    np.testing.assert_array_equal(np.asarray(shortcut(x))[..., :16], np.asarray(stage(x))[:, ::2, ::2, :])
+
+
+def test_c3_connection_table_has_the_papers_1516_parameters_and_sparsity():
+    layer = ConnectionTableConv2D(C3_TABLE)
+    x = tf.constant(np.random.rand(1, 14, 14, 6).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x)[..., 0])  # map 0 reads S2 maps 0, 1, 2 only
+    grad = tape.gradient(loss, x).numpy()
+    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == 1516
+    assert np.abs(grad[..., :3]).sum() > 0 and not grad[..., 3:].any()
+
+
+def test_subsampling_is_coefficient_times_window_sum_plus_bias():
+    layer = Subsampling2D()
+    x = np.random.rand(1, 4, 4, 2).astype("float32")
+    layer.build(x.shape)
+    layer.coefficient.assign([2.0, -1.0])
+    layer.bias.assign([0.5, 0.0])
+    window_sum = x.reshape(1, 2, 2, 2, 2, 2).sum(axis=(2, 4))
+    np.testing.assert_allclose(layer(x), window_sum * [2.0, -1.0] + [0.5, 0.0], rtol=1e-6)
+
+
+def test_rbf_output_is_minus_squared_distance_to_fixed_codes():
+    layer = EuclideanRBF(10)
+    x = np.random.rand(3, 84).astype("float32")
+    y = np.asarray(layer(x))
+    centers = layer.centers.numpy()
+    np.testing.assert_allclose(y, -((x[:, :, None] - centers[None]) ** 2).sum(axis=1), rtol=1e-5)
+    assert set(np.unique(centers)) == {-1.0, 1.0} and not layer.trainable_weights
+
+
+def test_scaled_tanh_constants():
+    assert float(scaled_tanh(1.0)) == pytest.approx(1.0, abs=1e-3)  # f(1) = 1, Appendix A
+    assert float(scaled_tanh(100.0)) == pytest.approx(1.7159)
+
+
+def test_lenet_variants_and_their_counts():
+    assert keras_cnn.trainable_params(keras_cnn.LeNet5()) == 60_000
+    assert keras_cnn.trainable_params(keras_cnn.LeNet5("modern")) == 61_706
+    with pytest.raises(ValueError, match="Unknown LeNet-5 variant='tutorial'"):
+        keras_cnn.LeNet5("tutorial")
+
+
+def test_group_norm_option():
+    model = keras_cnn.ResNet20(norm="group")
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    groups = {layer.groups for layer in model.layers if isinstance(layer, keras.layers.GroupNormalization)}
+    assert groups == {16, 32}  # G = 32, or every channel of the 16-map stage
+    assert keras_cnn.trainable_params(model) == 269_722
+    with pytest.raises(ValueError, match=r"Unknown norm='layer'; allowed values are \('batch', 'group'\)"):
+        keras_cnn.ResNet20(norm="layer")
+
+
+def test_alexnet_v1_convs_are_grouped_as_the_two_gpus():
+    model = keras_cnn.AlexNetV1()
+    assert [model.get_layer(f"conv{i}_conv").groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
+    assert [layer.name for layer in model.layers if isinstance(layer, LocalResponseNormalization)] == [
+        "conv1_lrn",
+        "conv2_lrn",
+    ]
+
+
+def test_adaptive_pool_uses_pytorchs_windows_and_enlarges_small_maps():
+    from keras_cnn.layers import AdaptiveAveragePooling
+
+    x = np.arange(13, dtype="float32").reshape(1, 13, 1, 1) * np.ones((1, 1, 13, 1), "float32")
+    y = np.asarray(AdaptiveAveragePooling(6)(x))[0, :, 0, 0]
+    # torch.nn.AdaptiveAvgPool2d(6) on 13 rows averages rows 0-2, 2-4, 4-6, 6-8, 8-10, 10-12.
+    np.testing.assert_allclose(y, [1.0, 3.0, 5.0, 7.0, 9.0, 11.0])
+    one = np.full((1, 1, 1, 2), 4.0, "float32")
+    np.testing.assert_array_equal(AdaptiveAveragePooling(6)(one), np.full((1, 6, 6, 2), 4.0))

@@ -1,0 +1,86 @@
+import inspect
+
+import keras
+import pytest
+
+import keras_cnn
+
+ISSUE_NAMES = [
+    "lenet5", "alexnet", "alexnet_v1",
+    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "plain20", "plain56",
+    "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "preact_resnet164", "preact_resnet1001", "resnet50_v2", "resnet101_v2", "resnet152_v2",
+    "sd_resnet110", "sd_resnet1202",
+]  # fmt: skip
+
+
+def test_every_name_of_the_foundation_issue_is_registered():
+    assert set(ISSUE_NAMES) <= set(keras_cnn.list_models())
+
+
+def test_list_models_is_sorted_and_takes_shell_wildcards():
+    assert keras_cnn.list_models() == sorted(keras_cnn.list_models())
+    assert keras_cnn.list_models("vgg1?_bn") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert keras_cnn.list_models("resnet*_v2") == ["resnet101_v2", "resnet152_v2", "resnet50_v2"]
+    assert "sd_resnet110" not in keras_cnn.list_models("resnet*")
+    assert keras_cnn.list_models("nothing*") == []
+    with pytest.raises(TypeError, match="pattern must be a string"):
+        keras_cnn.list_models(3)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet21'.*Did you mean.*'resnet20'"):
+        keras_cnn.create_model("resnet21")
+    with pytest.raises(ValueError, match=r"Unknown model 'VGG16'.*'vgg16'"):
+        keras_cnn.model_info("VGG16")
+    with pytest.raises(ValueError, match="list_models"):
+        keras_cnn.create_model("zzzz")
+
+
+def test_create_model_passes_arguments_and_fixed_ones_are_refused():
+    model = keras_cnn.create_model("resnet20", classes=7, shortcut="B", name="mine")
+    assert model.name == "mine" and model.output_shape == (None, 7)
+    assert keras_cnn.trainable_params(model) == 272_474 - 650 + 7 * 65  # option B, 7-way head
+    with pytest.raises(TypeError, match=r"ResNet20\(\) fixes \['depth'\]"):
+        keras_cnn.ResNet20(depth=32)
+
+
+def test_named_builders_show_the_keras_applications_signature():
+    for builder in (keras_cnn.ResNet20, keras_cnn.VGG16, keras_cnn.ResNet50, keras_cnn.LeNet5, keras_cnn.AlexNet):
+        params = inspect.signature(builder).parameters
+        for arg in ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+                    "classifier_activation", "name"):  # fmt: skip
+            assert arg in params, (builder.__name__, arg)
+    assert "depth" not in inspect.signature(keras_cnn.ResNet20).parameters
+    assert inspect.signature(keras_cnn.ResNet20).parameters["name"].default == "resnet20"
+    assert inspect.signature(keras_cnn.StochasticDepthResNet110).parameters["p_L"].default == 0.5
+
+
+def test_model_info_carries_paper_counts_metrics_and_recipe():
+    info = keras_cnn.model_info("resnet20")
+    assert info.paper.title == "Deep Residual Learning for Image Recognition" and info.paper.year == 2016
+    assert info.params == 269_722 and info.macs == pytest.approx(40.6e6)
+    assert info.reported == {"cifar10+_test_error": 8.75} and "Table 6" in info.source
+    assert info.recipe.lr == 0.1 and info.recipe.batch_size == 128 and info.recipe.weight_decay == 1e-4
+    assert "32k and 48k" in info.recipe.schedule
+    assert keras_cnn.model_info("resnet110").recipe.extra["warmup_lr"] == 0.01
+    assert keras_cnn.model_info("sd_resnet110").recipe.nesterov
+
+
+def test_features_only_returns_the_stage_pyramid():
+    features = keras_cnn.create_model("resnet20", features_only=True)
+    assert [tuple(o.shape[1:]) for o in features.outputs] == [(32, 32, 16), (32, 32, 16), (16, 16, 32), (8, 8, 64)]
+    last_two = keras_cnn.create_model("resnet50", features_only=True, out_indices=(-2, -1), input_shape=(64, 64, 3))
+    assert [tuple(o.shape[1:]) for o in last_two.outputs] == [(4, 4, 1024), (2, 2, 2048)]
+    with pytest.raises(ValueError, match="out_indices is only used with features_only=True"):
+        keras_cnn.create_model("resnet20", out_indices=(1,))
+
+
+def test_model_names_default_to_the_registry_name():
+    for name in ("vgg16_bn", "plain20", "sd_resnet110", "resnet50_v2"):
+        model = keras_cnn.create_model(name, input_shape=(32, 32, 3), include_top=False)
+        assert isinstance(model, keras.Model) and model.name == name
+    assert keras_cnn.ResNetV2(101, input_shape=(32, 32, 3), include_top=False).name == "resnet101_v2"
+    assert keras_cnn.CifarResNet(8, residual=False).name == "plain8"

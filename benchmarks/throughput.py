@@ -22,9 +22,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["ResNet50", "VGG16"], "Builders present in both keras_cnn and keras.applications.")
 flags.DEFINE_integer("image_size", 128, "Input height and width.", lower_bound=32)
 flags.DEFINE_integer("batch_size", 8, "Images per step.", lower_bound=1)
-flags.DEFINE_integer("steps", 3, "Timed steps per measurement.", lower_bound=1)
-flags.DEFINE_integer("rounds", 3, "Alternating rounds per pair; the median is reported.", lower_bound=1)
-flags.DEFINE_string("output", "benchmarks/results/throughput.json", "JSON results file (written atomically).")
+flags.DEFINE_integer("steps", 6, "Timed steps per measurement.", lower_bound=1)
+flags.DEFINE_integer("rounds", 5, "Alternating rounds per pair; the median is reported.", lower_bound=1)
+flags.DEFINE_string("output", "benchmarks/results/throughput-cpu-2core.json", "JSON results file (written atomically).")
 
 
 def _images_per_s(step, x, y, steps: int) -> float:
@@ -95,6 +95,7 @@ def main(argv: list[str]) -> None:
     with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as tmp:
         json.dump(result, tmp, indent=2)
     os.replace(tmp.name, FLAGS.output)
+    print(f"wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ error (keras ignores them silently), and every error names the allowed values.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -38,14 +39,14 @@ def _check_size(input_shape, *, default_size: int, min_size: int, channels: int,
                     f"received input_shape={tuple(input_shape)}. Give both sizes or use include_top=False."
                 )
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < min_size:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < min_size:
             raise ValueError(
                 f"Input {label} must be an integer of at least {min_size} for this architecture "
                 f"(minimum {min_size}x{min_size}); received input_shape={tuple(input_shape)}."
             )
-    if not isinstance(chans, int) or isinstance(chans, bool) or chans < 1:
+    if not isinstance(chans, numbers.Integral) or isinstance(chans, bool) or chans < 1:
         raise ValueError(f"Input channels must be a positive integer; received input_shape={tuple(input_shape)}.")
-    return tuple(input_shape)
+    return tuple(None if d is None else int(d) for d in input_shape)
 
 
 def model_input(

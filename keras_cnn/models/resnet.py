@@ -84,18 +84,15 @@ def bottleneck_block(x, filters: int, stride: int, style: _Style, *, p: float, n
     """1x1-3x3-1x1 bottleneck (Fig. 5 right) in keras.applications' layout: stride on the first 1x1,
     biases on every convolution, projection shortcut on each stage's first block."""
 
-    def conv(t, width, kernel, s, label):
-        padding = "same" if kernel > 1 else "valid"
-        return keras.layers.Conv2D(width, kernel, strides=s, padding=padding, name=f"{label}_conv", **style.init)(t)
-
     def branch(t):
-        t = style.norm_act(conv(t, filters, 1, stride, f"{name}_1"), f"{name}_1")
-        t = style.norm_act(conv(t, filters, 3, 1, f"{name}_2"), f"{name}_2")
-        return style.norm_act(conv(t, 4 * filters, 1, 1, f"{name}_3"), f"{name}_3", act=False)
+        t = style.norm_act(style.conv(t, filters, 1, stride, f"{name}_1", use_bias=True), f"{name}_1")
+        t = style.norm_act(style.conv(t, filters, 3, 1, f"{name}_2", use_bias=True), f"{name}_2")
+        return style.norm_act(style.conv(t, 4 * filters, 1, 1, f"{name}_3", use_bias=True), f"{name}_3", act=False)
 
     skip = x
     if stride > 1 or x.shape[-1] != 4 * filters:
-        skip = style.norm_act(conv(x, 4 * filters, 1, stride, f"{name}_0"), f"{name}_0", act=False)
+        skip = style.conv(x, 4 * filters, 1, stride, f"{name}_0", use_bias=True)
+        skip = style.norm_act(skip, f"{name}_0", act=False)
     y = residual_join(x, skip, branch, block=name, survival_probability=p)
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 

@@ -1,5 +1,6 @@
 """Every registered model against its published figures and the shared builder contract."""
 
+import itertools
 import sys
 
 import numpy as np
@@ -44,3 +45,16 @@ def test_every_builder_is_exported_and_cites_its_paper():
         first_author = info.paper.authors.split(",")[0]
         assert str(info.paper.year) in cited and first_author in cited, name
         assert info.recipe.optimizer and info.recipe.lr > 0 and info.source, name
+
+
+@pytest.mark.parametrize("name", model_params())
+def test_feature_contract_pooled_extractor_and_stage_pyramid(name):
+    channels = keras_cnn.model_info(name).input_size[-1]
+    size = max(minimum_size(name), 32)
+    model = keras_cnn.create_model(name, include_top=False, pooling="avg", input_shape=(size, size, channels))
+    assert len(model.output_shape) == 2 and "predictions" not in [layer.name for layer in model.layers]
+    pyramid = keras_cnn.feature_extractor(model)
+    shapes = [tuple(o.shape[1:]) for o in pyramid.outputs]
+    assert len(shapes) >= 3
+    assert all(a[0] >= b[0] for a, b in itertools.pairwise(shapes)), shapes  # shallow to deep
+    assert shapes[-1][-1] == model.output_shape[-1]  # the deepest stage is what the head pools

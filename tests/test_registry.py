@@ -84,3 +84,13 @@ def test_model_names_default_to_the_registry_name():
         assert isinstance(model, keras.Model) and model.name == name
     assert keras_cnn.ResNetV2(101, input_shape=(32, 32, 3), include_top=False).name == "resnet101_v2"
     assert keras_cnn.CifarResNet(8, residual=False).name == "plain8"
+
+
+def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():
+    alias, full = keras_cnn.model_info("densenet_bc"), keras_cnn.model_info("densenet_bc_100_12")
+    assert (alias.params, alias.macs, alias.reported) == (full.params, full.macs, full.reported)
+    assert alias.builder == full.builder == "DenseNetBC"
+    assert keras_cnn.create_model("densenet_bc").name == "densenet_bc_100_12"
+    assert keras_cnn.list_models("densenet_bc*") == [
+        "densenet_bc", "densenet_bc_100_12", "densenet_bc_190_40", "densenet_bc_250_24",
+    ]  # fmt: skip

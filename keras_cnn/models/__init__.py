@@ -1,6 +1,16 @@
 """One module per architecture family; importing this package registers every builder."""
 
 from keras_cnn.models.alexnet import AlexNet, AlexNetV1
+from keras_cnn.models.densenet import (
+    DenseNet,
+    DenseNet40,
+    DenseNet100,
+    DenseNet121,
+    DenseNet169,
+    DenseNet201,
+    DenseNet264,
+    DenseNetBC,
+)
 from keras_cnn.models.lenet import LeNet5
 from keras_cnn.models.resnet import (
     CifarResNet,
@@ -39,6 +49,14 @@ __all__ = [
     "AlexNet",
     "AlexNetV1",
     "CifarResNet",
+    "DenseNet",
+    "DenseNet40",
+    "DenseNet100",
+    "DenseNet121",
+    "DenseNet169",
+    "DenseNet201",
+    "DenseNet264",
+    "DenseNetBC",
     "LeNet5",
     "Plain20",
     "Plain56",

@@ -12,6 +12,7 @@ PEERS = [
     (keras_cnn.ResNet50, keras.applications.ResNet50, 64),
     (keras_cnn.ResNet50V2, keras.applications.ResNet50V2, 64),
     (keras_cnn.VGG16, keras.applications.VGG16, 32),
+    (keras_cnn.DenseNet121, keras.applications.DenseNet121, 64),
 ]
 
 
@@ -61,6 +62,8 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
         (keras_cnn.ResNet101V2, keras.applications.ResNet101V2),
         (keras_cnn.ResNet152V2, keras.applications.ResNet152V2),
         (keras_cnn.VGG19, keras.applications.VGG19),
+        (keras_cnn.DenseNet169, keras.applications.DenseNet169),
+        (keras_cnn.DenseNet201, keras.applications.DenseNet201),
     ],
     ids=lambda v: v.__name__,
 )
@@ -69,3 +72,16 @@ def test_deeper_peers_have_the_same_weighted_layers_and_shapes(ours, theirs):
     assert _weighted_layers(model) == _weighted_layers(reference)
     assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
     assert model.count_params() == reference.count_params()
+
+
+def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):
+    rng = np.random.default_rng(0)
+    reference = keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(32, 32, 3))
+    _randomize_bn_statistics(reference, rng)
+    path = tmp_path / "densenet121_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    model = keras_cnn.DenseNet121(weights=str(path), include_top=False, input_shape=(32, 32, 3), memory_efficient=True)
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = reference.predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))

@@ -1,0 +1,242 @@
+"""DenseNet and DenseNet-BC (Huang, Liu, van der Maaten & Weinberger, "Densely Connected Convolutional
+Networks", CVPR 2017, Table 1 (ImageNet) and Table 2 (CIFAR)), as in liuzhuang13/DenseNet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from keras_cnn import applications
+from keras_cnn.layers import KERAS_BN, TORCH_BN
+from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
+from keras_cnn.registry import Paper, register, variant
+
+PAPER = Paper(
+    title="Densely Connected Convolutional Networks",
+    authors="Huang, Liu, van der Maaten, Weinberger",
+    venue="CVPR",
+    year=2017,
+)
+#: liuzhuang13/DenseNet: convolutions N(0, sqrt(2 / (k_h k_w C_out))), no biases.
+HE_FAN_OUT = {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "normal")}
+
+
+class _Layers:
+    """The constants of one network: BN flavour, initializer, dropout, memory-efficient mode."""
+
+    def __init__(self, bn: dict, init: dict, dropout_rate: float, memory_efficient: bool):
+        self.bn, self.init, self.dropout_rate, self.memory_efficient = bn, init, dropout_rate, memory_efficient
+
+    def bn_relu(self, x, prefix: str):
+        """BN and ReLU named `{prefix}bn`, `{prefix}relu` (keras.applications names the head's `bn`, `relu`)."""
+        x = keras.layers.BatchNormalization(name=f"{prefix}bn", **self.bn)(x)
+        return keras.layers.Activation("relu", name=f"{prefix}relu")(x)
+
+    def conv(self, x, filters: int, kernel: int, name: str):
+        padding = "same" if kernel > 1 else "valid"
+        return keras.layers.Conv2D(filters, kernel, padding=padding, use_bias=False, name=name, **self.init)(x)
+
+    def dropout(self, x, name: str):
+        return keras.layers.Dropout(self.dropout_rate, name=name)(x) if self.dropout_rate else x
+
+
+def dense_block(x, n: int, k: int, layers: _Layers, *, bottleneck: bool, name: str):
+    """n composite layers H_l (Sec. 3): [BN-ReLU-1x1 conv (4k)-] BN-ReLU-3x3 conv (k), each fed the
+    concatenation of every earlier map in the block (input first). Memory-efficient mode keeps the list of
+    maps and recomputes the first concat-BN-ReLU-conv of each layer in the backward pass."""
+    features = [x]
+    for i in range(1, n + 1):
+        label = f"{name}_block{i}"
+        first_filters, first_kernel = (4 * k, 1) if bottleneck else (k, 3)
+        first_conv = f"{label}_1_conv" if bottleneck else f"{label}_2_conv"
+        if layers.memory_efficient:
+            y = RecomputedConcatBNReLUConv(
+                first_filters, first_kernel, bn_name=f"{label}_0_bn", conv_name=first_conv, bn=layers.bn,
+                init=layers.init, name=f"{label}_recomputed",
+            )(features)  # fmt: skip
+        else:
+            y = layers.conv(layers.bn_relu(x, f"{label}_0_"), first_filters, first_kernel, first_conv)
+        if bottleneck:
+            y = layers.dropout(y, f"{label}_1_drop")
+            y = layers.conv(layers.bn_relu(y, f"{label}_1_"), k, 3, f"{label}_2_conv")
+        y = layers.dropout(y, f"{label}_2_drop")
+        features.append(y)
+        if not layers.memory_efficient:
+            x = keras.layers.Concatenate(name=f"{label}_concat")([x, y])
+    if layers.memory_efficient:
+        x = keras.layers.Concatenate(name=f"{name}_concat")(features)
+    return x
+
+
+def transition(x, theta: float, layers: _Layers, name: str):
+    """BN-ReLU-1x1 conv to floor(theta * c) maps, then 2x2 average pooling (Sec. 3, compression)."""
+    x = layers.bn_relu(x, f"{name}_")
+    x = layers.conv(x, int(x.shape[-1] * theta), 1, f"{name}_conv")
+    x = layers.dropout(x, f"{name}_drop")
+    return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+
+
+def DenseNet(
+    blocks: Sequence[int] = (6, 12, 24, 16),
+    growth_rate: int = 32,
+    *,
+    theta: float = 0.5,
+    bottleneck: bool = True,
+    stem: str = "imagenet",
+    stem_channels: int | None = None,
+    dropout_rate: float = 0.0,
+    memory_efficient: bool = False,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str = "densenet",
+) -> keras.Model:
+    """A DenseNet of dense blocks with `blocks[i]` layers of growth rate k = `growth_rate` (Huang et al. 2017).
+
+    stem "imagenet": 7x7/2 conv with `stem_channels` (default 2k) maps, BN-ReLU, 3x3/2 max pool, with
+    keras.applications' layer names, order and BN constants, so its DenseNet121/169/201 files load.
+    stem "cifar": one 3x3 conv with `stem_channels` (16 for DenseNet, 2k for DenseNet-BC) and Torch BN
+    constants. theta is the transition compression, bottleneck adds the 1x1 (4k) conv (the B in BC),
+    dropout_rate follows each conv but the first (the paper's no-augmentation runs use 0.2).
+    memory_efficient=True recomputes each layer's concat-BN-ReLU-conv in the backward pass (Pleiss et al.
+    2017): same outputs and gradients, training memory linear instead of quadratic in depth.
+    """
+    if stem not in ("imagenet", "cifar"):
+        raise ValueError(f"stem must be 'imagenet' or 'cifar'; received stem={stem!r}.")
+    if not blocks or any(not isinstance(n, int) or n < 1 for n in blocks):
+        raise ValueError(f"blocks must be a non-empty sequence of positive layer counts; received {blocks!r}.")
+    if not isinstance(growth_rate, int) or growth_rate < 1:
+        raise ValueError(f"growth_rate k must be a positive integer; received {growth_rate!r}.")
+    if not 0.0 < theta <= 1.0:
+        raise ValueError(f"Compression theta must be in (0, 1]; received theta={theta!r}.")
+    imagenet = stem == "imagenet"
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
+        min_size=2 ** (len(blocks) - 1 + (2 if imagenet else 0)),  # one halving per transition (+ stem)
+    )  # fmt: skip
+    layers = _Layers(KERAS_BN if imagenet else TORCH_BN, {} if imagenet else HE_FAN_OUT, dropout_rate, memory_efficient)
+    stem_channels = stem_channels or 2 * growth_rate
+    if imagenet:
+        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
+        x = keras.layers.Conv2D(stem_channels, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+        x = layers.bn_relu(x, "conv1_")
+        stages = [x]
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    else:
+        x = layers.conv(img_input, stem_channels, 3, "conv1_conv")
+        stages = [x]
+    for b, n in enumerate(blocks, start=2):
+        x = dense_block(x, n, growth_rate, layers, bottleneck=bottleneck, name=f"conv{b}")
+        if b < len(blocks) + 1:
+            stages.append(x)
+            x = transition(x, theta, layers, f"pool{b}")
+    x = layers.bn_relu(x, "")
+    stages.append(x)
+    model = applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=None if memory_efficient else weights, name=name,
+        stages=stages,
+    )  # fmt: skip
+    if memory_efficient and weights is not None:  # files of either mode: same weights in the same flat order
+        plain = DenseNet(blocks, growth_rate, theta=theta, bottleneck=bottleneck, stem=stem,
+                         stem_channels=stem_channels, dropout_rate=dropout_rate, include_top=include_top,
+                         weights=weights, input_shape=tuple(img_input.shape[1:]), pooling=pooling, classes=classes,
+                         classifier_activation=classifier_activation, name=name)  # fmt: skip
+        model.set_weights(plain.get_weights())
+    return model
+
+
+def DenseNetBC(
+    L: int = 100,
+    k: int = 12,
+    theta: float = 0.5,
+    bottleneck: bool = True,
+    *,
+    dropout_rate: float = 0.0,
+    memory_efficient: bool = False,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 10,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """CIFAR DenseNet of depth L and growth rate k (Huang et al. 2017, Sec. 4 and Table 2): three dense blocks
+    of (L - 4) / 3 convolutions each ((L - 4) / 6 bottleneck layers when `bottleneck`), transitions with
+    compression theta, a 3x3 stem of 16 maps (plain DenseNet) or 2k (DenseNet-B/C/BC). Defaults:
+    DenseNet-BC (L=100, k=12, theta=0.5), 769,162 trainable at 10 classes.
+    """
+    convs_per_layer = 2 if bottleneck else 1
+    if not isinstance(L, int) or (L - 4) % (3 * convs_per_layer) or L < 4 + 3 * convs_per_layer:
+        raise ValueError(
+            f"DenseNet depth L must be 3 * {convs_per_layer} * n + 4 with n >= 1 "
+            f"({'100, 190, 250' if bottleneck else '40, 100'}); received L={L!r}."
+        )
+    n = (L - 4) // (3 * convs_per_layer)
+    plain = not bottleneck and theta == 1.0
+    return DenseNet(
+        (n, n, n), k, theta=theta, bottleneck=bottleneck, stem="cifar", stem_channels=16 if plain else 2 * k,
+        dropout_rate=dropout_rate, memory_efficient=memory_efficient, include_top=include_top, weights=weights,
+        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or (f"densenet{L}" if plain else f"densenet_bc_{L}_{k}"),
+    )  # fmt: skip
+
+
+# --- named builders with the published figures (reference-figures.md §1-§2, porting notes §4.2) ---------
+CIFAR = {"input_size": (32, 32, 3), "classes": 10, "recipe": "densenet_cifar", "paper": PAPER}
+_SRC = "[R:liuzhuang13/DenseNet] README / paper Table 2"
+
+
+def _errors(c10: float | None, c10_aug: float, c100: float | None, c100_aug: float) -> dict[str, float]:
+    figures = {"cifar10_test_error": c10, "cifar10+_test_error": c10_aug, "cifar100_test_error": c100,
+               "cifar100+_test_error": c100_aug}  # fmt: skip
+    return {key: value for key, value in figures.items() if value is not None}
+
+
+DenseNet40 = register("densenet40", params=1_019_722, macs=265e6, reported=_errors(7.00, 5.24, 27.55, 24.42),
+                      source=_SRC, **CIFAR)(
+    variant(DenseNetBC, "DenseNet40", "DenseNet (L=40, k=12) for CIFAR, 16-map stem (Huang et al. 2017, Table 2).",
+            {"L": 40, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet40")
+)  # fmt: skip
+DenseNet100 = register("densenet100", params=6_979_642, macs=1.77e9, reported=_errors(5.77, 4.10, 23.79, 20.20),
+                       source=_SRC, notes="Published as 7.0 M; computed 6.980 M (porting notes §4.2).", **CIFAR)(
+    variant(DenseNetBC, "DenseNet100", "DenseNet (L=100, k=12) for CIFAR (Huang et al. 2017, Table 2).",
+            {"L": 100, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet100")
+)  # fmt: skip
+register("densenet_bc", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), source=_SRC,
+         notes="Alias of densenet_bc_100_12.", name="densenet_bc_100_12", **CIFAR)(DenseNetBC)  # fmt: skip
+register("densenet_bc_100_12", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), source=_SRC,
+         **CIFAR)(DenseNetBC)  # fmt: skip
+register("densenet_bc_250_24", params=15_324_406, macs=5.42e9, reported=_errors(5.19, 3.62, 19.64, 17.60),
+         source=_SRC, L=250, k=24, **CIFAR)(DenseNetBC)  # fmt: skip
+register("densenet_bc_190_40", params=25_624_430, macs=9.30e9, reported=_errors(None, 3.46, None, 17.18),
+         source=_SRC, L=190, k=40, **CIFAR)(DenseNetBC)  # fmt: skip
+
+_IMAGENET_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32), 264: (6, 12, 64, 48)}
+_KERAS = "keras.io applications table [K]"
+
+
+def _imagenet(depth: int, params: int, macs: float, reported: dict[str, float], source: str):
+    doc = f"DenseNet-{depth} (k=32, theta=0.5, bottleneck) for ImageNet (Huang et al. 2017, Table 1)."
+    named = variant(DenseNet, f"DenseNet{depth}", doc, {"blocks": _IMAGENET_BLOCKS[depth], "growth_rate": 32},
+                    name=f"densenet{depth}")  # fmt: skip
+    return register(f"densenet{depth}", paper=PAPER, params=params, macs=macs, reported=reported, source=source,
+                    recipe="densenet_imagenet")(named)  # fmt: skip
+
+
+DenseNet121 = _imagenet(121, 7_978_856, 2.834e9, {"imagenet_top1_acc": 75.0, "imagenet_top5_acc": 92.3}, _KERAS)
+DenseNet169 = _imagenet(169, 14_149_480, 3.360e9, {"imagenet_top1_acc": 76.2, "imagenet_top5_acc": 93.2}, _KERAS)
+DenseNet201 = _imagenet(201, 20_013_928, 4.291e9, {"imagenet_top1_acc": 77.3, "imagenet_top5_acc": 93.6}, _KERAS)
+DenseNet264 = _imagenet(
+    264, 33_337_704, 5.75e9, {"imagenet_top1_err": 22.15, "imagenet_top1_err_10crop": 20.80}, "paper [P*]"
+)

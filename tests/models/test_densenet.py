@@ -1,0 +1,85 @@
+"""DenseNet / DenseNet-BC structure and the memory-efficient mode (Huang et al. 2017; Pleiss et al. 2017)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
+
+
+def _train_step(model, x, y):
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, out))
+    return out.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
+
+
+@pytest.mark.parametrize("kwargs", [{"L": 40, "k": 12}, {"L": 22, "k": 6, "theta": 1.0, "bottleneck": False}])
+def test_memory_efficient_mode_matches_the_normal_mode(kwargs):
+    kwargs |= {"input_shape": (16, 16, 3), "classes": 5}
+    normal = keras_cnn.DenseNetBC(**kwargs)
+    efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
+    assert [w.name for w in normal.weights] == [w.name for w in efficient.weights]
+    assert any(isinstance(layer, RecomputedConcatBNReLUConv) for layer in efficient.layers)
+    efficient.set_weights(normal.get_weights())
+    rng = np.random.default_rng(0)
+    x, y = rng.random((4, 16, 16, 3), dtype=np.float32), np.array([0, 1, 2, 3])
+    out_n, grads_n = _train_step(normal, x, y)
+    out_e, grads_e = _train_step(efficient, x, y)
+    np.testing.assert_allclose(out_e, out_n, atol=1e-6)
+    for g_e, g_n in zip(grads_e, grads_n, strict=True):
+        np.testing.assert_allclose(g_e, g_n, atol=1e-5)
+    # moving statistics updated once per step, exactly as the plain BN layers do (no double update)
+    for w_e, w_n in zip(efficient.non_trainable_weights, normal.non_trainable_weights, strict=True):
+        np.testing.assert_allclose(w_e.numpy(), w_n.numpy(), atol=1e-6)
+    np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
+
+
+def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_path):
+    normal = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3))
+    normal.save_weights(tmp_path / "normal.weights.h5")
+    efficient = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
+                                     weights=tmp_path / "normal.weights.h5")  # fmt: skip
+    x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
+    np.testing.assert_allclose(efficient.predict(x, verbose=0), normal.predict(x, verbose=0), atol=1e-6)
+    efficient.save(tmp_path / "efficient.keras")
+    reloaded = keras.saving.load_model(tmp_path / "efficient.keras", safe_mode=True)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), efficient.predict(x, verbose=0))
+
+
+def test_memory_efficient_model_trains_with_fit():
+    model = keras_cnn.create_model("densenet_bc", memory_efficient=True, input_shape=(16, 16, 3), classes=3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.random((8, 16, 16, 3)), rng.integers(0, 3, 8), epochs=2, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_cifar_structure_stem_growth_and_compression():
+    basic = keras_cnn.DenseNet40()
+    assert basic.get_layer("conv1_conv").filters == 16  # plain DenseNet stem
+    assert basic.get_layer("conv2_block12_concat").output.shape[-1] == 16 + 12 * 12
+    bc = keras_cnn.DenseNetBC()
+    assert bc.get_layer("conv1_conv").filters == 24  # 2k for DenseNet-BC
+    assert bc.get_layer("conv2_block1_1_conv").filters == 48  # bottleneck 4k
+    block = bc.get_layer("conv2_block16_concat").output.shape[-1]
+    assert block == 24 + 16 * 12 and bc.get_layer("pool2_conv").filters == block // 2
+    assert bc.get_layer("bn").output.shape[-1] == 342  # final channels, porting notes counts
+    dropped = keras_cnn.DenseNetBC(dropout_rate=0.2)
+    assert sum(isinstance(layer, keras.layers.Dropout) for layer in dropped.layers) == 3 * 16 * 2 + 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"L": 41}, "DenseNet depth L must be 3 \\* 2 \\* n \\+ 4"), ({"theta": 0.0}, "theta must be in"),
+     ({"k": 0}, "growth_rate k must be a positive integer"), ({"L": 41, "bottleneck": False}, "40, 100")],
+)  # fmt: skip
+def test_bad_densenet_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_cnn.DenseNetBC(**kwargs)
+    with pytest.raises(ValueError, match="stem must be 'imagenet' or 'cifar'"):
+        keras_cnn.DenseNet(stem="mnist")
+    with pytest.raises(ValueError, match="blocks must be a non-empty sequence"):
+        keras_cnn.DenseNet(blocks=())

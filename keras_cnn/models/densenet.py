@@ -3,6 +3,8 @@ Networks", CVPR 2017, Table 1 (ImageNet) and Table 2 (CIFAR)), as in liuzhuang13
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import keras
@@ -144,13 +146,25 @@ def DenseNet(
         classifier_activation=classifier_activation, weights=None if memory_efficient else weights, name=name,
         stages=stages,
     )  # fmt: skip
-    if memory_efficient and weights is not None:  # files of either mode: same weights in the same flat order
-        plain = DenseNet(blocks, growth_rate, theta=theta, bottleneck=bottleneck, stem=stem,
-                         stem_channels=stem_channels, dropout_rate=dropout_rate, include_top=include_top,
-                         weights=weights, input_shape=tuple(img_input.shape[1:]), pooling=pooling, classes=classes,
-                         classifier_activation=classifier_activation, name=name)  # fmt: skip
-        model.set_weights(plain.get_weights())
+    if memory_efficient and weights is not None:
+        _load_into_memory_efficient(model, weights, lambda: DenseNet(
+            blocks, growth_rate, theta=theta, bottleneck=bottleneck, stem=stem, stem_channels=stem_channels,
+            dropout_rate=dropout_rate, include_top=include_top, weights=weights,
+            input_shape=tuple(img_input.shape[1:]), pooling=pooling, classes=classes,
+            classifier_activation=classifier_activation, name=name,
+        ))  # fmt: skip
     return model
+
+
+def _load_into_memory_efficient(model: keras.Model, weights, build_plain) -> None:
+    """A file saved from a memory-efficient model loads as it is; a normal-mode file (ours or
+    keras.applications') loads into the plain twin, whose weights come in the same flat order."""
+    try:
+        with warnings.catch_warnings():  # a normal-mode file warns about every container it cannot match
+            warnings.simplefilter("ignore")
+            model.load_weights(os.fspath(weights))
+    except ValueError:
+        model.set_weights(build_plain().get_weights())
 
 
 def DenseNetBC(

@@ -44,6 +44,16 @@ def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_pa
                                      weights=tmp_path / "normal.weights.h5")  # fmt: skip
     x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
     np.testing.assert_allclose(efficient.predict(x, verbose=0), normal.predict(x, verbose=0), atol=1e-6)
+    efficient.save_weights(tmp_path / "efficient.weights.h5")
+    again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
+                                 weights=tmp_path / "efficient.weights.h5")  # fmt: skip
+    np.testing.assert_array_equal(again.predict(x, verbose=0), efficient.predict(x, verbose=0))
+    normal_again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3))
+    normal_again.set_weights(again.get_weights())
+    np.testing.assert_allclose(normal_again.predict(x, verbose=0), normal.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), classes=3, memory_efficient=True,
+                             weights=tmp_path / "efficient.weights.h5")  # fmt: skip
     efficient.save(tmp_path / "efficient.keras")
     reloaded = keras.saving.load_model(tmp_path / "efficient.keras", safe_mode=True)
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), efficient.predict(x, verbose=0))

@@ -11,11 +11,9 @@ ratios and writes JSON to --output. Target (issue 3): at most half the memory at
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl import app, flags
@@ -89,11 +87,9 @@ def main(argv: list[str]) -> None:
         sizes = f"{r['model']:20s} {r['image_size']:4d} {r['batch_size']:5d}"
         memory = f"{r['normal_mib']:10d} {r['efficient_mib']:13d} {r['memory_ratio']:9.3f}"
         print(f"{sizes} {memory} {r['normal_step_s']:8.3f} {r['efficient_step_s']:11.3f} {r['time_ratio']:10.3f}")
-    out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as tmp:
-        json.dump({"steps": FLAGS.steps, "rows": rows}, tmp, indent=2)
-    os.replace(tmp.name, FLAGS.output)
+    from keras_cnn.io import write_json_atomic  # here: the parent process needs no TensorFlow until now
+
+    write_json_atomic(FLAGS.output, {"steps": FLAGS.steps, "rows": rows})
     print(f"wrote {FLAGS.output}")
 
 

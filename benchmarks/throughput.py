@@ -9,14 +9,14 @@ ratio ours / keras.applications and writes it as JSON to --output.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 from absl import app, flags
+
+from keras_cnn.io import write_json_atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["ResNet50", "VGG16"], "Builders present in both keras_cnn and keras.applications.")
@@ -90,11 +90,7 @@ def main(argv: list[str]) -> None:
         "rounds": FLAGS.rounds,
         "rows": rows,
     }
-    out_dir = os.path.dirname(os.path.abspath(FLAGS.output))
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as tmp:
-        json.dump(result, tmp, indent=2)
-    os.replace(tmp.name, FLAGS.output)
+    write_json_atomic(FLAGS.output, result)
     print(f"wrote {FLAGS.output}")
 
 

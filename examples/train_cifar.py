@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 
 from absl import app, flags
@@ -31,6 +30,7 @@ def main(argv: list[str]) -> None:
 
     import keras_cnn
     from keras_cnn.data import load_digits
+    from keras_cnn.io import write_json_atomic
 
     if FLAGS.dataset != "digits":
         raise app.UsageError(f"--dataset={FLAGS.dataset!r} is not available yet; allowed: 'digits'.")
@@ -66,10 +66,7 @@ def main(argv: list[str]) -> None:
         "images_per_s": round(seen / wall, 1),
         "trainable_params": keras_cnn.trainable_params(model),
     }
-    path = os.path.join(FLAGS.output_dir, "metrics.json")
-    with tempfile.NamedTemporaryFile("w", dir=FLAGS.output_dir, delete=False, suffix=".tmp") as tmp:
-        json.dump(metrics, tmp, indent=2)
-    os.replace(tmp.name, path)
+    write_json_atomic(os.path.join(FLAGS.output_dir, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
 
 

@@ -1,5 +1,6 @@
 """Blocks shared by several model families."""
 
+from keras_cnn.layers.init import HE_FAN_OUT
 from keras_cnn.layers.lrn import LocalResponseNormalization
 from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, check_norm, norm_layer
 from keras_cnn.layers.pooling import AdaptiveAveragePooling
@@ -12,6 +13,7 @@ from keras_cnn.layers.stochastic_depth import (
 )
 
 __all__ = [
+    "HE_FAN_OUT",
     "KERAS_BN",
     "NORMS",
     "TORCH_BN",

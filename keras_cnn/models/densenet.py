@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_cnn import applications
-from keras_cnn.layers import KERAS_BN, TORCH_BN
+from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN
 from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
 from keras_cnn.registry import Paper, register, variant
 
@@ -20,8 +20,6 @@ PAPER = Paper(
     venue="CVPR",
     year=2017,
 )
-#: liuzhuang13/DenseNet: convolutions N(0, sqrt(2 / (k_h k_w C_out))), no biases.
-HE_FAN_OUT = {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "normal")}
 
 
 class _Layers:

@@ -17,7 +17,15 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
-from keras_cnn.layers import KERAS_BN, TORCH_BN, block_survival, norm_layer, option_a_shortcut, residual_join
+from keras_cnn.layers import (
+    HE_FAN_OUT,
+    KERAS_BN,
+    TORCH_BN,
+    block_survival,
+    norm_layer,
+    option_a_shortcut,
+    residual_join,
+)
 from keras_cnn.layers.norm import Norm, check_norm
 from keras_cnn.layers.stochastic_depth import Schedule
 from keras_cnn.registry import Paper, register, variant
@@ -32,8 +40,6 @@ SD = Paper(
     title="Deep Networks with Stochastic Depth", authors="Huang, Sun, Liu, Sedra, Weinberger", venue="ECCV", year=2016
 )
 
-#: He et al.'s Torch code: N(0, sqrt(2 / (k*k*c_out))) for convolutions (fb.resnet.torch, resnet-1k-layers).
-HE_FAN_OUT = {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "normal")}
 KERAS_INIT: dict = {}
 
 

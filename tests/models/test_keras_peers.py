@@ -24,6 +24,12 @@ def _randomize_bn_statistics(model, rng):
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
 
 
+def _write_legacy_h5(model, path) -> None:
+    """Weights in the legacy HDF5 layout of the published keras.applications files."""
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
 def _weighted_layers(model):
     return [layer.name for layer in model.layers if layer.weights]
 
@@ -42,8 +48,7 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
     _randomize_bn_statistics(reference, rng)
     if file_format == "legacy_h5":  # the format of the published keras.applications files
         path = tmp_path / "peer.h5"
-        with h5py.File(path, "w") as f:
-            legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+        _write_legacy_h5(reference, path)
     else:
         path = tmp_path / "peer.weights.h5"
         reference.save_weights(path)
@@ -79,8 +84,7 @@ def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):
     reference = keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(32, 32, 3))
     _randomize_bn_statistics(reference, rng)
     path = tmp_path / "densenet121_notop.h5"
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    _write_legacy_h5(reference, path)
     model = keras_cnn.DenseNet121(weights=str(path), include_top=False, input_shape=(32, 32, 3), memory_efficient=True)
     x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected = reference.predict(x, verbose=0)

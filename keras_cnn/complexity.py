@@ -22,23 +22,32 @@ def _spatial(shape) -> int:
     return math.prod(int(d) for d in shape[1:-1])
 
 
-def layer_macs(layer: keras.layers.Layer) -> int:
-    """MACs of one conv/dense layer for one image (0 for every other layer).
+def call_macs(layer: keras.layers.Layer, input_shape, output_shape) -> int:
+    """MACs of one call of a conv/dense layer for one image (0 for every other layer).
 
-    Custom layers report their own count through a `macs()` method.
+    Custom layers report their own count through a `macs(input_shape, output_shape)` method.
     """
     if hasattr(layer, "macs"):
-        return int(layer.macs())
+        return int(layer.macs(input_shape, output_shape))
     if isinstance(layer, keras.layers.Dense):
         return math.prod(layer.kernel.shape)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return _spatial(layer.output.shape) * math.prod(layer.kernel.shape)
+        return _spatial(output_shape) * math.prod(layer.kernel.shape)
     if isinstance(layer, keras.layers.SeparableConv2D):
-        out = layer.output.shape
-        return _spatial(out) * (math.prod(layer.depthwise_kernel.shape) + math.prod(layer.pointwise_kernel.shape))
+        kernels = math.prod(layer.depthwise_kernel.shape) + math.prod(layer.pointwise_kernel.shape)
+        return _spatial(output_shape) * kernels
     if isinstance(layer, keras.layers.Conv2D):
-        return _spatial(layer.output.shape) * math.prod(layer.kernel.shape)
+        return _spatial(output_shape) * math.prod(layer.kernel.shape)
     return 0
+
+
+def layer_macs(layer: keras.layers.Layer) -> int:
+    """MACs of every call of one layer in its graph (a layer shared between calls counts once per call)."""
+    total = 0
+    for node in layer._inbound_nodes:
+        inputs = [t.shape for t in node.input_tensors]
+        total += call_macs(layer, inputs[0] if len(inputs) == 1 else inputs, node.output_tensors[0].shape)
+    return total
 
 
 def count_macs(model: keras.Model) -> int:

@@ -11,6 +11,7 @@ from keras_cnn.layers.stochastic_depth import (
     residual_join,
     survival_probabilities,
 )
+from keras_cnn.layers.style import Style
 
 __all__ = [
     "HE_FAN_OUT",
@@ -20,6 +21,7 @@ __all__ = [
     "AdaptiveAveragePooling",
     "LocalResponseNormalization",
     "StochasticDepth",
+    "Style",
     "ZeroChannelPad",
     "block_survival",
     "check_norm",

@@ -30,6 +30,7 @@ def norm_layer(norm: Norm, name: str, channels: int, *, groups: int = 32, **bn_k
     check_norm(norm)
     if norm == "batch":
         return keras.layers.BatchNormalization(name=name, **bn_kwargs)
+    regularizers = {key: bn_kwargs[key] for key in ("gamma_regularizer", "beta_regularizer") if key in bn_kwargs}
     return keras.layers.GroupNormalization(
-        groups=math.gcd(groups, channels), epsilon=bn_kwargs.get("epsilon", 1e-5), name=name
+        groups=math.gcd(groups, channels), epsilon=bn_kwargs.get("epsilon", 1e-5), name=name, **regularizers
     )

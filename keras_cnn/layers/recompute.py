@@ -3,6 +3,8 @@ arXiv 1707.06990, 2017): concat -> BN -> ReLU -> conv is recomputed in the backw
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -51,6 +53,9 @@ class RecomputedConcatBNReLUConv(keras.layers.Layer):
         norm.moving_mean.assign(norm.moving_mean * momentum + ops.stop_gradient(mean) * (1 - momentum))
         norm.moving_variance.assign(norm.moving_variance * momentum + ops.stop_gradient(variance) * (1 - momentum))
         return outputs
+
+    def macs(self, input_shapes, output_shape) -> int:
+        return math.prod(output_shape[1:3]) * math.prod(self.conv.kernel.shape)
 
     def compute_output_shape(self, input_shapes):
         return (*input_shapes[0][:-1], self.filters)

@@ -1,6 +1,20 @@
 """One module per architecture family; importing this package registers every builder."""
 
 from keras_cnn.models.alexnet import AlexNet, AlexNetV1
+from keras_cnn.models.cliquenet import (
+    CliqueNet,
+    CliqueNetK36T12,
+    CliqueNetK36T12AC,
+    CliqueNetK64T15,
+    CliqueNetK80T15,
+    CliqueNetK80T15AC,
+    CliqueNetK80T18,
+    CliqueNetK150T30ABC,
+    CliqueNetS0,
+    CliqueNetS1,
+    CliqueNetS2,
+    CliqueNetS3,
+)
 from keras_cnn.models.densenet import (
     DenseNet,
     DenseNet40,
@@ -49,6 +63,18 @@ __all__ = [
     "AlexNet",
     "AlexNetV1",
     "CifarResNet",
+    "CliqueNet",
+    "CliqueNetK36T12",
+    "CliqueNetK36T12AC",
+    "CliqueNetK64T15",
+    "CliqueNetK80T15",
+    "CliqueNetK80T15AC",
+    "CliqueNetK80T18",
+    "CliqueNetK150T30ABC",
+    "CliqueNetS0",
+    "CliqueNetS1",
+    "CliqueNetS2",
+    "CliqueNetS3",
     "DenseNet",
     "DenseNet40",
     "DenseNet100",

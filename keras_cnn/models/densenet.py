@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_cnn import applications
-from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN
+from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN, Style
 from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
 from keras_cnn.registry import Paper, register, variant
 
@@ -22,26 +22,7 @@ PAPER = Paper(
 )
 
 
-class _Layers:
-    """The constants of one network: BN flavour, initializer, dropout, memory-efficient mode."""
-
-    def __init__(self, bn: dict, init: dict, dropout_rate: float, memory_efficient: bool):
-        self.bn, self.init, self.dropout_rate, self.memory_efficient = bn, init, dropout_rate, memory_efficient
-
-    def bn_relu(self, x, prefix: str):
-        """BN and ReLU named `{prefix}bn`, `{prefix}relu` (keras.applications names the head's `bn`, `relu`)."""
-        x = keras.layers.BatchNormalization(name=f"{prefix}bn", **self.bn)(x)
-        return keras.layers.Activation("relu", name=f"{prefix}relu")(x)
-
-    def conv(self, x, filters: int, kernel: int, name: str):
-        padding = "same" if kernel > 1 else "valid"
-        return keras.layers.Conv2D(filters, kernel, padding=padding, use_bias=False, name=name, **self.init)(x)
-
-    def dropout(self, x, name: str):
-        return keras.layers.Dropout(self.dropout_rate, name=name)(x) if self.dropout_rate else x
-
-
-def dense_block(x, n: int, k: int, layers: _Layers, *, bottleneck: bool, name: str):
+def dense_block(x, n: int, k: int, style: Style, *, bottleneck: bool, memory_efficient: bool, name: str):
     """n composite layers H_l (Sec. 3): [BN-ReLU-1x1 conv (4k)-] BN-ReLU-3x3 conv (k), each fed the
     concatenation of every earlier map in the block (input first). Memory-efficient mode keeps the list of
     maps and recomputes the first concat-BN-ReLU-conv of each layer in the backward pass."""
@@ -49,31 +30,31 @@ def dense_block(x, n: int, k: int, layers: _Layers, *, bottleneck: bool, name: s
     for i in range(1, n + 1):
         label = f"{name}_block{i}"
         first_filters, first_kernel = (4 * k, 1) if bottleneck else (k, 3)
-        first_conv = f"{label}_1_conv" if bottleneck else f"{label}_2_conv"
-        if layers.memory_efficient:
+        first_conv = f"{label}_1" if bottleneck else f"{label}_2"
+        if memory_efficient:
             y = RecomputedConcatBNReLUConv(
-                first_filters, first_kernel, bn_name=f"{label}_0_bn", conv_name=first_conv, bn=layers.bn,
-                init=layers.init, name=f"{label}_recomputed",
+                first_filters, first_kernel, bn_name=f"{label}_0_bn", conv_name=f"{first_conv}_conv", bn=style.bn,
+                init=style.init, name=f"{label}_recomputed",
             )(features)  # fmt: skip
         else:
-            y = layers.conv(layers.bn_relu(x, f"{label}_0_"), first_filters, first_kernel, first_conv)
+            y = style.conv(style.norm_act(x, f"{label}_0"), first_filters, first_kernel, 1, first_conv)
         if bottleneck:
-            y = layers.dropout(y, f"{label}_1_drop")
-            y = layers.conv(layers.bn_relu(y, f"{label}_1_"), k, 3, f"{label}_2_conv")
-        y = layers.dropout(y, f"{label}_2_drop")
+            y = style.dropout(y, f"{label}_1")
+            y = style.conv(style.norm_act(y, f"{label}_1"), k, 3, 1, f"{label}_2")
+        y = style.dropout(y, f"{label}_2")
         features.append(y)
-        if not layers.memory_efficient:
+        if not memory_efficient:
             x = keras.layers.Concatenate(name=f"{label}_concat")([x, y])
-    if layers.memory_efficient:
+    if memory_efficient:
         x = keras.layers.Concatenate(name=f"{name}_concat")(features)
     return x
 
 
-def transition(x, theta: float, layers: _Layers, name: str):
+def transition(x, theta: float, style: Style, name: str):
     """BN-ReLU-1x1 conv to floor(theta * c) maps, then 2x2 average pooling (Sec. 3, compression)."""
-    x = layers.bn_relu(x, f"{name}_")
-    x = layers.conv(x, int(x.shape[-1] * theta), 1, f"{name}_conv")
-    x = layers.dropout(x, f"{name}_drop")
+    x = style.norm_act(x, name)
+    x = style.conv(x, int(x.shape[-1] * theta), 1, 1, name)
+    x = style.dropout(x, name)
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
@@ -120,24 +101,22 @@ def DenseNet(
         classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
         min_size=2 ** (len(blocks) - 1 + (2 if imagenet else 0)),  # one halving per transition (+ stem)
     )  # fmt: skip
-    layers = _Layers(KERAS_BN if imagenet else TORCH_BN, {} if imagenet else HE_FAN_OUT, dropout_rate, memory_efficient)
+    style = Style(bn=KERAS_BN if imagenet else TORCH_BN, init={} if imagenet else HE_FAN_OUT, dropout_rate=dropout_rate)
     stem_channels = stem_channels or 2 * growth_rate
     if imagenet:
-        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
-        x = keras.layers.Conv2D(stem_channels, 7, strides=2, use_bias=False, name="conv1_conv")(x)
-        x = layers.bn_relu(x, "conv1_")
-        stages = [x]
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+        stem_map, x = style.imagenet_stem(img_input, stem_channels, pool_name="pool1")
+        stages = [stem_map]
     else:
-        x = layers.conv(img_input, stem_channels, 3, "conv1_conv")
+        x = style.conv(img_input, stem_channels, 3, 1, "conv1")
         stages = [x]
     for b, n in enumerate(blocks, start=2):
-        x = dense_block(x, n, growth_rate, layers, bottleneck=bottleneck, name=f"conv{b}")
+        x = dense_block(
+            x, n, growth_rate, style, bottleneck=bottleneck, memory_efficient=memory_efficient, name=f"conv{b}"
+        )
         if b < len(blocks) + 1:
             stages.append(x)
-            x = transition(x, theta, layers, f"pool{b}")
-    x = layers.bn_relu(x, "")
+            x = transition(x, theta, style, f"pool{b}")
+    x = style.norm_act(x, "")
     stages.append(x)
     model = applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,

@@ -65,8 +65,8 @@ class ConnectionTableConv2D(keras.layers.Layer):
         shrink = self.kernel_size - 1
         return (n, None if h is None else h - shrink, None if w is None else w - shrink, len(self.table))
 
-    def macs(self) -> int:
-        _, h, w, _ = self.output.shape
+    def macs(self, input_shape, output_shape) -> int:
+        _, h, w, _ = output_shape
         return h * w * self.kernel_size**2 * sum(len(row) for row in self.table)
 
     def get_config(self):
@@ -115,7 +115,7 @@ class EuclideanRBF(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
-    def macs(self) -> int:
+    def macs(self, input_shape, output_shape) -> int:
         return int(np.prod(self.centers.shape))
 
     def get_config(self):

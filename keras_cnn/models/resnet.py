@@ -21,12 +21,12 @@ from keras_cnn.layers import (
     HE_FAN_OUT,
     KERAS_BN,
     TORCH_BN,
+    Style,
     block_survival,
-    norm_layer,
     option_a_shortcut,
     residual_join,
 )
-from keras_cnn.layers.norm import Norm, check_norm
+from keras_cnn.layers.norm import Norm
 from keras_cnn.layers.stochastic_depth import Schedule
 from keras_cnn.registry import Paper, register, variant
 
@@ -43,29 +43,7 @@ SD = Paper(
 KERAS_INIT: dict = {}
 
 
-class _Style:
-    """Constants that differ between the Torch-derived families and the keras.applications-compatible ones."""
-
-    def __init__(self, norm: Norm, bn: dict, init: dict):
-        check_norm(norm)
-        self.norm, self.bn, self.init = norm, bn, init
-
-    def conv(self, x, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False):
-        """A convolution padded like PyTorch/Torch (symmetric (k-1)/2) whatever the stride."""
-        pad = (kernel - 1) // 2
-        if pad and stride > 1:
-            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-        padding = "valid" if stride > 1 or kernel == 1 else "same"
-        return keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=f"{name}_conv", **self.init
-        )(x)
-
-    def norm_act(self, x, name: str, act: bool = True):
-        x = norm_layer(self.norm, f"{name}_bn", x.shape[-1], **self.bn)(x)
-        return keras.layers.Activation("relu", name=f"{name}_relu")(x) if act else x
-
-
-def basic_block(x, filters: int, stride: int, style: _Style, *, shortcut: str, residual: bool, p: float, name: str):
+def basic_block(x, filters: int, stride: int, style: Style, *, shortcut: str, residual: bool, p: float, name: str):
     """Two 3x3 convolutions (Fig. 5 left). shortcut "A": zero-padding identity, "B": 1x1 projection + BN
     when the shape changes. residual=False gives the plain block of the degradation experiment."""
 
@@ -86,7 +64,7 @@ def basic_block(x, filters: int, stride: int, style: _Style, *, shortcut: str, r
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def bottleneck_block(x, filters: int, stride: int, style: _Style, *, p: float, name: str):
+def bottleneck_block(x, filters: int, stride: int, style: Style, *, p: float, name: str):
     """1x1-3x3-1x1 bottleneck (Fig. 5 right) in keras.applications' layout: stride on the first 1x1,
     biases on every convolution, projection shortcut on each stage's first block."""
 
@@ -104,7 +82,7 @@ def bottleneck_block(x, filters: int, stride: int, style: _Style, *, p: float, n
 
 
 def preact_bottleneck_block(
-    x, filters: int, stride: int, style: _Style, *, layout: Literal["cifar", "keras"], p: float, name: str
+    x, filters: int, stride: int, style: Style, *, layout: Literal["cifar", "keras"], p: float, name: str
 ):
     """Pre-activation bottleneck, BN-ReLU before each convolution (Identity Mappings, Fig. 4(e)).
 
@@ -141,7 +119,7 @@ def preact_bottleneck_block(
     return residual_join(x, skip, lambda t: convs(preact(t)), block=name, join="out", survival_probability=p)
 
 
-def _stages(x, depths, widths, strides, block: Callable, survival, style: _Style, *, downsample="first", **kwargs):
+def _stages(x, depths, widths, strides, block: Callable, survival, style: Style, *, downsample="first", **kwargs):
     """Stack blocks stage by stage (`conv{s}_block{b}`); each stage's stride goes to its first block (v1)
     or its last block (keras.applications ResNetV2). Returns the output and the stage tensors."""
     outputs = []
@@ -152,15 +130,6 @@ def _stages(x, depths, widths, strides, block: Callable, survival, style: _Style
                       name=f"conv{s}_block{b}", **kwargs)  # fmt: skip
         outputs.append(x)
     return x, outputs
-
-
-def _imagenet_stem(img_input, style: _Style, *, use_bias: bool, preact: bool):
-    """7x7/2 conv with 64 maps (+ BN-ReLU unless pre-activation), then 3x3/2 max pooling (Table 1, conv1)."""
-    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
-    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv", **style.init)(x)
-    stem = x if preact else style.norm_act(x, "conv1")
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(stem)
-    return stem, keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
 def CifarResNet(
@@ -197,7 +166,7 @@ def CifarResNet(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=32, min_size=4,
     )  # fmt: skip
-    style = _Style(norm, TORCH_BN, HE_FAN_OUT)
+    style = Style(norm=norm, bn=TORCH_BN, init=HE_FAN_OUT)
     stem = style.norm_act(style.conv(img_input, 16, 3, 1, "conv1"), "conv1")
     survival = block_survival((n, n, n), p_L, schedule)
     x, outputs = _stages(
@@ -242,8 +211,8 @@ def ResNet(
         classifier_activation=classifier_activation, default_size=224, min_size=32,
     )  # fmt: skip
     bottleneck = depth >= 50
-    style = _Style(norm, KERAS_BN if bottleneck else TORCH_BN, KERAS_INIT if bottleneck else HE_FAN_OUT)
-    stem, x = _imagenet_stem(img_input, style, use_bias=bottleneck, preact=False)
+    style = Style(norm=norm, bn=KERAS_BN if bottleneck else TORCH_BN, init=KERAS_INIT if bottleneck else HE_FAN_OUT)
+    stem, x = style.imagenet_stem(img_input, use_bias=bottleneck, pool_name="pool1_pool")
     depths = IMAGENET_DEPTHS[depth]
     block, kwargs = (bottleneck_block, {}) if bottleneck else (basic_block, {"shortcut": "B", "residual": True})
     survival = block_survival(depths, p_L, schedule)
@@ -278,8 +247,8 @@ def ResNetV2(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=224, min_size=32,
     )  # fmt: skip
-    style = _Style(norm, KERAS_BN, KERAS_INIT)
-    stem, x = _imagenet_stem(img_input, style, use_bias=True, preact=True)
+    style = Style(norm=norm, bn=KERAS_BN, init=KERAS_INIT)
+    stem, x = style.imagenet_stem(img_input, use_bias=True, preact=True, pool_name="pool1_pool")
     depths = IMAGENET_DEPTHS[depth]
     survival = block_survival(depths, p_L, schedule)
     x, outputs = _stages(x, depths, (64, 128, 256, 512), (2, 2, 2, 1), preact_bottleneck_block, survival, style,
@@ -318,7 +287,7 @@ def PreActResNet(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=32, min_size=4,
     )  # fmt: skip
-    style = _Style(norm, TORCH_BN, HE_FAN_OUT)
+    style = Style(norm=norm, bn=TORCH_BN, init=HE_FAN_OUT)
     stem = style.conv(img_input, 16, 3, 1, "conv1")
     survival = block_survival((n, n, n), p_L, schedule)
     x, outputs = _stages(

@@ -1,6 +1,9 @@
 """Train any registered model with model.fit. The default needs no download: scikit-learn's real digits.
 
     python examples/train_cifar.py --model resnet20 --epochs 15
+    python examples/train_cifar.py --model densenet_bc --dataset cifar10 --data_dir ~/tfds --augment cifar
+    python examples/train_cifar.py --dataset cifar10_archive --data_dir cifar-10-python.tar.gz
+    python examples/train_cifar.py --dataset folder --data_dir my_images/ --image_size 64
 
 Writes history.csv and metrics.json (final/best val_accuracy, epochs, wall time, images/s) to --output_dir.
 """
@@ -15,7 +18,25 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "resnet20", "Registered model name (see keras_cnn.list_models()).")
-flags.DEFINE_string("dataset", "digits", "Dataset; 'digits' is embedded and needs no download.")
+DATASETS = (
+    "digits",
+    "cifar10",
+    "cifar100",
+    "mnist",
+    "svhn_cropped",
+    "imagenet2012",
+    "cifar10_archive",
+    "cifar100_archive",
+    "folder",
+)  # keras_cnn.data.DATASETS, listed here so --help works without TF
+flags.DEFINE_enum("dataset", "digits", DATASETS, "Dataset; 'digits' is embedded and needs no download.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir, CIFAR python archive (or its folder), or image folder.")
+flags.DEFINE_enum(
+    "augment",
+    "none",
+    ["none", "cifar", "cifar_pca"],
+    "'cifar': pad-4 random crop + horizontal flip; 'cifar_pca': that plus AlexNet PCA lighting.",
+)
 flags.DEFINE_integer("epochs", 15, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
 flags.DEFINE_float("lr", 0.05, "Peak learning rate of SGD (momentum 0.9, Nesterov) with cosine decay.", lower_bound=0)
@@ -29,14 +50,29 @@ def main(argv: list[str]) -> None:
     import keras
 
     import keras_cnn
-    from keras_cnn.data import load_digits
+    from keras_cnn.augment import PCALighting, pad_crop_flip
+    from keras_cnn.data import load_dataset
     from keras_cnn.io import write_json_atomic
 
-    if FLAGS.dataset != "digits":
-        raise app.UsageError(f"--dataset={FLAGS.dataset!r} is not available yet; allowed: 'digits'.")
     keras.utils.set_random_seed(FLAGS.seed)
-    train, val, classes = load_digits(FLAGS.image_size, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
-    model = keras_cnn.create_model(FLAGS.model, input_shape=(FLAGS.image_size, FLAGS.image_size, 1), classes=classes)
+    channels = 1 if FLAGS.dataset in ("digits", "mnist") else 3
+    augment = None
+    if FLAGS.augment != "none":
+        lighting = PCALighting(seed=FLAGS.seed) if FLAGS.augment == "cifar_pca" and channels == 3 else None
+
+        def augment(image, training=True):
+            image = pad_crop_flip(image)
+            return lighting(image, training=training) if lighting is not None else image
+
+    try:
+        train, val, classes = load_dataset(
+            FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size, channels=channels,
+            batch_size=FLAGS.batch_size, seed=FLAGS.seed, augment=augment,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise app.UsageError(str(err)) from err
+    shape = (FLAGS.image_size, FLAGS.image_size, channels)
+    model = keras_cnn.create_model(FLAGS.model, input_shape=shape, classes=classes)
     steps = FLAGS.epochs * int(train.cardinality())
     schedule = keras.optimizers.schedules.CosineDecay(FLAGS.lr, decay_steps=steps)
     model.compile(
@@ -59,6 +95,7 @@ def main(argv: list[str]) -> None:
     metrics = {
         "model": FLAGS.model,
         "dataset": FLAGS.dataset,
+        "augment": FLAGS.augment,
         "epochs": FLAGS.epochs,
         "final_val_accuracy": val_acc[-1],
         "best_val_accuracy": max(val_acc),

@@ -1,5 +1,7 @@
 """tf.data sources. The embedded default needs no download: scikit-learn's real handwritten digits."""
 
+from keras_cnn.data.cifar import load_cifar_archive
 from keras_cnn.data.digits import load_digits
+from keras_cnn.data.sources import DATASETS, load_dataset, pipeline
 
-__all__ = ["load_digits"]
+__all__ = ["DATASETS", "load_cifar_archive", "load_dataset", "load_digits", "pipeline"]

@@ -11,7 +11,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN, Style
-from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
+from keras_cnn.layers.recompute import RecomputedBottleneck
 from keras_cnn.registry import Paper, register, variant
 
 PAPER = Paper(
@@ -25,22 +25,25 @@ PAPER = Paper(
 def dense_block(x, n: int, k: int, style: Style, *, bottleneck: bool, memory_efficient: bool, name: str):
     """n composite layers H_l (Sec. 3): [BN-ReLU-1x1 conv (4k)-] BN-ReLU-3x3 conv (k), each fed the
     concatenation of every earlier map in the block (input first). Memory-efficient mode keeps the list of
-    maps and recomputes the first concat-BN-ReLU-conv of each layer in the backward pass."""
+    maps and recomputes each layer's concat-BN-ReLU-conv in the backward pass, with the bottleneck's BN-ReLU
+    too unless dropout sits between them (a recomputed dropout would draw a new mask)."""
     features = [x]
     for i in range(1, n + 1):
         label = f"{name}_block{i}"
         first_filters, first_kernel = (4 * k, 1) if bottleneck else (k, 3)
         first_conv = f"{label}_1" if bottleneck else f"{label}_2"
+        fused_bn = memory_efficient and bottleneck and not style.dropout_rate
         if memory_efficient:
-            y = RecomputedConcatBNReLUConv(
+            y = RecomputedBottleneck(
                 first_filters, first_kernel, bn_name=f"{label}_0_bn", conv_name=f"{first_conv}_conv", bn=style.bn,
-                init=style.init, name=f"{label}_recomputed",
+                init=style.init, post_bn_name=f"{label}_1_bn" if fused_bn else None, name=f"{label}_recomputed",
             )(features)  # fmt: skip
         else:
             y = style.conv(style.norm_act(x, f"{label}_0"), first_filters, first_kernel, 1, first_conv)
         if bottleneck:
-            y = style.dropout(y, f"{label}_1")
-            y = style.conv(style.norm_act(y, f"{label}_1"), k, 3, 1, f"{label}_2")
+            if not fused_bn:
+                y = style.norm_act(style.dropout(y, f"{label}_1"), f"{label}_1")
+            y = style.conv(y, k, 3, 1, f"{label}_2")
         y = style.dropout(y, f"{label}_2")
         features.append(y)
         if not memory_efficient:
@@ -84,7 +87,7 @@ def DenseNet(
     stem "cifar": one 3x3 conv with `stem_channels` (16 for DenseNet, 2k for DenseNet-BC) and Torch BN
     constants. theta is the transition compression, bottleneck adds the 1x1 (4k) conv (the B in BC),
     dropout_rate follows each conv but the first (the paper's no-augmentation runs use 0.2).
-    memory_efficient=True recomputes each layer's concat-BN-ReLU-conv in the backward pass (Pleiss et al.
+    memory_efficient=True recomputes each layer's concat-BN-ReLU-conv(-BN-ReLU) in the backward pass (Pleiss et al.
     2017): same outputs and gradients, training memory linear instead of quadratic in depth.
     """
     if stem not in ("imagenet", "cifar"):

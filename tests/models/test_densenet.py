@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_cnn
-from keras_cnn.layers.recompute import RecomputedConcatBNReLUConv
+from keras_cnn.layers.recompute import RecomputedBottleneck
 
 
 def _train_step(model, x, y):
@@ -16,13 +16,16 @@ def _train_step(model, x, y):
     return out.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
 
 
-@pytest.mark.parametrize("kwargs", [{"L": 40, "k": 12}, {"L": 22, "k": 6, "theta": 1.0, "bottleneck": False}])
+@pytest.mark.parametrize(
+    "kwargs", [{"L": 40, "k": 12, "bottleneck": True}, {"L": 22, "k": 6, "theta": 1.0, "bottleneck": False}]
+)
 def test_memory_efficient_mode_matches_the_normal_mode(kwargs):
     kwargs |= {"input_shape": (16, 16, 3), "classes": 5}
     normal = keras_cnn.DenseNetBC(**kwargs)
     efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
     assert [w.name for w in normal.weights] == [w.name for w in efficient.weights]
-    assert any(isinstance(layer, RecomputedConcatBNReLUConv) for layer in efficient.layers)
+    recomputed = [layer for layer in efficient.layers if isinstance(layer, RecomputedBottleneck)]
+    assert recomputed and all((layer.post_norm is not None) == kwargs["bottleneck"] for layer in recomputed)
     efficient.set_weights(normal.get_weights())
     rng = np.random.default_rng(0)
     x, y = rng.random((4, 16, 16, 3), dtype=np.float32), np.array([0, 1, 2, 3])
@@ -35,6 +38,16 @@ def test_memory_efficient_mode_matches_the_normal_mode(kwargs):
     for w_e, w_n in zip(efficient.non_trainable_weights, normal.non_trainable_weights, strict=True):
         np.testing.assert_allclose(w_e.numpy(), w_n.numpy(), atol=1e-6)
     np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
+
+
+def test_dropout_keeps_the_bottleneck_bn_out_of_the_recomputation():
+    """A recomputed dropout would draw a different mask, so with dropout only concat-BN-ReLU-1x1 is recomputed."""
+    model = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), dropout_rate=0.2, memory_efficient=True)
+    recomputed = [layer for layer in model.layers if isinstance(layer, RecomputedBottleneck)]
+    assert recomputed and all(layer.post_norm is None for layer in recomputed)
+    assert isinstance(model.get_layer("conv2_block1_1_drop"), keras.layers.Dropout)
+    plain = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), dropout_rate=0.2)
+    assert [w.name for w in plain.weights] == [w.name for w in model.weights]
 
 
 def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_path):

@@ -41,9 +41,10 @@ class PCALighting(keras.layers.Layer):
     @classmethod
     def from_images(cls, images, alphastd: float = 0.1, **kwargs) -> PCALighting:
         """The decomposition of the RGB covariance of `images` (N x H x W x 3, any scale)."""
-        pixels = np.asarray(images, "float64").reshape(-1, 3)
-        if pixels.shape[0] < 2:
-            raise ValueError("from_images needs RGB images (..., 3) with at least two pixels.")
+        pixels = np.asarray(images, "float64")
+        if pixels.ndim < 2 or pixels.shape[-1] != 3 or pixels.size < 6:
+            raise ValueError(f"from_images needs RGB images (..., 3), two pixels or more; received {pixels.shape}.")
+        pixels = pixels.reshape(-1, 3)
         eigval, eigvec = np.linalg.eigh(np.cov(pixels, rowvar=False))
         order = np.argsort(eigval)[::-1]
         return cls(alphastd, eigval[order], eigvec[:, order], **kwargs)

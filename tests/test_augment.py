@@ -39,6 +39,8 @@ def test_pca_lighting_from_images_decomposes_their_covariance():
     cov = np.cov(images.reshape(-1, 3), rowvar=False)
     np.testing.assert_allclose(layer.eigvec @ np.diag(layer.eigval) @ layer.eigvec.T, cov, rtol=1e-4, atol=1e-5)
     assert list(layer.eigval) == sorted(layer.eigval, reverse=True)
+    with pytest.raises(ValueError, match=r"needs RGB images \(\.\.\., 3\), .* received \(4, 4, 1\)"):
+        PCALighting.from_images(np.zeros((4, 4, 1)))
     with pytest.raises(ValueError, match="eigval must have 3 values and eigvec 3x3"):
         PCALighting(eigval=(1.0, 2.0))
 

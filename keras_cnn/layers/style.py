@@ -32,12 +32,16 @@ class Style:
         pad = (kernel - 1) // 2
         if pad and stride > 1:
             x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        return self.conv_layer(filters, kernel, f"{name}_conv", stride=stride, use_bias=use_bias)(x)
+
+    def conv_layer(self, filters: int, kernel: int, name: str, *, stride: int = 1, use_bias: bool = False):
+        """The Conv2D of `conv` without calling it, for a kernel shared by several calls (CliqueNet)."""
         padding = "valid" if stride > 1 or kernel == 1 else "same"
         return keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=f"{name}_conv",
+            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name,
             kernel_regularizer=self.regularizer, bias_regularizer=self.regularizer if use_bias else None,
             **self.init,
-        )(x)  # fmt: skip
+        )  # fmt: skip
 
     def norm_act(self, x, name: str, act: bool = True):
         """`{name}_bn` then `{name}_relu`; an empty name gives keras.applications' head names `bn`, `relu`."""

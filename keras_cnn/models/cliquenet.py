@@ -121,11 +121,7 @@ def clique_block(x0, n: int, k: int, style: Style, *, bottleneck: bool, name: st
                    **_clique_kwargs(style))
         for i in range(1, n + 1)
     ]  # fmt: skip
-    bottleneck_convs = [
-        keras.layers.Conv2D(k, 3, padding="same", use_bias=False, name=f"{name}_layer{i}_3x3",
-                            kernel_regularizer=style.regularizer, **style.init)
-        for i in range(1, n + 1)
-    ] if bottleneck else []  # fmt: skip
+    bottleneck_convs = [style.conv_layer(k, 3, f"{name}_layer{i}_3x3") for i in range(1, n + 1)] if bottleneck else []
     latest = {0: x0}
 
     def update(i: int, sources: tuple[int, ...], stage: int) -> None:

@@ -106,19 +106,21 @@ def global_pool(x, pooling: str | None):
 
 
 def pooled_classifier(x, classes: int, classifier_activation):
-    """The ResNet-style head: global average pool, then one dense layer named `predictions`."""
+    """The ResNet-style head: global average pool, then one dense layer named `predictions` (float32 under a
+    mixed-precision policy, so the softmax and the loss stay in full precision)."""
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
 
 
 def mlp_classifier(x, classes: int, classifier_activation, *, widths: Sequence[int], dropout_rate: float):
-    """The AlexNet/VGG head: flatten, hidden layers fc1, fc2, ... (ReLU, dropout after each), `predictions`."""
+    """The AlexNet/VGG head: flatten, hidden layers fc1, fc2, ... (ReLU, dropout after each), `predictions`
+    (float32, as in `pooled_classifier`)."""
     x = keras.layers.Flatten(name="flatten")(x)
     for i, width in enumerate(widths, start=1):
         x = keras.layers.Dense(width, activation="relu", name=f"fc{i}")(x)
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name=f"fc{i}_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
 
 
 def check_weights(weights) -> None:

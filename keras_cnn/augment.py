@@ -3,6 +3,12 @@
 * `PCALighting`: AlexNet's lighting noise (Krizhevsky, Sutskever & Hinton 2012, Sec. 4.1), constants of
   fb.resnet.torch (reference-figures.md §5). A Keras layer: use it in a model or in a tf.data map.
 * `pad_crop_flip`: the CIFAR augmentation of He et al. 2016 (pad 4, random 32x32 crop, horizontal flip).
+* `random_resized_crop`, `color_jitter`, `resize_center_crop`: the ImageNet training crop of Szegedy et al.
+  2015 (8-100 % of the area, aspect 3/4-4/3) with fb.resnet.torch's colour jitter, and the usual evaluation
+  crop (shorter side to size / 0.875, centre crop).
+* `augmenter(name, ...)`: a per-image function `(image, seed) -> image` for the tf.data pipeline. Seeds are
+  stateless pairs derived from (run seed, epoch, example), so a resumed run draws the same crops.
+* `batch_augmenter(...)`: Keras core's RandAugment, MixUp and CutMix on batches.
 * `ten_crop` / `predict_ten_crop`: the AlexNet 10-crop test (4 corners + centre and their mirrors,
   softmax averaged).
 """
@@ -49,17 +55,20 @@ class PCALighting(keras.layers.Layer):
         order = np.argsort(eigval)[::-1]
         return cls(alphastd, eigval[order], eigvec[:, order], **kwargs)
 
-    def offsets(self, batch: int):
-        """One RGB offset per image: (batch, 3)."""
-        alpha = keras.random.normal((batch, 3), stddev=self.alphastd, seed=self.seed_generator)
+    def offsets(self, batch: int, seed=None):
+        """One RGB offset per image: (batch, 3). `seed`, a stateless pair, makes the draw a function of it."""
+        if seed is None:
+            alpha = keras.random.normal((batch, 3), stddev=self.alphastd, seed=self.seed_generator)
+        else:
+            alpha = tf.random.stateless_normal((batch, 3), seed, stddev=self.alphastd)
         return ops.matmul(alpha * self.eigval, ops.transpose(self.eigvec)) * self.value_range
 
-    def call(self, images, training=None):
+    def call(self, images, training=None, seed=None):
         if not training or self.alphastd == 0:
             return images
         unbatched = len(images.shape) == 3
         batch = images if not unbatched else images[None]
-        rgb = ops.cast(self.offsets(ops.shape(batch)[0]), batch.dtype)
+        rgb = ops.cast(self.offsets(ops.shape(batch)[0], seed), batch.dtype)
         out = batch + rgb[:, None, None, :]
         return out[0] if unbatched else out
 
@@ -71,12 +80,111 @@ class PCALighting(keras.layers.Layer):
                 "eigvec": self.eigvec.tolist(), "value_range": self.value_range, "seed": self.seed}  # fmt: skip
 
 
-def pad_crop_flip(image, pad: int = 4, *, flip: bool = True, seed: int | None = None):
-    """One image (H, W, C): zero-pad by `pad`, crop a random H x W window, mirror with probability 1/2."""
+def _pair(seed) -> tf.Tensor:
+    """A stateless seed pair from an int or a pair."""
+    seed = tf.convert_to_tensor(seed, tf.int64)
+    return tf.stack([seed, tf.zeros_like(seed)]) if seed.shape.rank == 0 else seed
+
+
+def pad_crop_flip(image, pad: int = 4, *, flip: bool = True, seed=0):
+    """One image (H, W, C): zero-pad by `pad`, crop a random H x W window, mirror with probability 1/2.
+
+    `seed` (an int or a stateless pair) fixes the draw: the same seed gives the same window."""
     height, width, channels = image.shape
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 2))
     image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-    image = tf.image.random_crop(image, (height, width, channels), seed=seed)
-    return tf.image.random_flip_left_right(image, seed=seed) if flip else image
+    image = tf.image.stateless_random_crop(image, (height, width, channels), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed) if flip else image
+
+
+def random_resized_crop(image, size: int, *, seed=0, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """A random crop covering `scale` of the area with aspect ratio in `ratio`, resized to size x size
+    (Szegedy et al. 2015, "Going deeper with convolutions", Sec. 6; torchvision's RandomResizedCrop)."""
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros((1, 0, 4)), seed=_pair(seed), min_object_covered=0.0,
+        aspect_ratio_range=ratio, area_range=scale, max_attempts=10, use_image_if_no_bounding_boxes=True,
+    )  # fmt: skip
+    crop = tf.slice(image, begin, extent)
+    return tf.image.resize(crop, (size, size))
+
+
+def color_jitter(image, *, seed=0, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4):
+    """fb.resnet.torch's ColorJitter on an RGB image in [0, 1]: brightness, contrast and saturation each
+    scaled by a factor in [1 - s, 1 + s] (applied in that order here; the Lua code shuffles the order)."""
+    b, c, s = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 3))
+    image = image * tf.random.stateless_uniform((), b, 1 - brightness, 1 + brightness)
+    image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seed=c)
+    image = tf.image.stateless_random_saturation(image, 1 - saturation, 1 + saturation, seed=s)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def resize_center_crop(image, size: int, crop_fraction: float = 0.875):
+    """Evaluation view: shorter side resized to size / crop_fraction (256 for 224), then the centre crop."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scaled = tf.cast(tf.round(shape * (size / crop_fraction) / tf.reduce_min(shape)), tf.int32)
+    image = tf.image.resize(image, scaled)
+    top, left = (scaled[0] - size) // 2, (scaled[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
+MIXES = ("none", "mixup", "cutmix")
+
+
+def augmenter(name: str, *, channels: int, image_size: int, pca_seed: int = 0):
+    """The per-image training augmentation `name` as `(image, seed) -> image`, or None for "none".
+
+    "cifar": pad-4 crop + flip. "cifar_pca": that plus PCA lighting (ImageNet constants). "imagenet": random
+    resized crop to `image_size`, flip, colour jitter and PCA lighting (fb.resnet.torch); it takes images of
+    any size, so pipelines using it skip the fixed resize. PCA and colour need RGB (`channels=3`)."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"Unknown augmentation {name!r}; choose one of {list(AUGMENTATIONS)}.")
+    if name in ("cifar_pca", "imagenet") and channels != 3:
+        raise ValueError(f"Augmentation {name!r} changes colours and needs RGB images; received {channels} channel(s).")
+    if name == "none":
+        return None
+    if name == "cifar":
+        return lambda image, seed: pad_crop_flip(image, seed=seed)
+    lighting = PCALighting(seed=pca_seed)
+    if name == "cifar_pca":
+
+        def cifar_pca(image, seed):
+            crop, light = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 2))
+            return lighting(pad_crop_flip(image, seed=crop), training=True, seed=light)
+
+        return cifar_pca
+
+    def imagenet(image, seed):
+        crop, flip, jitter, light = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 4))
+        image = random_resized_crop(tf.image.convert_image_dtype(image, tf.float32), image_size, seed=crop)
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip)
+        return lighting(color_jitter(image, seed=jitter), training=True, seed=light)
+
+    return imagenet
+
+
+def batch_augmenter(*, randaugment: bool, mix: str, classes: int, channels: int, seed: int = 0):
+    """Keras core's RandAugment (per image, on batches) and MixUp / CutMix (on batch pairs, one-hot labels) as
+    `(images, labels) -> (images, labels)`, or None when neither is asked for. Labels come in one-hot."""
+    if mix not in MIXES:
+        raise ValueError(f"Unknown mix {mix!r}; choose one of {list(MIXES)}.")
+    if randaugment and channels != 3:
+        raise ValueError(f"RandAugment changes colours and needs RGB images; received {channels} channel(s).")
+    if not randaugment and mix == "none":
+        return None
+    rand = keras.layers.RandAugment(value_range=(0, 1), seed=seed) if randaugment else None
+    mixer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}.get(mix)
+    mixer = mixer(seed=seed) if mixer is not None else None
+
+    def apply(images, labels):
+        if rand is not None:
+            images = rand(images, training=True)
+        if mixer is not None:
+            mixed = mixer({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    return apply
 
 
 def ten_crop(images, size: int):

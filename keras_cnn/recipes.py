@@ -1,13 +1,16 @@
 """Training recipes as the papers (or their reference code) ran them: `../shared/specs/reference-figures.md` §3.
 
-Pure data: the training package turns a recipe into an optimizer, schedule and augmentation pipeline.
-`weight_decay_mode` says how the decay was applied: "l2" is coupled L2 added to the loss gradient (SGD weight
-decay in Torch/Caffe), "none" where the paper used none.
+Pure data: `keras_cnn.training` turns a recipe into an optimizer and learning-rate schedule. `schedule` is the
+paper's wording; `decay`, `milestones` and `warmup_*` are the same schedule in machine form: "step" multiplies
+the rate by `gamma` at each milestone (a fraction of the whole run, so 32k/64k iterations is 0.5), "cosine"
+anneals it to zero, "plateau" divides it by 10 when validation loss stops improving (the papers did this by
+hand). `weight_decay_mode` says how the decay was applied: "l2" is coupled L2 added to the gradient before
+momentum (SGD weight decay in Torch/Caffe), "none" where the paper used none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -20,15 +23,33 @@ class Recipe:
     weight_decay: float
     augmentation: str
     source: str
+    decay: str = "step"
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    warmup_lr: float | None = None
+    warmup_steps: int = 0
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay_mode: str = "l2"
-    extra: dict = field(default_factory=dict)
+    aux_weight: float = 0.3
 
 
 RECIPES: dict[str, Recipe] = {
+    "quick": Recipe(
+        optimizer="sgd",
+        lr=0.05,
+        nesterov=True,
+        schedule="cosine decay to zero over the run (no paper: the embedded-data default of examples/)",
+        decay="cosine",
+        epochs=15,
+        batch_size=64,
+        weight_decay=0.0,
+        weight_decay_mode="none",
+        augmentation="none",
+        source="keras_cnn default for small data",
+    ),
     "lenet": Recipe(
-        optimizer="stochastic diagonal Levenberg-Marquardt",
+        optimizer="sdlm",
         lr=5e-4,
         schedule="global eta 5e-4 (passes 1-2), 2e-4 (3-5), 1e-4 (6-8), 5e-5 (9-12), 1e-5 (13-20); mu = 0.02",
         epochs=20,
@@ -48,6 +69,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=5e-4,
         augmentation="random 224 crops of 256x256 + flip, PCA lighting (alpha ~ N(0, 0.1)); 10-crop test",
         source="Krizhevsky et al. 2012 [M][P*]",
+        decay="plateau",
     ),
     "torchvision_imagenet": Recipe(
         optimizer="sgd",
@@ -58,6 +80,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="RandomResizedCrop 224 + flip; eval resize 256, centre 224",
         source="torchvision references/classification [R] (lr 0.1 for *_bn and ResNets)",
+        milestones=(30 / 90, 60 / 90),
     ),
     "vgg": Recipe(
         optimizer="sgd",
@@ -68,6 +91,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=5e-4,
         augmentation="scale jitter S in [256, 512] + 224 crop + flip + RGB shift; dropout 0.5 on fc1/fc2",
         source="Simonyan & Zisserman 2015 [M]",
+        decay="plateau",
     ),
     "resnet_imagenet": Recipe(
         optimizer="sgd",
@@ -78,6 +102,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="shorter side in [256, 480], 224 crop + flip, per-pixel mean, AlexNet colour augmentation",
         source="He et al. 2016 [M][R:fb.resnet.torch]",
+        decay="plateau",
     ),
     "resnet_cifar": Recipe(
         optimizer="sgd",
@@ -88,6 +113,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random 32x32 crop, horizontal flip",
         source="He et al. 2016, Sec. 4.2 [P*][R:akamaster]",
+        milestones=(32 / 64, 48 / 64),
     ),
     "resnet_cifar_warmup": Recipe(
         optimizer="sgd",
@@ -98,7 +124,9 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random 32x32 crop, horizontal flip",
         source="He et al. 2016, Sec. 4.2 (ResNet-110/1202) [P*]",
-        extra={"warmup_lr": 0.01, "warmup_steps": 400},
+        milestones=(32 / 64, 48 / 64),
+        warmup_lr=0.01,
+        warmup_steps=400,
     ),
     "preact_cifar": Recipe(
         optimizer="sgd",
@@ -109,7 +137,9 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random 32x32 crop, horizontal flip",
         source="He et al. ECCV 2016 [M][R:KaimingHe/resnet-1k-layers]",
-        extra={"warmup_lr": 0.01, "warmup_steps": 400},
+        milestones=(32 / 64, 48 / 64),
+        warmup_lr=0.01,
+        warmup_steps=400,
     ),
     "stochastic_depth": Recipe(
         optimizer="sgd",
@@ -121,6 +151,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random 32x32 crop, horizontal flip; per-pixel mean, global std",
         source="Huang et al. 2016 [M][R:yueatsprograms/Stochastic_Depth]",
+        milestones=(250 / 500, 375 / 500),
     ),
     "densenet_cifar": Recipe(
         optimizer="sgd",
@@ -132,6 +163,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random crop, flip; channel mean/std; dropout 0.2 when trained without augmentation",
         source="Huang et al. 2017 [R:liuzhuang13/DenseNet] (SVHN: 40 epochs)",
+        milestones=(0.5, 0.75),
     ),
     "densenet_imagenet": Recipe(
         optimizer="sgd",
@@ -143,6 +175,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="fb.resnet.torch pipeline (scale + aspect augmentation, colour jitter, PCA lighting)",
         source="Huang et al. 2017 [R:liuzhuang13/DenseNet]",
+        milestones=(30 / 90, 60 / 90),
     ),
     "cliquenet_cifar": Recipe(
         optimizer="sgd",
@@ -154,6 +187,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="none; per-channel mean/std; dropout 0.2 after every conv but the stem",
         source="Yang et al. 2018 [R:iboing/CliqueNet train.py] (porting notes 1.5)",
+        milestones=(0.5, 0.75),
     ),
     "cliquenet_imagenet": Recipe(
         optimizer="sgd",
@@ -164,5 +198,6 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="RandomResizedCrop 224 + flip; eval resize 256, centre 224; ImageNet mean/std",
         source="Yang et al. 2018 [R:iboing/CliqueNet train_imagenet.py] (porting notes 1.5)",
+        milestones=(30 / 100, 60 / 100, 90 / 100),
     ),
 }

@@ -51,7 +51,7 @@ def test_cifar10_archive_and_its_extracted_folder_give_the_published_images(tmp_
         tar.extractall(tmp_path / "extracted", filter="data")
     for folder in (tmp_path / "extracted", tmp_path / "extracted" / "cifar-10-batches-py"):
         np.testing.assert_array_equal(load_cifar_archive(folder)["test"][0], expected["test"][0])
-    train, val, classes = load_dataset("cifar10_archive", data_dir=archive, batch_size=8)
+    train, val, classes, _ = load_dataset("cifar10_archive", data_dir=archive, batch_size=8)
     x, _ = next(iter(val))
     assert classes == 10 and x.shape == (4, 32, 32, 3) and x.dtype == tf.float32
     np.testing.assert_allclose(x.numpy(), expected["test"][0] / 255.0, atol=1e-6)
@@ -110,7 +110,7 @@ def _write_folder(root, rng, counts: dict[str, int], size=(20, 24)):
 
 def test_image_folder_splits_per_class_and_decodes_losslessly(tmp_path):
     images = _write_folder(tmp_path, np.random.default_rng(3), {"cat": 5, "dog": 5})
-    train, val, classes = load_dataset("folder", data_dir=tmp_path, image_size=None, batch_size=2,
+    train, val, classes, _ = load_dataset("folder", data_dir=tmp_path, image_size=None, batch_size=2,
                                        validation_fraction=0.4)  # fmt: skip
     assert classes == 2
     seen = [(x.numpy(), int(y)) for ds in (train, val) for xb, yb in ds for x, y in zip(xb, yb, strict=True)]
@@ -119,7 +119,7 @@ def test_image_folder_splits_per_class_and_decodes_losslessly(tmp_path):
                  for label in (0, 1)}  # fmt: skip
     for x, label in seen:  # each decoded image is one of its class's files, pixel for pixel
         assert any(np.allclose(x, original, atol=1e-6) for original in originals[label])
-    resized, _, _ = load_dataset("folder", data_dir=tmp_path, image_size=16, channels=1, batch_size=4)
+    resized, _, _, _ = load_dataset("folder", data_dir=tmp_path, image_size=16, channels=1, batch_size=4)
     assert next(iter(resized))[0].shape[1:] == (16, 16, 1)
 
 
@@ -140,9 +140,9 @@ def test_tfds_datasets_load_through_tfds_and_never_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="downloads/manual"):
         load_dataset("imagenet2012", data_dir=tmp_path)
     with tfds.testing.mock_data(num_examples=12):
-        train, _, classes = load_dataset("cifar10", data_dir=tmp_path, batch_size=4, image_size=24)
+        train, _, classes, _ = load_dataset("cifar10", data_dir=tmp_path, batch_size=4, image_size=24)
         x, y = next(iter(train))
-        mnist_train, _, mnist_classes = load_dataset("mnist", data_dir=tmp_path, batch_size=4, channels=3)
+        mnist_train, _, mnist_classes, _ = load_dataset("mnist", data_dir=tmp_path, batch_size=4, channels=3)
         mnist_x, _ = next(iter(mnist_train))
     assert classes == 10 and x.shape == (4, 24, 24, 3) and 0.0 <= float(tf.reduce_min(x)) <= 1.0
     assert y.dtype == tf.int32 and mnist_classes == 10 and mnist_x.shape == (4, 32, 32, 3)

@@ -65,7 +65,7 @@ def test_model_info_carries_paper_counts_metrics_and_recipe():
     assert info.reported == {"cifar10+_test_error": 8.75} and "Table 6" in info.source
     assert info.recipe.lr == 0.1 and info.recipe.batch_size == 128 and info.recipe.weight_decay == 1e-4
     assert "32k and 48k" in info.recipe.schedule
-    assert keras_cnn.model_info("resnet110").recipe.extra["warmup_lr"] == 0.01
+    assert keras_cnn.model_info("resnet110").recipe.warmup_lr == 0.01
     assert keras_cnn.model_info("sd_resnet110").recipe.nesterov
 
 

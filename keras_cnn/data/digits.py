@@ -10,19 +10,12 @@ from sklearn.model_selection import train_test_split
 NUM_CLASSES = 10
 
 
-def load_digits(
-    image_size: int = 32,
-    channels: int = 1,
-    *,
-    batch_size: int = 64,
-    validation_fraction: float = 0.2,
-    seed: int = 0,
-) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """Return `(train, validation, num_classes)`: batched, shuffled (train only), prefetching datasets.
-
-    Pixels are scaled to [0, 1], resized bilinearly to `image_size` and repeated to `channels`. The split is
-    stratified and fixed by `seed`, so every model is measured on the same held-out images.
-    """
+def digits_arrays(
+    image_size: int = 32, channels: int = 1, *, validation_fraction: float = 0.2, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
+    """`((x_train, y_train), (x_val, y_val), num_classes)`: float32 images in [0, 1] resized bilinearly to
+    `image_size` and repeated to `channels`, int32 labels. The split is stratified and fixed by `seed`, so
+    every model is measured on the same held-out images."""
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8 (the digits are 8x8 scans); received {image_size!r}.")
     if channels not in (1, 3):
@@ -39,11 +32,26 @@ def load_digits(
         x = tf.image.resize(x, (image_size, image_size), method="bilinear").numpy()
         return np.repeat(x, channels, axis=-1) if channels > 1 else x
 
-    train = tf.data.Dataset.from_tensor_slices((prepare(x_train), y_train.astype("int32")))
-    train = train.cache().shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
-    val = tf.data.Dataset.from_tensor_slices((prepare(x_val), y_val.astype("int32"))).cache()
+    return (prepare(x_train), y_train.astype("int32")), (prepare(x_val), y_val.astype("int32")), NUM_CLASSES
+
+
+def load_digits(
+    image_size: int = 32,
+    channels: int = 1,
+    *,
+    batch_size: int = 64,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+    """`(train, validation, num_classes)` of `digits_arrays` as batched, prefetching datasets (train shuffled)."""
+    (x_train, y_train), (x_val, y_val), classes = digits_arrays(
+        image_size, channels, validation_fraction=validation_fraction, seed=seed
+    )
+    train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).cache()
+    train = train.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
+    val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).cache()
     return (
         train.batch(batch_size).prefetch(tf.data.AUTOTUNE),
         val.batch(batch_size).prefetch(tf.data.AUTOTUNE),
-        NUM_CLASSES,
+        classes,
     )

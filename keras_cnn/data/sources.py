@@ -1,4 +1,4 @@
-"""One entry point for every dataset: `load_dataset(name, ...)` -> (train, validation, num_classes).
+"""One entry point for every dataset: `load_dataset(name, ...)` -> Splits(train, validation, classes, train_examples).
 
 Names: "digits" (embedded, no download), "cifar10"/"cifar100"/"mnist"/"svhn_cropped"/"imagenet2012" through
 tensorflow-datasets (prepared under `data_dir`; never downloaded here), "cifar10_archive"/"cifar100_archive"
@@ -8,18 +8,30 @@ for the published python archive at `data_dir`, and "folder" for an image folder
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.data.cifar import load_cifar_archive
-from keras_cnn.data.digits import load_digits
+from keras_cnn.data.digits import digits_arrays
 
 TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "mnist": ("train", "test"),
         "svhn_cropped": ("train", "test"), "imagenet2012": ("train", "validation")}  # fmt: skip
 ARCHIVES = {"cifar10_archive": "cifar10", "cifar100_archive": "cifar100"}
 DATASETS = ("digits", *TFDS, *ARCHIVES, "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SHUFFLE_BUFFER = 10_000
+
+
+class Splits(NamedTuple):
+    """What `load_dataset` returns: batched training and validation datasets, the class count, and the
+    number of training examples (one epoch is ceil(train_examples / batch_size) steps)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    classes: int
+    train_examples: int
 
 
 def pipeline(
@@ -29,21 +41,33 @@ def pipeline(
     channels: int,
     batch_size: int,
     training: bool,
-    seed: int,
+    seed: int = 0,
     deterministic: bool = True,
     augment=None,
+    batch_augment=None,
+    one_hot: int | None = None,
+    crop: bool = False,
     cache: bool = True,
+    epochs: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
-    """(image, label) pairs -> float32 images in [0, 1] at `image_size` with `channels`, shuffled (training),
-    augmented per image by `augment` (a callable or Keras layer, training only), batched and prefetched.
+    """(image, label) pairs -> batches of float32 images in [0, 1] with `channels`, and int32 labels (one-hot
+    float32 over `one_hot` classes when given, as MixUp/CutMix need).
 
-    Decoding and resizing run as a parallel map and are cached when `cache`; augmentation runs after the
-    cache so every epoch draws new crops. `deterministic` keeps the element order fixed for a given seed.
+    Images are resized to `image_size` in a parallel map and cached (`cache`); with `crop` (ImageNet) they
+    keep their size and training images go through `augment` (which must crop to `image_size`), validation
+    images through `resize_center_crop`. Training data is shuffled and augmented per image by
+    `augment(image, seed)` with a stateless seed, then per batch by `batch_augment(images, labels)`.
+
+    `epochs=(start, stop)` makes the training stream exactly those epochs, each a full pass whose order and
+    augmentation are functions of (seed, epoch, example) alone, so a run resumed at epoch `start` sees the
+    data an uninterrupted run would (pass `steps_per_epoch` to `fit`). Without it the dataset is one pass,
+    reshuffled and re-augmented every time it is iterated. `deterministic` keeps the element order fixed.
     """
+    from keras_cnn.augment import resize_center_crop
 
     def prepare(image, label):
         image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]; floats pass through
-        if image_size is not None:
+        if image_size is not None and not crop:
             image = tf.image.resize(image, (image_size, image_size))
         if channels == 3 and image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
@@ -56,11 +80,42 @@ def pipeline(
     ds = ds.with_options(options).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        if augment is not None:
-            ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if training and augment is None:
+        augment = (lambda image, _: resize_center_crop(image, image_size)) if crop else (lambda image, _: image)
+
+    def augment_and_batch(seeded: tf.data.Dataset) -> tf.data.Dataset:
+        """(seed pair, (image, label)) elements -> augmented batches."""
+        seeded = seeded.map(lambda pair, xy: (augment(xy[0], pair), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
+        return seeded.batch(batch_size)
+
+    examples = int(ds.cardinality())
+    if training and epochs is not None:
+
+        def one_epoch(epoch):  # batched within the epoch, so epochs never share a batch
+            # This function's own graph seed, so the shuffle's seed is the tensor below whatever the global
+            # seed is (TF compares a seed pair to (0, 0) in Python, which a tensor op seed cannot take part in).
+            tf.random.set_seed(1)
+            shuffled = ds.shuffle(SHUFFLE_BUFFER, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+            pairs = lambda i, xy: (tf.stack([tf.cast(seed, tf.int64), epoch * 2**32 + i]), xy)  # noqa: E731
+            return augment_and_batch(shuffled.enumerate().map(pairs))
+
+        ds = tf.data.Dataset.range(*epochs).flat_map(one_epoch)
+        if examples >= 0:  # lets Keras see where the stream ends
+            ds = ds.apply(tf.data.experimental.assert_cardinality((epochs[1] - epochs[0]) * -(-examples // batch_size)))
+    elif training:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        ds = augment_and_batch(
+            tf.data.Dataset.zip(tf.data.Dataset.random(seed, rerandomize_each_iteration=True).batch(2), ds)
+        )
+    else:
+        if crop:
+            ds = ds.map(lambda x, y: (resize_center_crop(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size)
+    if one_hot is not None:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
+    if training and batch_augment is not None:
+        ds = ds.map(batch_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def load_dataset(
@@ -74,27 +129,28 @@ def load_dataset(
     validation_fraction: float = 0.2,
     deterministic: bool = True,
     augment=None,
-) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """(train, validation, num_classes) batched datasets of float32 images in [0, 1] and int32 labels.
+    batch_augment=None,
+    one_hot: bool = False,
+    epochs: tuple[int, int] | None = None,
+) -> Splits:
+    """`Splits(train, validation, classes, train_examples)`: batched datasets of float32 images in [0, 1].
 
     The validation set is the published test/validation split (TFDS, archive), a stratified held-out
-    fraction (digits), or a seeded `validation_fraction` of the files (folder).
+    fraction (digits), or a seeded `validation_fraction` of the files (folder). `augment`, `batch_augment`
+    and `epochs` are as in `pipeline`; `one_hot=True` gives one-hot labels. ImageNet (`imagenet2012`) is
+    cropped rather than resized (see `pipeline`) and not cached.
     """
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {list(DATASETS)}.")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; received {channels!r}.")
-    common = {"image_size": image_size, "channels": channels, "batch_size": batch_size, "seed": seed,
-              "deterministic": deterministic}  # fmt: skip
     if name == "digits":
-        train, val, classes = load_digits(image_size or 32, channels, batch_size=batch_size,
-                                          validation_fraction=validation_fraction, seed=seed)  # fmt: skip
-        if augment is not None:
-            train = train.unbatch().map(lambda x, y: (augment(x, training=True), y)).batch(batch_size)
-        return train, val, classes
-    if data_dir is None:
+        train, val, classes = digits_arrays(image_size or 32, channels, validation_fraction=validation_fraction,
+                                            seed=seed)  # fmt: skip
+        train, val = tf.data.Dataset.from_tensor_slices(train), tf.data.Dataset.from_tensor_slices(val)
+    elif data_dir is None:
         raise ValueError(f"Dataset {name!r} is read from disk: pass data_dir (see keras_cnn.data.load_dataset).")
-    if name in ARCHIVES:
+    elif name in ARCHIVES:
         splits = load_cifar_archive(data_dir, ARCHIVES[name])
         (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
         classes = int(max(y_train.max(), y_test.max())) + 1
@@ -104,10 +160,18 @@ def load_dataset(
         train, val, classes = _image_folder(data_dir, validation_fraction, seed)
     else:
         train, val, classes = _tfds(name, data_dir)
-    return (
-        pipeline(train, training=True, augment=augment, **common),
+    examples = int(train.cardinality())
+    if examples < 0:
+        examples = int(train.reduce(0, lambda n, _: n + 1))
+    crop = name == "imagenet2012"
+    common = {"image_size": image_size, "channels": channels, "batch_size": batch_size, "seed": seed,
+              "deterministic": deterministic, "one_hot": classes if one_hot else None, "crop": crop,
+              "cache": not crop}  # fmt: skip
+    return Splits(
+        pipeline(train, training=True, augment=augment, batch_augment=batch_augment, epochs=epochs, **common),
         pipeline(val, training=False, **common),
         classes,
+        examples,
     )
 
 

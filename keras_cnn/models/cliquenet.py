@@ -302,7 +302,9 @@ def CliqueNet(
     return applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=None, classes=classes,
         classifier_activation=classifier_activation, weights=weights, name=name, stages=features,
-        top=lambda v, classes, activation: style.dense(v, classes, "predictions", activation, **style.dense_init),
+        top=lambda v, classes, activation: style.dense(
+            v, classes, "predictions", activation, dtype="float32", **style.dense_init
+        ),
     )  # fmt: skip
 
 

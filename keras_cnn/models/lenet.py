@@ -186,8 +186,8 @@ def LeNet5(
         x = keras.layers.Dense(84, activation=act, name="f6", **init(x.shape[-1]))(x)
         if paper:
             x = EuclideanRBF(classes, name="rbf")(x)
-            return keras.layers.Activation(classifier_activation or "linear", name="predictions")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+            return keras.layers.Activation(classifier_activation or "linear", name="predictions", dtype="float32")(x)
+        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
 
     return applications.finish(
         img_input, c5, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,

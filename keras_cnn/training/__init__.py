@@ -1,0 +1,22 @@
+"""Training: recipes as optimizers and schedules, tf.distribute strategies, and the `train` loop."""
+
+from keras_cnn.training.distribute import STRATEGIES, is_chief, make_strategy
+from keras_cnn.training.optimizers import SGD, RMSprop, learning_rate, optimizer, steps_per_epoch
+from keras_cnn.training.run import PRECISIONS, TrainConfig, output_heads, plot_history, resolve_recipe, train
+
+__all__ = [
+    "PRECISIONS",
+    "SGD",
+    "STRATEGIES",
+    "RMSprop",
+    "TrainConfig",
+    "is_chief",
+    "learning_rate",
+    "make_strategy",
+    "optimizer",
+    "output_heads",
+    "plot_history",
+    "resolve_recipe",
+    "steps_per_epoch",
+    "train",
+]

@@ -1,0 +1,92 @@
+"""Recipes (keras_cnn.recipes) as Keras optimizers and learning-rate schedules.
+
+Weight decay is applied as each paper applied it. Torch and Caffe SGD add `wd * w` to the gradient before the
+momentum update (coupled L2, what `weight_decay_mode="l2"` records); Keras' own `weight_decay` argument is
+decoupled (AdamW-style: `w -= lr * wd * w` after the update), which differs once momentum is involved. `SGD`
+and `RMSprop` here take `l2` and do the coupled update.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import keras
+from keras import ops
+
+from keras_cnn.recipes import Recipe
+
+
+class _CoupledL2:
+    """Adds `l2 * variable` to every gradient before the wrapped optimizer's update (Torch `weight_decay`)."""
+
+    def __init__(self, *args, l2: float = 0.0, **kwargs):
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0; received {l2!r}.")
+        super().__init__(*args, **kwargs)
+        self.l2 = float(l2)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.l2:
+            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class SGD(_CoupledL2, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with coupled L2 weight decay `l2` (Torch/Caffe `weight_decay`)."""
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class RMSprop(_CoupledL2, keras.optimizers.RMSprop):
+    """`keras.optimizers.RMSprop` with coupled L2 weight decay `l2` (TF-slim's Inception/MobileNet recipes)."""
+
+
+def learning_rate(recipe: Recipe, *, steps_per_epoch: int, epochs: int, lr: float | None = None):
+    """The recipe's schedule over `epochs` of `steps_per_epoch` steps, peaking at `lr` (default the recipe's).
+
+    "step": multiplied by `gamma` at each milestone (a fraction of the run, rounded to a step); a warm-up
+    (`warmup_lr` for `warmup_steps`) comes first when the recipe has one. "cosine": cosine decay to zero.
+    "plateau": a constant the `ReduceLROnPlateau` callback of `callbacks_for` lowers."""
+    peak = recipe.lr if lr is None else lr
+    total = steps_per_epoch * epochs
+    if recipe.decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(total, 1))
+    if recipe.decay == "plateau":
+        return peak
+    if recipe.decay != "step":
+        raise ValueError(f"Unknown decay {recipe.decay!r}; known: 'step', 'cosine', 'plateau'.")
+    boundaries = [round(m * total) for m in recipe.milestones]
+    values = [peak * recipe.gamma**i for i in range(len(boundaries) + 1)]
+    if recipe.warmup_lr is not None and recipe.warmup_steps:
+        boundaries, values = [recipe.warmup_steps, *boundaries], [recipe.warmup_lr, *values]
+    if not boundaries:
+        return peak
+    if any(b <= a for a, b in itertools.pairwise(boundaries)):
+        raise ValueError(
+            f"{epochs} epochs of {steps_per_epoch} steps are too short for this schedule (step boundaries "
+            f"{boundaries} must increase): train for more epochs."
+        )
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def optimizer(recipe: Recipe, schedule, *, l2: float | None = None) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer on `schedule`, with its weight decay as coupled L2 (or `l2` when given)."""
+    decay = recipe.weight_decay if recipe.weight_decay_mode == "l2" else 0.0
+    decay = decay if l2 is None else l2
+    if recipe.optimizer == "sgd":
+        return SGD(schedule, momentum=recipe.momentum, nesterov=recipe.nesterov, l2=decay)
+    if recipe.optimizer == "rmsprop":
+        return RMSprop(schedule, rho=0.9, momentum=recipe.momentum, epsilon=1.0, l2=decay)
+    raise ValueError(
+        f"Optimizer {recipe.optimizer!r} of this recipe ({recipe.source}) has no Keras implementation; "
+        "train with another recipe (e.g. recipe='quick')."
+    )
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Steps of one full pass, the last batch partial."""
+    return max(1, math.ceil(examples / batch_size))

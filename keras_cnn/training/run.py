@@ -1,0 +1,342 @@
+"""`train(TrainConfig(...))`: any registered model, any dataset, a paper recipe, on one device or many.
+
+The run's output directory holds `history.csv` (one row per epoch), `tensorboard/`, `curves.png` (loss and
+accuracy), `checkpoints/last.keras` (every epoch) and `checkpoints/best.keras`, the final `model.keras` and
+`metrics.json`. While a run is under way, `backup/` holds Keras' `BackupAndRestore` state; a run that was
+killed resumes from its last finished epoch with `resume=True` and ends with the weights an uninterrupted run
+would have had (the data order and augmentation are functions of seed, epoch and example: see
+`keras_cnn.data.pipeline`). Nothing finished is overwritten unless `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_cnn.augment import AUGMENTATIONS, MIXES, augmenter, batch_augmenter
+from keras_cnn.io import write_json_atomic
+from keras_cnn.recipes import RECIPES, Recipe
+from keras_cnn.training import distribute, optimizers
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkpoints", "tensorboard", "backup")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run. `recipe` is a name in `keras_cnn.recipes.RECIPES` or "paper" (the model's own);
+    `epochs`, `batch_size` (global, across replicas) and `lr` override it. `channels` defaults to 1 for the
+    grey datasets (digits, mnist) and 3 otherwise."""
+
+    model: str = "resnet20"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    recipe: str = "quick"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    image_size: int = 32
+    channels: int | None = None
+    augment: str = "none"
+    randaugment: bool = False
+    mix: str = "none"
+    strategy: str = "auto"
+    precision: str = "float32"
+    jit: bool = False
+    deterministic: bool = False
+    seed: int = 0
+    output_dir: str = "runs/train"
+    resume: bool = False
+    overwrite: bool = False
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    verbose: int = 2
+
+
+def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
+    """(recipe, its name) for the run: the named one, or the model's registry recipe for "paper"."""
+    from keras_cnn.registry import model_info
+
+    if config.recipe == "paper":
+        recipe = model_info(config.model).recipe
+        return recipe, next(name for name, r in RECIPES.items() if r is recipe)
+    if config.recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {config.recipe!r}; choose 'paper' or one of {sorted(RECIPES)}.")
+    return RECIPES[config.recipe], config.recipe
+
+
+def train(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+    """Train as `config` says and return the metrics also written to `metrics.json`."""
+    _check(config)
+    strategy = distribute.make_strategy(config.strategy)
+    out = config.output_dir
+    if not distribute.is_chief():  # workers other than the chief keep their files apart
+        kind, index = distribute.task()
+        out = os.path.join(out, "workers", f"{kind}{index}")
+    start_epoch = _prepare_output_dir(out, resume=config.resume, overwrite=config.overwrite)
+    recipe, recipe_name = resolve_recipe(config)
+    epochs = config.epochs or recipe.epochs
+    batch_size = config.batch_size or recipe.batch_size
+    if not epochs or not batch_size:
+        raise ValueError(f"Recipe {recipe_name!r} states no epochs or batch size; pass them.")
+    if start_epoch >= epochs:
+        raise ValueError(f"The backup in {out!r} is at epoch {start_epoch}, past the {epochs} epochs asked for.")
+    channels = config.channels or (1 if config.dataset in ("digits", "mnist") else 3)
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        return _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _check(config: TrainConfig) -> None:
+    from keras_cnn.data import DATASETS
+
+    choices = {"dataset": DATASETS, "augment": AUGMENTATIONS, "mix": MIXES, "precision": PRECISIONS,
+               "strategy": distribute.STRATEGIES}  # fmt: skip
+    for field, allowed in choices.items():
+        if getattr(config, field) not in allowed:
+            raise ValueError(f"Unknown {field} {getattr(config, field)!r}; choose one of {list(allowed)}.")
+    for field in ("epochs", "batch_size", "lr"):
+        value = getattr(config, field)
+        if value is not None and value <= 0:
+            raise ValueError(f"{field} must be positive; received {value!r}.")
+
+
+def _prepare_output_dir(out: str, *, resume: bool, overwrite: bool) -> int:
+    """The epoch to start at (0, or the backup's with `resume`); refuses to overwrite a run's files."""
+    backup = os.path.join(out, "backup", "training_metadata.json")
+    finished = os.path.exists(os.path.join(out, "metrics.json"))
+    if resume:
+        if not os.path.exists(backup):
+            state = "finished" if finished else "has no interrupted run"
+            raise FileNotFoundError(f"Cannot resume: {out!r} {state} (no backup/training_metadata.json).")
+        with open(backup) as f:
+            start = int(json.load(f)["epoch"])
+        _truncate_history(os.path.join(out, "history.csv"), start)
+        return start
+    if os.path.exists(backup) and not overwrite:
+        raise FileExistsError(
+            f"{out!r} holds an interrupted run: pass resume=True (--resume) to continue it, "
+            "overwrite=True (--overwrite) to discard it, or choose another output directory."
+        )
+    if finished and not overwrite:
+        raise FileExistsError(
+            f"{out!r} holds a finished run (metrics.json): pass overwrite=True (--overwrite) "
+            "or choose another output directory."
+        )
+    for name in RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    os.makedirs(out, exist_ok=True)
+    return 0
+
+
+def _truncate_history(path: str, epochs: int) -> None:
+    """Keep the first `epochs` rows: a kill between the backup and the CSV row must not duplicate epochs."""
+    if not os.path.exists(path):
+        return
+    rows = _read_history(path)
+    with open(path + ".tmp", "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(r for r in rows if int(r["epoch"]) < epochs)
+    os.replace(path + ".tmp", path)
+
+
+def _read_history(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks) -> dict:
+    from keras_cnn.complexity import trainable_params
+    from keras_cnn.data import load_dataset
+    from keras_cnn.registry import create_model
+
+    one_hot = config.mix != "none"
+    data = load_dataset(
+        config.dataset, data_dir=config.data_dir, image_size=config.image_size, channels=channels,
+        batch_size=batch_size, seed=config.seed, deterministic=True, one_hot=one_hot, epochs=(start_epoch, epochs),
+        augment=augmenter(config.augment, channels=channels, image_size=config.image_size, pca_seed=config.seed),
+    )  # fmt: skip
+    if one_hot or config.randaugment:  # needs the class count, known once the data is found
+        batch_fn = batch_augmenter(randaugment=config.randaugment, mix=config.mix, classes=data.classes,
+                                   channels=channels, seed=config.seed)  # fmt: skip
+        data = data._replace(train=data.train.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE))
+    steps = optimizers.steps_per_epoch(data.train_examples, batch_size)
+    with strategy.scope():
+        model = create_model(config.model, input_shape=(config.image_size, config.image_size, channels),
+                             classes=data.classes, **config.model_kwargs)  # fmt: skip
+        schedule = optimizers.learning_rate(recipe, steps_per_epoch=steps, epochs=epochs, lr=config.lr)
+        carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
+        optimizer = optimizers.optimizer(recipe, schedule, l2=0.0 if carries_l2 else None)
+        outputs, main = output_heads(model)
+        loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+        model.compile(
+            optimizer=optimizer,
+            loss=[loss] * len(outputs),
+            loss_weights=[recipe.aux_weight if name.startswith("aux") else 1.0 for name in outputs],
+            metrics=[["accuracy"]] * len(outputs),
+            jit_compile=config.jit,
+        )
+    train, val = data.train, data.validation
+    if len(outputs) > 1:
+        train, val = (ds.map(lambda x, y: (x, (y,) * len(outputs))) for ds in (train, val))
+    monitor = "val_accuracy" if len(outputs) == 1 else f"val_{main}_accuracy"
+    timer = _TrainTimer()
+    fit_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True),
+        _ResumeCheck(start_epoch * steps),
+        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), profile_batch=0),
+        EpochCheckpoint(os.path.join(out, "checkpoints"), monitor=monitor, history=os.path.join(out, "history.csv")),
+        timer,
+    ]
+    if recipe.decay == "plateau":
+        fit_callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=recipe.gamma, patience=5))
+    model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+              callbacks=[*fit_callbacks, *callbacks],
+              verbose=config.verbose)  # fmt: skip
+
+    history = _read_history(os.path.join(out, "history.csv"))
+    val_acc = [float(r[monitor]) for r in history]
+    _save_model_atomic(model, os.path.join(out, "model.keras"))
+    plot_history(history, os.path.join(out, "curves.png"))
+    metrics = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "recipe": recipe_name,
+        "augment": config.augment,
+        "randaugment": config.randaugment,
+        "mix": config.mix,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "final_val_accuracy": val_acc[-1],
+        "best_val_accuracy": max(val_acc),
+        "resumed_from_epoch": start_epoch,
+        "wall_time_s": round(timer.wall, 1),
+        "images_per_s": round(data.train_examples * (epochs - start_epoch) / timer.train_seconds, 1),
+        "trainable_params": trainable_params(model),
+        "strategy": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "precision": config.precision,
+        "jit": config.jit,
+        "seed": config.seed,
+    }
+    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    return metrics
+
+
+def output_heads(model: keras.Model) -> tuple[list[str], str]:
+    """(names of the model's outputs, the main one): outputs named aux* are auxiliary heads (GoogLeNet's,
+    weighted by the recipe's `aux_weight`); the main output is the last other one (MSDNet's last exit)."""
+    names = [t._keras_history[0].name for t in model.outputs]
+    main = [name for name in names if not name.startswith("aux")]
+    if not main:
+        raise ValueError(f"Model {model.name!r} has only auxiliary outputs {names}.")
+    return names, main[-1]
+
+
+def plot_history(rows: list[dict], path: str) -> None:
+    """Loss and accuracy per epoch (training and validation) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key in sorted(k for k in rows[0] if k.endswith(metric) and k != "epoch"):
+            ax.plot(epochs, [float(r[key]) for r in rows], label=key, marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _save_model_atomic(model: keras.Model, path: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves `last.keras` after every epoch and `best.keras` when `monitor` improves, each atomically (a
+    kill while saving leaves the previous file whole). The best so far is read back from `history` on resume."""
+
+    def __init__(self, directory: str, *, monitor: str, history: str):
+        super().__init__()
+        self.directory, self.monitor = directory, monitor
+        rows = _read_history(history) if os.path.exists(history) else []
+        self.best = max((float(r[monitor]) for r in rows), default=float("-inf"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        _save_model_atomic(self.model, os.path.join(self.directory, "last.keras"))
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best = float(value)
+            _save_model_atomic(self.model, os.path.join(self.directory, "best.keras"))
+
+
+class _ResumeCheck(keras.callbacks.Callback):
+    """After BackupAndRestore has run, the optimizer must be at the step the data stream starts at."""
+
+    def __init__(self, expected_step: int):
+        super().__init__()
+        self.expected_step = expected_step
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.optimizer.iterations)
+        if step != self.expected_step:
+            raise RuntimeError(
+                f"Restored optimizer is at step {step}, the data stream at {self.expected_step}: "
+                "the backup does not belong to this configuration (batch size or data changed)."
+            )
+
+
+class _TrainTimer(keras.callbacks.Callback):
+    """Wall time of the fit and the part spent on training batches (validation excluded)."""
+
+    def on_train_begin(self, logs=None):
+        self.train_seconds, self._start = 0.0, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start, self._counted = time.perf_counter(), False
+
+    def on_test_begin(self, logs=None):
+        self._count()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._count()
+
+    def on_train_end(self, logs=None):
+        self.wall = time.perf_counter() - self._start
+
+    def _count(self):
+        if not self._counted:
+            self.train_seconds += time.perf_counter() - self._epoch_start
+            self._counted = True

@@ -2,7 +2,16 @@
 
 from keras_cnn.training.distribute import STRATEGIES, is_chief, make_strategy
 from keras_cnn.training.optimizers import SGD, RMSprop, learning_rate, optimizer, steps_per_epoch
-from keras_cnn.training.run import PRECISIONS, TrainConfig, output_heads, plot_history, resolve_recipe, train
+from keras_cnn.training.run import (
+    PRECISIONS,
+    TrainConfig,
+    compile_model,
+    label_every_output,
+    output_heads,
+    plot_history,
+    resolve_recipe,
+    train,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -10,7 +19,9 @@ __all__ = [
     "STRATEGIES",
     "RMSprop",
     "TrainConfig",
+    "compile_model",
     "is_chief",
+    "label_every_output",
     "learning_rate",
     "make_strategy",
     "optimizer",

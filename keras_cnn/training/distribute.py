@@ -27,6 +27,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             raise ValueError(
                 "strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable; it is unset."
             )
+        _patch_keras_multi_worker_logs()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -44,3 +45,23 @@ def is_chief() -> bool:
     kind, index = task()
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+def _patch_keras_multi_worker_logs() -> None:
+    """Keras 3 (through 3.15) averages each step's logs across workers with `strategy.reduce("MEAN", v,
+    axis=0)`, which fails for the scalar loss and metrics under MultiWorkerMirroredStrategy ("Invalid
+    reduction dimension 0 for input with 0 dimensions"; keras-team/keras#20585). Scalars are averaged over
+    replicas instead (axis=None); everything else goes to Keras unchanged."""
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "keras_cnn_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.keras_cnn_patch = True
+    trainer.reduce_per_replica = reduce_per_replica

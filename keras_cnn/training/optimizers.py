@@ -65,12 +65,13 @@ def learning_rate(recipe: Recipe, *, steps_per_epoch: int, epochs: int, lr: floa
         boundaries, values = [recipe.warmup_steps, *boundaries], [recipe.warmup_lr, *values]
     if not boundaries:
         return peak
-    if any(b <= a for a, b in itertools.pairwise(boundaries)):
+    if boundaries[0] < 1 or any(b <= a for a, b in itertools.pairwise(boundaries)):
         raise ValueError(
             f"{epochs} epochs of {steps_per_epoch} steps are too short for this schedule (step boundaries "
             f"{boundaries} must increase): train for more epochs."
         )
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    # Keras keeps values[i] while step <= boundaries[i]; the papers' rate changes at step b itself.
+    return keras.optimizers.schedules.PiecewiseConstantDecay([b - 1 for b in boundaries], values)
 
 
 def optimizer(recipe: Recipe, schedule, *, l2: float | None = None) -> keras.optimizers.Optimizer:

@@ -187,18 +187,10 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
         schedule = optimizers.learning_rate(recipe, steps_per_epoch=steps, epochs=epochs, lr=config.lr)
         carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
         optimizer = optimizers.optimizer(recipe, schedule, l2=0.0 if carries_l2 else None)
-        outputs, main = output_heads(model)
-        loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
-        model.compile(
-            optimizer=optimizer,
-            loss=[loss] * len(outputs),
-            loss_weights=[recipe.aux_weight if name.startswith("aux") else 1.0 for name in outputs],
-            metrics=[["accuracy"]] * len(outputs),
-            jit_compile=config.jit,
-        )
-    train, val = data.train, data.validation
-    if len(outputs) > 1:
-        train, val = (ds.map(lambda x, y: (x, (y,) * len(outputs))) for ds in (train, val))
+        outputs, main = compile_model(model, optimizer, recipe=recipe, one_hot=one_hot, jit=config.jit)
+    train, val = label_every_output(data.train, len(outputs)), label_every_output(data.validation, len(outputs))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_from_a_local_batch(model, train)
     monitor = "val_accuracy" if len(outputs) == 1 else f"val_{main}_accuracy"
     timer = _TrainTimer()
     fit_callbacks = [
@@ -242,6 +234,37 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
     }
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     return metrics
+
+
+def _build_from_a_local_batch(model: keras.Model, train: tf.data.Dataset) -> None:
+    """Keras 3's fit builds metrics from the first distributed batch by `strategy.reduce`, which fails under
+    MultiWorkerMirroredStrategy (keras-team/keras#20585: "unsupported type PerReplica"). Only the batch's
+    shapes and dtypes matter there, so the fit is given one local batch to build from instead."""
+    sample = next(iter(train.take(1)))
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=sample)
+
+
+def compile_model(
+    model: keras.Model, optimizer, *, recipe: Recipe, one_hot: bool = False, jit: bool = False
+) -> tuple[list[str], str]:
+    """Compile with cross-entropy on every output, auxiliary heads weighted by `recipe.aux_weight` and the
+    others by 1 (MSDNet's exits), accuracy per output. Returns `output_heads(model)`."""
+    outputs, main = output_heads(model)
+    loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+    model.compile(
+        optimizer=optimizer,
+        loss=[loss] * len(outputs),
+        loss_weights=[recipe.aux_weight if name.startswith("aux") else 1.0 for name in outputs],
+        metrics=[["accuracy"]] * len(outputs),
+        jit_compile=jit,
+    )
+    return outputs, main
+
+
+def label_every_output(ds: tf.data.Dataset, outputs: int) -> tf.data.Dataset:
+    """(x, y) -> (x, (y, y, ...)): every output of a multi-output model learns the same label."""
+    return ds if outputs == 1 else ds.map(lambda x, y: (x, (y,) * outputs))
 
 
 def output_heads(model: keras.Model) -> tuple[list[str], str]:
@@ -310,7 +333,7 @@ class _ResumeCheck(keras.callbacks.Callback):
         self.expected_step = expected_step
 
     def on_train_begin(self, logs=None):
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.value.numpy())  # a MirroredVariable under tf.distribute
         if step != self.expected_step:
             raise RuntimeError(
                 f"Restored optimizer is at step {step}, the data stream at {self.expected_step}: "

@@ -1,0 +1,190 @@
+"""keras_cnn.training: recipes as schedules and optimizers, multi-output compilation, and train() runs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_cnn.recipes import RECIPES, Recipe
+from keras_cnn.training import (
+    SGD,
+    RMSprop,
+    TrainConfig,
+    compile_model,
+    label_every_output,
+    learning_rate,
+    optimizer,
+    resolve_recipe,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lr(schedule, step):
+    return float(schedule(step)) if callable(schedule) else schedule
+
+
+def test_resnet_cifar_steps_at_32k_and_48k_of_64k_iterations():
+    schedule = learning_rate(RECIPES["resnet_cifar"], steps_per_epoch=400, epochs=160)  # 64k iterations
+    assert [_lr(schedule, s) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+
+
+def test_warm_up_then_steps_for_resnet110():
+    schedule = learning_rate(RECIPES["resnet_cifar_warmup"], steps_per_epoch=400, epochs=160)
+    assert [_lr(schedule, s) for s in (0, 399, 400, 32_000)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
+
+
+def test_densenet_halves_and_three_quarters_in_epochs_and_lr_override():
+    schedule = learning_rate(RECIPES["densenet_cifar"], steps_per_epoch=782, epochs=300, lr=0.2)
+    assert _lr(schedule, 150 * 782 - 1) == pytest.approx(0.2)
+    assert _lr(schedule, 150 * 782) == pytest.approx(0.02)
+    assert _lr(schedule, 225 * 782) == pytest.approx(0.002)
+
+
+def test_cosine_plateau_and_too_short_runs():
+    cosine = learning_rate(RECIPES["quick"], steps_per_epoch=10, epochs=10)
+    assert _lr(cosine, 0) == pytest.approx(0.05) and _lr(cosine, 50) == pytest.approx(0.025, rel=1e-3)
+    assert _lr(cosine, 100) == pytest.approx(0.0, abs=1e-7)
+    assert learning_rate(RECIPES["vgg"], steps_per_epoch=10, epochs=5) == 0.01  # ReduceLROnPlateau lowers it
+    with pytest.raises(ValueError, match="too short"):
+        learning_rate(RECIPES["resnet_cifar_warmup"], steps_per_epoch=10, epochs=20)  # 400 warm-up > 100
+
+
+def test_coupled_l2_goes_through_momentum_unlike_keras_weight_decay():
+    w0, g = np.array([1.0, -2.0], "float32"), np.array([0.5, 0.25], "float32")
+    lr, mu, wd = 0.1, 0.9, 0.01
+
+    def run(opt):
+        var = keras.Variable(w0)
+        for _ in range(3):
+            opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+        return np.asarray(var)
+
+    w, v = w0.astype("float64"), np.zeros(2)
+    for _ in range(3):  # Torch SGD: d = g + wd * w; v = mu * v + d; w -= lr * v
+        v = mu * v + g + wd * w
+        w = w - lr * v
+    np.testing.assert_allclose(run(SGD(lr, momentum=mu, l2=wd)), w, rtol=1e-6)
+    decoupled = run(keras.optimizers.SGD(lr, momentum=mu, weight_decay=wd))
+    assert not np.allclose(decoupled, w, rtol=1e-6)
+
+
+def test_recipe_optimizers_and_their_errors():
+    sgd = optimizer(RECIPES["densenet_cifar"], 0.1)
+    assert isinstance(sgd, SGD) and sgd.nesterov and sgd.l2 == pytest.approx(1e-4)
+    assert optimizer(RECIPES["quick"], 0.1).l2 == 0.0
+    assert optimizer(RECIPES["densenet_cifar"], 0.1, l2=0.0).l2 == 0.0
+    rms = optimizer(Recipe("rmsprop", 0.045, "x", 1, 32, 4e-5, "x", "x"), 0.045)
+    assert isinstance(rms, RMSprop) and rms.l2 == pytest.approx(4e-5)
+    assert isinstance(keras.optimizers.deserialize(keras.optimizers.serialize(sgd)), SGD)
+    with pytest.raises(ValueError, match="no Keras implementation"):
+        optimizer(RECIPES["lenet"], 0.1)
+    with pytest.raises(ValueError, match="l2 must be >= 0"):
+        SGD(0.1, l2=-1.0)
+
+
+def test_paper_recipe_is_the_models_own():
+    recipe, name = resolve_recipe(TrainConfig(model="densenet_bc", recipe="paper"))
+    assert name == "densenet_cifar" and recipe is RECIPES["densenet_cifar"]
+    with pytest.raises(ValueError, match="Unknown recipe 'fast'"):
+        resolve_recipe(TrainConfig(recipe="fast"))
+
+
+def test_auxiliary_heads_are_weighted_by_the_recipe():
+    inputs = keras.Input((4,))
+    aux = keras.layers.Dense(3, activation="softmax", name="aux1")(inputs)
+    main = keras.layers.Dense(3, activation="softmax", name="predictions")(inputs)
+    model = keras.Model(inputs, [aux, main])
+    outputs, head = compile_model(model, "sgd", recipe=RECIPES["quick"])
+    assert outputs == ["aux1", "predictions"] and head == "predictions"
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    y = np.arange(8) % 3
+    ds = label_every_output(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), len(outputs))
+    total = model.evaluate(ds, verbose=0, return_dict=True)["loss"]
+    p_aux, p_main = model.predict(x, verbose=0)
+    ce = [float(-np.mean(np.log(p[np.arange(8), y]))) for p in (p_aux, p_main)]
+    assert total == pytest.approx(0.3 * ce[0] + ce[1], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_train_writes_every_artifact_and_refuses_to_overwrite(tmp_path):
+    config = TrainConfig(model="lenet5", epochs=2, lr=0.002, output_dir=str(tmp_path), verbose=0)
+    metrics = train(config)
+    assert metrics["epochs"] == 2 and metrics["resumed_from_epoch"] == 0 and metrics["images_per_s"] > 0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any("tfevents" in f for _, _, files in os.walk(tmp_path / "tensorboard") for f in files)
+    best = keras.saving.load_model(tmp_path / "checkpoints" / "best.keras", safe_mode=True)
+    assert best.count_params() == keras.saving.load_model(tmp_path / "model.keras").count_params()
+    assert not (tmp_path / "backup").exists()  # removed once the run finished
+    with pytest.raises(FileExistsError, match="finished run"):
+        train(config)
+    with pytest.raises(FileNotFoundError, match="Cannot resume"):
+        train(TrainConfig(**{**config.__dict__, "resume": True}))
+
+
+@pytest.mark.slow
+def test_mixed_precision_and_xla_keep_a_float32_head_and_restore_the_policy(tmp_path):
+    config = TrainConfig(model="lenet5", epochs=1, lr=0.002, output_dir=str(tmp_path), precision="mixed_bfloat16",
+                         jit=True, verbose=0)  # fmt: skip
+    metrics = train(config)
+    assert metrics["precision"] == "mixed_bfloat16" and metrics["jit"]
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.get_layer("c1").compute_dtype == "bfloat16" and model.output.dtype == "float32"
+
+
+_KILLABLE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras
+    from keras_cnn.training import TrainConfig, train
+
+    class KillAt(keras.callbacks.Callback):  # kill -9: no cleanup, no flush
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    out, kill, resume = sys.argv[1], sys.argv[2] == "kill", sys.argv[3] == "resume"
+    config = TrainConfig(model="lenet5", epochs=3, lr=0.002, augment="cifar", deterministic=True, seed=7,
+                         output_dir=out, resume=resume, verbose=0)
+    print(train(config, callbacks=[KillAt()] if kill else [])["resumed_from_epoch"])
+    """
+)
+
+
+def _killable(*args):
+    return subprocess.run([sys.executable, "-c", _KILLABLE, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    whole = _killable(str(tmp_path / "whole"), "no", "fresh")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _killable(str(tmp_path / "cut"), "kill", "fresh")
+    assert killed.returncode == -9 and (tmp_path / "cut" / "backup").exists()
+    refused = _killable(str(tmp_path / "cut"), "no", "fresh")
+    assert refused.returncode != 0 and "interrupted run" in refused.stderr
+    resumed = _killable(str(tmp_path / "cut"), "no", "resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.split()[-1] == "1"  # epoch 0 finished before the kill in epoch 1
+    a = keras.saving.load_model(tmp_path / "whole" / "model.keras").get_weights()
+    b = keras.saving.load_model(tmp_path / "cut" / "model.keras").get_weights()
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    rows = (tmp_path / "cut" / "history.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]

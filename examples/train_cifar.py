@@ -1,9 +1,8 @@
 """Train any registered model with model.fit. The default needs no download: scikit-learn's real digits.
 
     python examples/train_cifar.py --model resnet20
-    python examples/train_cifar.py --model densenet_bc --recipe paper --dataset cifar10 --data_dir ~/tfds --augment cifar
+    python examples/train_cifar.py --model densenet_bc --recipe paper --dataset cifar10 --data_dir ~/tfds
     python examples/train_cifar.py --dataset cifar10_archive --data_dir cifar-10-python.tar.gz --mix cutmix
-    python examples/train_cifar.py --dataset folder --data_dir my_images/ --image_size 64 --augment imagenet
     python examples/train_cifar.py --output_dir runs/x --resume      # continue a run that was killed
 
 Writes history.csv, curves.png, tensorboard/, checkpoints/, model.keras and metrics.json (final/best
@@ -13,60 +12,18 @@ val_accuracy, epochs, wall time, images/s) to --output_dir (see keras_cnn.traini
 from __future__ import annotations
 
 import json
-import time
 
+import common
 from absl import app, flags
+from common import define_training_flags, run_training
 
-# Listed here so --help works before TensorFlow loads; tests check they equal the package's tuples.
-DATASETS = ("digits", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
-            "cifar100_archive", "folder")  # fmt: skip
-AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
-MIXES = ("none", "mixup", "cutmix")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "resnet20", "Registered model name (see keras_cnn.list_models()).")
-flags.DEFINE_enum("dataset", "digits", DATASETS, "Dataset; 'digits' is embedded and needs no download.")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir, CIFAR python archive (or its folder), or image folder.")
-flags.DEFINE_string("recipe", "quick", "'quick' (SGD Nesterov, cosine), 'paper' (the model's), or a recipe name.")
-flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's; quick: 15).", lower_bound=1)
-flags.DEFINE_integer("batch_size", None, "Global mini-batch size (default: the recipe's).", lower_bound=1)
-flags.DEFINE_float("lr", None, "Peak learning rate (default: the recipe's).", lower_bound=0)
-flags.DEFINE_integer("image_size", 32, "Input height and width.", lower_bound=8)
-flags.DEFINE_enum("augment", "none", AUGMENTATIONS,
-                  "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
-                  "colour jitter, PCA lighting.")  # fmt: skip
-flags.DEFINE_bool("randaugment", False, "Keras RandAugment on every training batch (RGB only).")
-flags.DEFINE_enum("mix", "none", MIXES, "Keras MixUp or CutMix on training batches (labels become one-hot).")
-flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto: multi_worker if TF_CONFIG is set, mirrored on >1 GPU.")
-flags.DEFINE_enum("mixed_precision", "float32", PRECISIONS, "Dtype policy; the classifier stays float32.")
-flags.DEFINE_bool("jit", False, "Compile the train step with XLA.")
-flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (bit-identical reruns, slower on GPU).")
-flags.DEFINE_string("output_dir", None, "Run directory (default: runs/<model>-<dataset>-<time>).")
-flags.DEFINE_bool("resume", False, "Continue the interrupted run in --output_dir from its last finished epoch.")
-flags.DEFINE_bool("overwrite", False, "Replace a finished or interrupted run in --output_dir.")
-flags.DEFINE_integer("seed", 0, "Seed for the split, shuffling, augmentation and initialization.")
+define_training_flags(model="resnet20", dataset="digits", image_size=32, augment="none", recipe="quick")
+flags.adopt_module_key_flags(common)  # --help lists the shared flags
 
 
 def main(argv: list[str]) -> None:
     del argv
-    from keras_cnn.training import TrainConfig, train
-
-    if FLAGS.resume and not FLAGS.output_dir:
-        raise app.UsageError("--resume needs the --output_dir of the run to continue.")
-    output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = TrainConfig(
-        model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,
-        randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
-        jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
-        resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-    )  # fmt: skip
-    try:
-        metrics = train(config)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from err
+    metrics, output_dir = run_training(flags.FLAGS)
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {output_dir}")
 

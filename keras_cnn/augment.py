@@ -212,3 +212,16 @@ def predict_ten_crop(
         out = model.predict(crops[i], batch_size=batch_size, verbose=0)
         probs.append(ops.convert_to_numpy(ops.softmax(out)) if from_logits else out)
     return np.mean(probs, axis=0)
+
+
+def evaluate_ten_crop(model: keras.Model, dataset, size: int | None = None, *, from_logits: bool = False) -> float:
+    """Top-1 accuracy of `predict_ten_crop` over a dataset of (images, integer labels) batches whose images
+    are larger than the crop `size` (e.g. 256 for 224)."""
+    correct = total = 0
+    for images, labels in dataset:
+        probs = predict_ten_crop(model, images, size, from_logits=from_logits, batch_size=int(images.shape[0]))
+        correct += int(np.sum(np.argmax(probs, axis=-1) == np.asarray(labels)))
+        total += int(labels.shape[0])
+    if not total:
+        raise ValueError("evaluate_ten_crop received an empty dataset.")
+    return correct / total

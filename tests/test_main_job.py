@@ -50,8 +50,41 @@ def test_trains_on_a_cifar_archive_with_augmentation(tmp_path):
     assert metrics["dataset"] == "cifar10_archive" and metrics["augment"] == "cifar_pca" and metrics["epochs"] == 1
 
 
-def test_every_dataset_is_offered_by_the_example():
+def test_the_examples_offer_exactly_the_packages_choices():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import common
+    finally:
+        sys.path.pop(0)
+    from keras_cnn.augment import AUGMENTATIONS, MIXES
     from keras_cnn.data import DATASETS
+    from keras_cnn.training import PRECISIONS, STRATEGIES
 
+    assert common.DATASETS == DATASETS and common.AUGMENTATIONS == AUGMENTATIONS and common.MIXES == MIXES
+    assert common.PRECISIONS == PRECISIONS and common.STRATEGIES == STRATEGIES
     help_text = _run("--help").stdout.replace("\n", "").replace(" ", "")
     assert all(name in help_text for name in DATASETS)
+
+
+def test_resume_and_overwrite_are_explicit(tmp_path):
+    result = _run("--resume")
+    assert result.returncode != 0 and "--resume needs the --output_dir" in result.stderr
+    (tmp_path / "metrics.json").write_text("{}")
+    result = _run("--epochs=1", f"--output_dir={tmp_path}")
+    assert result.returncode != 0 and "holds a finished run" in result.stderr
+    assert (tmp_path / "metrics.json").read_text() == "{}"  # untouched
+
+
+@pytest.mark.slow
+def test_train_imagenet_on_an_image_folder_with_cutmix_and_ten_crop(tmp_path):
+    from tests.test_data_sources import _write_folder
+
+    _write_folder(tmp_path / "imgs", np.random.default_rng(1), {"cat": 6, "dog": 6})
+    cmd = [sys.executable, str(ROOT / "examples/train_imagenet.py"), "--model=resnet20", "--dataset=folder",
+           f"--data_dir={tmp_path / 'imgs'}", "--image_size=32", "--recipe=quick", "--epochs=1", "--batch_size=4",
+           "--mix=cutmix", "--randaugment", "--ten_crop", f"--output_dir={tmp_path / 'run'}"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["augment"] == "imagenet" and metrics["mix"] == "cutmix" and metrics["randaugment"]
+    assert 0.0 <= metrics["ten_crop_val_accuracy"] <= 1.0

@@ -1,0 +1,61 @@
+"""Flags shared by the training examples (absl). Kept free of TensorFlow so --help answers at once."""
+
+from __future__ import annotations
+
+import time
+
+from absl import app, flags
+
+# The package's choices, listed here so --help works before TensorFlow loads (a test checks they agree).
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
+            "cifar100_archive", "folder")  # fmt: skip
+AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
+MIXES = ("none", "mixup", "cutmix")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_size: int, augment: str,
+                          recipe: str) -> None:  # fmt: skip
+    """The flags of keras_cnn.training.TrainConfig, with this example's defaults."""
+    flags.DEFINE_string("model", model, "Registered model name (see keras_cnn.list_models()).")
+    flags.DEFINE_enum("dataset", dataset, datasets, "Dataset; 'digits' is embedded and needs no download.")
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir, CIFAR python archive (or its folder), or image folder.")
+    flags.DEFINE_string("recipe", recipe, "'quick' (SGD Nesterov, cosine), 'paper' (the model's), or a recipe name.")
+    flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's; quick: 15).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", None, "Global mini-batch size (default: the recipe's).", lower_bound=1)
+    flags.DEFINE_float("lr", None, "Peak learning rate (default: the recipe's).", lower_bound=0)
+    flags.DEFINE_integer("image_size", image_size, "Input height and width.", lower_bound=8)
+    flags.DEFINE_enum("augment", augment, AUGMENTATIONS,
+                      "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
+                      "colour jitter, PCA lighting.")  # fmt: skip
+    flags.DEFINE_bool("randaugment", False, "Keras RandAugment on every training batch (RGB only).")
+    flags.DEFINE_enum("mix", "none", MIXES, "Keras MixUp or CutMix on training batches (labels become one-hot).")
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto: multi_worker if TF_CONFIG is set, mirrored on >1 GPU.")
+    flags.DEFINE_enum("mixed_precision", "float32", PRECISIONS, "Dtype policy; the classifier stays float32.")
+    flags.DEFINE_bool("jit", False, "Compile the train step with XLA.")
+    flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (bit-identical reruns, slower on GPU).")
+    flags.DEFINE_string("output_dir", None, "Run directory (default: runs/<model>-<dataset>-<time>).")
+    flags.DEFINE_bool("resume", False, "Continue the interrupted run in --output_dir from its last finished epoch.")
+    flags.DEFINE_bool("overwrite", False, "Replace a finished or interrupted run in --output_dir.")
+    flags.DEFINE_integer("seed", 0, "Seed for the split, shuffling, augmentation and initialization.")
+
+
+def run_training(FLAGS) -> tuple[dict, str]:
+    """Train as the flags say; returns (metrics, output directory). Bad input becomes a usage error."""
+    from keras_cnn.training import TrainConfig, train
+
+    if FLAGS.resume and not FLAGS.output_dir:
+        raise app.UsageError("--resume needs the --output_dir of the run to continue.")
+    output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = TrainConfig(
+        model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,
+        randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
+        jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
+        resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+    )  # fmt: skip
+    try:
+        return train(config), output_dir
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise app.UsageError(str(err)) from err

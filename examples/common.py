@@ -7,7 +7,7 @@ import time
 from absl import app, flags
 
 # The package's choices, listed here so --help works before TensorFlow loads (a test checks they agree).
-DATASETS = ("digits", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
+DATASETS = ("digits", "photos", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
             "cifar100_archive", "folder")  # fmt: skip
 AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
 MIXES = ("none", "mixup", "cutmix")
@@ -19,7 +19,9 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
                           recipe: str) -> None:  # fmt: skip
     """The flags of keras_cnn.training.TrainConfig, with this example's defaults."""
     flags.DEFINE_string("model", model, "Registered model name (see keras_cnn.list_models()).")
-    flags.DEFINE_enum("dataset", dataset, datasets, "Dataset; 'digits' is embedded and needs no download.")
+    flags.DEFINE_enum(
+        "dataset", dataset, datasets, "Dataset; 'digits' and 'photos' (colour) are embedded, no download."
+    )
     flags.DEFINE_string("data_dir", None, "TFDS data_dir, CIFAR python archive (or its folder), or image folder.")
     flags.DEFINE_string("recipe", recipe, "'quick' (SGD Nesterov, cosine), 'paper' (the model's), or a recipe name.")
     flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's; quick: 15).", lower_bound=1)

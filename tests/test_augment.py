@@ -5,7 +5,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cnn.augment import IMAGENET_EIGVAL, IMAGENET_EIGVEC, PCALighting, pad_crop_flip, predict_ten_crop, ten_crop
+from keras_cnn.augment import (
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
+    PCALighting,
+    augmenter,
+    batch_augmenter,
+    color_jitter,
+    pad_crop_flip,
+    predict_ten_crop,
+    random_resized_crop,
+    resize_center_crop,
+    ten_crop,
+)
 
 
 def test_pca_lighting_shifts_every_pixel_by_one_rgb_vector_per_image():
@@ -85,3 +97,54 @@ def test_ten_crop_views_and_their_average():
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(model(c))) for c in crops], axis=0)
     np.testing.assert_allclose(probs, expected, atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-6)
+
+
+def test_stateless_seeds_make_every_draw_repeatable():
+    image = tf.constant(np.random.default_rng(6).random((40, 60, 3)).astype("float32"))
+    for fn in (lambda s: random_resized_crop(image, 24, seed=s), lambda s: color_jitter(image, seed=s),
+               lambda s: pad_crop_flip(image, seed=s)):  # fmt: skip
+        a, b, c = fn((1, 2)), fn((1, 2)), fn((1, 3))
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    offsets = PCALighting().offsets(2, seed=tf.constant([4, 5], tf.int64))
+    np.testing.assert_array_equal(offsets, PCALighting().offsets(2, seed=tf.constant([4, 5], tf.int64)))
+
+
+def test_imagenet_crops_and_colour_stay_in_range():
+    image = tf.constant(np.random.default_rng(7).random((40, 60, 3)).astype("float32"))
+    assert random_resized_crop(image, 24, seed=0).shape == (24, 24, 3)
+    jittered = color_jitter(image, seed=0).numpy()
+    assert jittered.min() >= 0.0 and jittered.max() <= 1.0
+    ramp = tf.constant(np.tile(np.arange(60, dtype="float32")[None, :, None], (40, 1, 3)))
+    centre = resize_center_crop(ramp, 28).numpy()  # 40x60 -> 32x48, then the middle 28x28
+    assert centre.shape == (28, 28, 3) and abs(centre[:, :, 0].mean() - 29.5) < 1.0
+    out = augmenter("imagenet", channels=3, image_size=24)(
+        tf.cast(image * 255, tf.uint8), tf.constant([1, 2], tf.int64)
+    )
+    assert out.shape == (24, 24, 3) and out.dtype == tf.float32
+
+
+def test_augmentation_choices_and_their_errors():
+    assert augmenter("none", channels=1, image_size=32) is None
+    assert augmenter("cifar", channels=1, image_size=32) is not None  # crops and flips suit grey images
+    with pytest.raises(ValueError, match="needs RGB"):
+        augmenter("cifar_pca", channels=1, image_size=32)
+    with pytest.raises(ValueError, match="choose one of"):
+        augmenter("autoaugment", channels=3, image_size=32)
+    with pytest.raises(ValueError, match="needs RGB"):
+        batch_augmenter(randaugment=True, mix="none", classes=10, channels=1)
+    with pytest.raises(ValueError, match="Unknown mix"):
+        batch_augmenter(randaugment=False, mix="cutout", classes=10, channels=3)
+    assert batch_augmenter(randaugment=False, mix="none", classes=10, channels=3) is None
+
+
+def test_mixup_and_randaugment_on_batches_keep_shapes_and_label_mass():
+    images = tf.constant(np.random.default_rng(8).random((6, 16, 16, 3)).astype("float32"))
+    labels = tf.one_hot(np.arange(6) % 3, 3)
+    for mix in ("mixup", "cutmix"):
+        out_images, out_labels = batch_augmenter(randaugment=True, mix=mix, classes=3, channels=3, seed=1)(
+            images, labels
+        )
+        assert out_images.shape == images.shape
+        np.testing.assert_allclose(np.sum(out_labels, axis=-1), 1.0, rtol=1e-5)
+        assert not np.array_equal(out_labels, labels)  # labels were mixed

@@ -27,15 +27,3 @@ def test_throughput_refuses_models_without_a_peer(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--models=ResNet20", f"--output={tmp_path}/x.json"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "must name a builder of both" in result.stderr
-
-
-@pytest.mark.slow
-def test_mixed_precision_reports_the_ratio_to_float32(tmp_path):
-    out = tmp_path / "mp.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/mixed_precision.py"), "--models=lenet5:32:4",
-           "--policies=mixed_bfloat16", "--steps=1", f"--output={out}"]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["policy"] == "mixed_bfloat16" and row["model"] == "lenet5"
-    assert row["ratio"] == pytest.approx(row["policy_img_s"] / row["float32_img_s"], rel=0.01)
-    assert "ratio" in result.stdout

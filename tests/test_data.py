@@ -27,3 +27,15 @@ def test_digits_colour_and_seeded_split():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_digits(**kwargs)
+
+
+def test_photo_patches_are_real_colour_images_split_per_photo():
+    from keras_cnn.data import load_dataset, photo_arrays
+
+    (x_train, y_train), (x_val, y_val), classes = photo_arrays(24, seed=2)
+    assert classes == 2 and x_train.shape[1:] == (24, 24, 3) and len(y_train) + len(y_val) == 456
+    assert sorted(np.bincount(y_val)) == [46, 46]  # stratified 20 %
+    assert np.ptp(x_train[..., 0] - x_train[..., 2]) > 0.3  # colour, not grey repeated to RGB
+    np.testing.assert_array_equal(photo_arrays(24, seed=2)[1][0], x_val)
+    splits = load_dataset("photos", image_size=24, channels=3, batch_size=16)
+    assert splits.classes == 2 and splits.train_examples == len(y_train)

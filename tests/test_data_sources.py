@@ -164,3 +164,23 @@ def test_training_pipeline_is_deterministic_for_a_seed(tmp_path):
 
     first, again, other = order(0), order(0), order(1)
     assert first == again and sorted(first) == sorted(other) and first != other
+
+
+def test_training_stream_is_a_function_of_seed_epoch_and_example():
+    from keras_cnn.augment import augmenter
+    from keras_cnn.data import pipeline
+
+    images = np.random.default_rng(9).random((10, 8, 8, 1)).astype("float32")
+    source = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
+    kwargs = {"image_size": None, "channels": 1, "batch_size": 4, "training": True, "seed": 5,
+              "augment": augmenter("cifar", channels=1, image_size=8)}  # fmt: skip
+    whole = list(pipeline(source, epochs=(0, 3), **kwargs))
+    tail = list(pipeline(source, epochs=(2, 3), **kwargs))
+    assert len(whole) == 9 and len(tail) == 3  # ceil(10 / 4) batches per epoch, never shared between epochs
+    for (xa, ya), (xb, yb) in zip(whole[6:], tail, strict=True):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)  # same crops and flips for a resumed epoch
+    orders = [np.concatenate([y.numpy() for _, y in whole[3 * e : 3 * e + 3]]) for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in orders) and not np.array_equal(orders[0], orders[1])
+    onehot = next(iter(pipeline(source, one_hot=10, epochs=(0, 1), **kwargs)))[1]
+    assert onehot.shape == (4, 10) and np.allclose(np.sum(onehot, axis=-1), 1.0)

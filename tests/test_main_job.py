@@ -30,7 +30,7 @@ def _run(*flags):
 
 def test_unknown_dataset_is_a_usage_error(tmp_path):
     result = _run("--dataset=imagenet", f"--output_dir={tmp_path}")
-    assert result.returncode != 0 and "value should be one of <digits|cifar10|" in result.stderr
+    assert result.returncode != 0 and "value should be one of <digits|photos|cifar10|" in result.stderr
 
 
 def test_missing_data_says_what_to_do_instead_of_downloading(tmp_path):

@@ -1,4 +1,5 @@
-"""scikit-learn's handwritten digits (1,797 real 8x8 scans from UCI, shipped inside the package) as tf.data."""
+"""The embedded data, shipped inside scikit-learn: its handwritten digits (1,797 real 8x8 scans from UCI) and,
+where colour is needed, patches of its two sample photos."""
 
 from __future__ import annotations
 
@@ -55,3 +56,32 @@ def load_digits(
         val.batch(batch_size).prefetch(tf.data.AUTOTUNE),
         classes,
     )
+
+
+PHOTO_PATCH, PHOTO_STRIDE = 64, 32
+
+
+def photo_arrays(
+    image_size: int = 32, *, validation_fraction: float = 0.2, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
+    """The embedded colour data: scikit-learn's two sample photos (china.jpg, flower.jpg, 427x640 RGB) cut into
+    64x64 patches at stride 32 (228 per photo), labelled by photo and resized to `image_size`. As
+    `digits_arrays`: float32 in [0, 1], int32 labels, a stratified split fixed by `seed`."""
+    from sklearn.datasets import load_sample_images
+
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8; received {image_size!r}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
+    patches, labels = [], []
+    for label, photo in enumerate(load_sample_images().images):
+        height, width, _ = photo.shape
+        for top in range(0, height - PHOTO_PATCH + 1, PHOTO_STRIDE):
+            for left in range(0, width - PHOTO_PATCH + 1, PHOTO_STRIDE):
+                patches.append(photo[top : top + PHOTO_PATCH, left : left + PHOTO_PATCH])
+                labels.append(label)
+    images = tf.image.resize(np.stack(patches).astype("float32") / 255.0, (image_size, image_size)).numpy()
+    x_train, x_val, y_train, y_val = train_test_split(
+        images, np.asarray(labels, "int32"), test_size=validation_fraction, stratify=labels, random_state=seed
+    )
+    return (x_train, y_train), (x_val, y_val), 2

@@ -1,8 +1,9 @@
 """One entry point for every dataset: `load_dataset(name, ...)` -> Splits(train, validation, classes, train_examples).
 
-Names: "digits" (embedded, no download), "cifar10"/"cifar100"/"mnist"/"svhn_cropped"/"imagenet2012" through
-tensorflow-datasets (prepared under `data_dir`; never downloaded here), "cifar10_archive"/"cifar100_archive"
-for the published python archive at `data_dir`, and "folder" for an image folder with one subfolder per class.
+Names: "digits" and "photos" (embedded: scikit-learn's digits and sample-photo patches; no download),
+"cifar10"/"cifar100"/"mnist"/"svhn_cropped"/"imagenet2012" through tensorflow-datasets (prepared under
+`data_dir`; never downloaded here), "cifar10_archive"/"cifar100_archive" for the published python archive at
+`data_dir`, and "folder" for an image folder with one subfolder per class.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.data.cifar import load_cifar_archive
-from keras_cnn.data.digits import digits_arrays
+from keras_cnn.data.digits import digits_arrays, photo_arrays
 
 TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "mnist": ("train", "test"),
         "svhn_cropped": ("train", "test"), "imagenet2012": ("train", "validation")}  # fmt: skip
 ARCHIVES = {"cifar10_archive": "cifar10", "cifar100_archive": "cifar100"}
-DATASETS = ("digits", *TFDS, *ARCHIVES, "folder")
+DATASETS = ("digits", "photos", *TFDS, *ARCHIVES, "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SHUFFLE_BUFFER = 10_000
 
@@ -147,6 +148,9 @@ def load_dataset(
     if name == "digits":
         train, val, classes = digits_arrays(image_size or 32, channels, validation_fraction=validation_fraction,
                                             seed=seed)  # fmt: skip
+        train, val = tf.data.Dataset.from_tensor_slices(train), tf.data.Dataset.from_tensor_slices(val)
+    elif name == "photos":
+        train, val, classes = photo_arrays(image_size or 32, validation_fraction=validation_fraction, seed=seed)
         train, val = tf.data.Dataset.from_tensor_slices(train), tf.data.Dataset.from_tensor_slices(val)
     elif data_dir is None:
         raise ValueError(f"Dataset {name!r} is read from disk: pass data_dir (see keras_cnn.data.load_dataset).")

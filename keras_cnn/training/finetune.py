@@ -51,8 +51,8 @@ def finetune(
     verbose: int = 2,
 ) -> dict[str, list[float]]:
     """Stage 1: `head_epochs` with the backbone frozen (SGD momentum at `head_lr`). Stage 2: `epochs` with
-    everything but the backbone's BatchNormalization layers trainable at `lr`. `model` comes from `with_new_head`. Returns the two histories joined,
-    with a "stage" entry per epoch."""
+    everything but the backbone's BatchNormalization layers trainable at `lr`. `model` comes from
+    `with_new_head`. Returns the two histories joined, with a "stage" entry per epoch."""
     backbone = model.layers[1]
     history: dict[str, list[float]] = {"stage": []}
     for stage, (trainable, n, rate) in enumerate(((False, head_epochs, head_lr), (True, epochs, lr)), start=1):

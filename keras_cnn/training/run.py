@@ -33,7 +33,8 @@ RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkp
 @dataclasses.dataclass
 class TrainConfig:
     """One training run. `recipe` is a name in `keras_cnn.recipes.RECIPES` or "paper" (the model's own);
-    `epochs`, `batch_size` (global, across replicas) and `lr` override it. `channels` defaults to 1 for the
+    `epochs`, `batch_size` (global, across replicas) and `lr` override it. `verbose` is `fit`'s ("auto": a
+    progress bar; 2: one line per epoch; 0: silent). `channels` defaults to 1 for the
     grey datasets (digits, mnist) and 3 otherwise."""
 
     model: str = "resnet20"
@@ -57,7 +58,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     model_kwargs: dict = dataclasses.field(default_factory=dict)
-    verbose: int = 2
+    verbose: int | str = "auto"
 
 
 def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:

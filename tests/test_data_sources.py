@@ -144,6 +144,12 @@ def test_tfds_datasets_load_through_tfds_and_never_download(tmp_path):
         x, y = next(iter(train))
         mnist_train, _, mnist_classes, _ = load_dataset("mnist", data_dir=tmp_path, batch_size=4, channels=3)
         mnist_x, _ = next(iter(mnist_train))
+        from keras_cnn.augment import augmenter
+
+        imagenet = load_dataset("imagenet2012", data_dir=tmp_path, batch_size=3, image_size=32, epochs=(0, 1),
+                                augment=augmenter("imagenet", channels=3, image_size=32))  # fmt: skip
+        crops, val_crops = next(iter(imagenet.train))[0], next(iter(imagenet.validation))[0]
+    assert imagenet.classes == 1000 and crops.shape == val_crops.shape == (3, 32, 32, 3)  # random and centre crops
     assert classes == 10 and x.shape == (4, 24, 24, 3) and 0.0 <= float(tf.reduce_min(x)) <= 1.0
     assert y.dtype == tf.int32 and mnist_classes == 10 and mnist_x.shape == (4, 32, 32, 3)
 

@@ -271,7 +271,7 @@ def label_every_output(ds: tf.data.Dataset, outputs: int) -> tf.data.Dataset:
 def output_heads(model: keras.Model) -> tuple[list[str], str]:
     """(names of the model's outputs, the main one): outputs named aux* are auxiliary heads (GoogLeNet's,
     weighted by the recipe's `aux_weight`); the main output is the last other one (MSDNet's last exit)."""
-    names = [t._keras_history[0].name for t in model.outputs]
+    names = list(model.output_names)
     main = [name for name in names if not name.startswith("aux")]
     if not main:
         raise ValueError(f"Model {model.name!r} has only auxiliary outputs {names}.")

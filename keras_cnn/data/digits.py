@@ -11,18 +11,23 @@ from sklearn.model_selection import train_test_split
 NUM_CLASSES = 10
 
 
+def _check_split(image_size, validation_fraction, why: str = "") -> None:
+    """The arguments every embedded set takes: an output size of 8 or more and a held-out fraction in (0, 1)."""
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8{why}; received {image_size!r}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
+
+
 def digits_arrays(
     image_size: int = 32, channels: int = 1, *, validation_fraction: float = 0.2, seed: int = 0
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
     """`((x_train, y_train), (x_val, y_val), num_classes)`: float32 images in [0, 1] resized bilinearly to
     `image_size` and repeated to `channels`, int32 labels. The split is stratified and fixed by `seed`, so
     every model is measured on the same held-out images."""
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ValueError(f"image_size must be an integer >= 8 (the digits are 8x8 scans); received {image_size!r}.")
+    _check_split(image_size, validation_fraction, " (the digits are 8x8 scans)")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; received {channels!r}.")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
     digits = _sklearn_digits()
     images = (digits.images.astype("float32") / 16.0)[..., None]
     x_train, x_val, y_train, y_val = train_test_split(
@@ -69,10 +74,7 @@ def photo_arrays(
     `digits_arrays`: float32 in [0, 1], int32 labels, a stratified split fixed by `seed`."""
     from sklearn.datasets import load_sample_images
 
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ValueError(f"image_size must be an integer >= 8; received {image_size!r}.")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
+    _check_split(image_size, validation_fraction)
     patches, labels = [], []
     for label, photo in enumerate(load_sample_images().images):
         height, width, _ = photo.shape

@@ -114,6 +114,8 @@ def _check(config: TrainConfig) -> None:
         value = getattr(config, field)
         if value is not None and value <= 0:
             raise ValueError(f"{field} must be positive; received {value!r}.")
+    if not isinstance(config.image_size, int) or config.image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8; received {config.image_size!r}.")
 
 
 def _prepare_output_dir(out: str, *, resume: bool, overwrite: bool) -> int:

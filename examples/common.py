@@ -45,19 +45,25 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
 
 def run_training(FLAGS) -> tuple[dict, str]:
     """Train as the flags say; returns (metrics, output directory). Bad input becomes a usage error."""
-    from keras_cnn.training import TrainConfig, train
+    from keras_cnn.training import train
+
+    output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        return train(training_config(FLAGS, output_dir)), output_dir
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise app.UsageError(str(err)) from err
+
+
+def training_config(FLAGS, output_dir: str):
+    """keras_cnn.training.TrainConfig from the shared flags."""
+    from keras_cnn.training import TrainConfig
 
     if FLAGS.resume and not FLAGS.output_dir:
         raise app.UsageError("--resume needs the --output_dir of the run to continue.")
-    output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = TrainConfig(
+    return TrainConfig(
         model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,
         randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
         jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
         resume=FLAGS.resume, overwrite=FLAGS.overwrite,
     )  # fmt: skip
-    try:
-        return train(config), output_dir
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from err

@@ -6,6 +6,7 @@ from keras_cnn.complexity import count_macs, trainable_params
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
 from keras_cnn.models import __all__ as _builders
 from keras_cnn.registry import ModelInfo, Paper, create_model, list_models, model_info
+from keras_cnn.training import distill
 
 __version__ = "0.1.0"
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Paper",
     "count_macs",
     "create_model",
+    "distill",
     "feature_extractor",
     "layers",
     "list_models",

@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
@@ -25,6 +26,9 @@ from keras_cnn.augment import AUGMENTATIONS, MIXES, augmenter, batch_augmenter
 from keras_cnn.io import write_json_atomic
 from keras_cnn.recipes import RECIPES, Recipe
 from keras_cnn.training import distribute, optimizers
+
+if TYPE_CHECKING:
+    from keras_cnn.data import Splits
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkpoints", "tensorboard", "backup")
@@ -73,8 +77,21 @@ def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
     return RECIPES[config.recipe], config.recipe
 
 
-def train(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
-    """Train as `config` says and return the metrics also written to `metrics.json`."""
+Wrap = Callable[[keras.Model, "Splits"], keras.Model]  # (student, its data) -> the model to fit
+
+
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    wrap: Wrap | None = None,
+    metadata: dict | None = None,
+) -> dict:
+    """Train as `config` says and return the metrics also written to `metrics.json` (plus `metadata`).
+
+    `wrap(model, data)`, called under the strategy's scope, returns the model to fit in place of `model`: a
+    `keras_cnn.distill` distiller whose `student` is `model` (its loss is its own; the checkpoints and
+    `model.keras` hold the student alone)."""
     _check(config)
     strategy = distribute.make_strategy(config.strategy)
     out = config.output_dir
@@ -97,9 +114,13 @@ def train(config: TrainConfig, *, callbacks: Sequence[keras.callbacks.Callback] 
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
-        return _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks)
+        metrics = _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels,
+                       callbacks, wrap)  # fmt: skip
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    metrics.update(metadata or {})
+    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    return metrics
 
 
 def _check(config: TrainConfig) -> None:
@@ -168,7 +189,7 @@ def _read_history(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks) -> dict:
+def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks, wrap) -> dict:
     from keras_cnn.complexity import trainable_params
     from keras_cnn.data import load_dataset
     from keras_cnn.registry import create_model
@@ -190,10 +211,16 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
         schedule = optimizers.learning_rate(recipe, steps_per_epoch=steps, epochs=epochs, lr=config.lr)
         carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
         optimizer = optimizers.optimizer(recipe, schedule, l2=0.0 if carries_l2 else None)
-        outputs, main = compile_model(model, optimizer, recipe=recipe, one_hot=one_hot, jit=config.jit)
+        if wrap is None:
+            fitted = model
+            outputs, main = compile_model(model, optimizer, recipe=recipe, one_hot=one_hot, jit=config.jit)
+        else:
+            fitted, outputs, main = wrap(model, data), ["predictions"], "predictions"
+            fitted(keras.ops.zeros((1, *model.input_shape[1:])))  # built before BackupAndRestore restores it
+            fitted.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=config.jit)
     train, val = label_every_output(data.train, len(outputs)), label_every_output(data.validation, len(outputs))
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _build_from_a_local_batch(model, train)
+        _build_from_a_local_batch(fitted, train)
     monitor = "val_accuracy" if len(outputs) == 1 else f"val_{main}_accuracy"
     timer = _TrainTimer()
     fit_callbacks = [
@@ -206,12 +233,14 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
     ]
     if recipe.decay == "plateau":
         fit_callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=recipe.gamma, patience=5))
-    model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+    fitted.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, shuffle=False,
               callbacks=[*fit_callbacks, *callbacks],
               verbose=config.verbose)  # fmt: skip
 
     history = _read_history(os.path.join(out, "history.csv"))
     val_acc = [float(r[monitor]) for r in history]
+    others = {f"final_{key}": float(history[-1][key]) for key in history[-1]
+              if key.startswith("val_") and key.endswith("accuracy") and key != monitor}  # fmt: skip
     _save_model_atomic(model, os.path.join(out, "model.keras"))
     plot_history(history, os.path.join(out, "curves.png"))
     metrics = {
@@ -234,8 +263,8 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
         "precision": config.precision,
         "jit": config.jit,
         "seed": config.seed,
+        **others,
     }
-    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     return metrics
 
 
@@ -321,11 +350,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.directory, exist_ok=True)
-        _save_model_atomic(self.model, os.path.join(self.directory, "last.keras"))
+        model = getattr(self.model, "student", self.model)  # a distiller's checkpoints hold its student
+        _save_model_atomic(model, os.path.join(self.directory, "last.keras"))
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)
-            _save_model_atomic(self.model, os.path.join(self.directory, "best.keras"))
+            _save_model_atomic(model, os.path.join(self.directory, "best.keras"))
 
 
 class _ResumeCheck(keras.callbacks.Callback):

@@ -13,6 +13,7 @@ AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
 MIXES = ("none", "mixup", "cutmix")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+DISTILL_METHODS = ("kd", "mimic", "fitnets", "rocket")
 
 
 def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_size: int, augment: str,

@@ -17,13 +17,14 @@ import time
 
 import common
 from absl import app, flags
-from common import define_training_flags, training_config
+from common import DISTILL_METHODS, define_training_flags, training_config
 
 define_training_flags(model="resnet20", dataset="digits", image_size=32, augment="none", recipe="quick")
 flags.adopt_module_key_flags(common)
 flags.DEFINE_alias("student", "model")
-flags.DEFINE_enum("method", "kd", ("kd", "mimic", "fitnets", "rocket"),
-                  "kd: Hinton; mimic: Ba & Caruana logit regression; fitnets: hints then KD; rocket: Rocket Launching.")  # fmt: skip
+flags.DEFINE_enum("method", "kd", DISTILL_METHODS,
+                  "kd: Hinton; mimic: Ba & Caruana's logit regression; fitnets: hints, then KD; rocket: Rocket "
+                  "Launching (light and booster trained together).")  # fmt: skip
 flags.DEFINE_string("teacher", "resnet56", "Registered teacher (rocket: the booster, trained jointly).")
 flags.DEFINE_string("teacher_weights", None, "The teacher's .keras file (default: train it first).")
 flags.DEFINE_float("temperature", None, "Softmax temperature (default: kd 4, fitnets 3).", lower_bound=0)

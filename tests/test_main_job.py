@@ -58,10 +58,11 @@ def test_the_examples_offer_exactly_the_packages_choices():
         sys.path.pop(0)
     from keras_cnn.augment import AUGMENTATIONS, MIXES
     from keras_cnn.data import DATASETS
-    from keras_cnn.training import PRECISIONS, STRATEGIES
+    from keras_cnn.training import PRECISIONS, STRATEGIES, distill
 
     assert common.DATASETS == DATASETS and common.AUGMENTATIONS == AUGMENTATIONS and common.MIXES == MIXES
     assert common.PRECISIONS == PRECISIONS and common.STRATEGIES == STRATEGIES
+    assert common.DISTILL_METHODS == distill.METHODS
     help_text = _run("--help").stdout.replace("\n", "").replace(" ", "")
     assert all(name in help_text for name in DATASETS)
 

@@ -59,7 +59,8 @@ def logits_of(model: keras.Model) -> keras.Model:
         logits = head.input
     else:
         raise ValueError(f"{model.name!r}'s predictions layer is a {type(head).__name__}, not Dense or Activation.")
-    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, logits, name=f"{model.name}_logits")
 
 
 def soft_cross_entropy(teacher_logits, student_logits, temperature: float):
@@ -77,19 +78,19 @@ def hard_cross_entropy(labels, logits):
 
 
 def kd_loss(labels, teacher_logits, student_logits, *, temperature: float, alpha: float):
-    """Hinton's loss, batch mean: alpha·H(y, softmax(s)) + (1 − alpha)·T²·H(softmax(t/T), softmax(s/T)). The
+    """Hinton's loss, batch mean: alpha·H(y, softmax(s)) + (1 - alpha)·T²·H(softmax(t/T), softmax(s/T)). The
     T² keeps the soft gradients' scale as T changes."""
     soft = soft_cross_entropy(teacher_logits, student_logits, temperature) * temperature**2
     return ops.mean(alpha * hard_cross_entropy(labels, student_logits) + (1.0 - alpha) * soft)
 
 
 def mimic_loss(teacher_logits, student_logits):
-    """Ba & Caruana's logit regression, batch mean: ½‖s − t‖² summed over the classes."""
+    """Ba & Caruana's logit regression, batch mean: ½‖s - t‖² summed over the classes."""
     return ops.mean(0.5 * ops.sum(ops.square(student_logits - teacher_logits), axis=-1))
 
 
 def hint_loss(hint, regressed):
-    """FitNets stage 1, batch mean of ½‖u_h − r(v_g)‖² averaged over the hint's elements (the paper sums them;
+    """FitNets stage 1, batch mean of ½‖u_h - r(v_g)‖² averaged over the hint's elements (the paper sums them;
     the mean keeps the learning rate independent of the hint layer's size)."""
     per_example = ops.mean(ops.reshape(ops.square(hint - regressed), (ops.shape(hint)[0], -1)), axis=-1)
     return ops.mean(0.5 * per_example)
@@ -102,7 +103,7 @@ def fitnet_kd_loss(labels, teacher_logits, student_logits, *, temperature: float
 
 
 def rocket_loss(labels, light_logits, booster_logits, *, hint_weight: float):
-    """Rocket Launching: H(y, p) + H(y, q) + λ‖l − z‖² on logits, summed over classes and averaged over the
+    """Rocket Launching: H(y, p) + H(y, q) + λ‖l - z‖² on logits, summed over classes and averaged over the
     batch (the reference code's). The booster's logits z are a constant in the hint term (gradient block)."""
     hint = ops.sum(ops.square(light_logits - ops.stop_gradient(booster_logits)), axis=-1)
     ce = hard_cross_entropy(labels, light_logits) + hard_cross_entropy(labels, booster_logits)
@@ -135,7 +136,7 @@ class _TeacherStudent(keras.Model):
 
 
 class Distiller(_TeacherStudent):
-    """Hinton KD: `alpha` weighs the hard-label loss, 1 − alpha the soft loss at `temperature` (scaled by T²).
+    """Hinton KD: `alpha` weighs the hard-label loss, 1 - alpha the soft loss at `temperature` (scaled by T²).
     Hinton et al. found a considerably lower weight on the hard term best, hence alpha=0.1."""
 
     def __init__(self, teacher: keras.Model, student: keras.Model, *, temperature: float = 4.0, alpha: float = 0.1,
@@ -151,7 +152,7 @@ class Distiller(_TeacherStudent):
 
 class MimicDistiller(_TeacherStudent):
     """SNN-MIMIC: the student regresses the teacher's logits. Labels are not used by the loss, so `fit` also
-    takes unlabeled transfer data (a dataset of images only)."""
+    takes unlabeled transfer data (images only; compile without metrics then, as accuracy needs labels)."""
 
     def loss_from_logits(self, labels, teacher_logits, student_logits):
         return mimic_loss(teacher_logits, student_logits)
@@ -191,7 +192,7 @@ class FitNetDistiller(_TeacherStudent):
 
 
 class _LinearLambda(keras.callbacks.Callback):
-    """λ at epoch e of E: lambda_start + (lambda_end − lambda_start)·e/(E − 1), a function of the epoch alone,
+    """λ at epoch e of E: lambda_start + (lambda_end - lambda_start)·e/(E - 1), a function of the epoch alone,
     so a resumed fit continues the same schedule."""
 
     def __init__(self, distiller: FitNetDistiller):
@@ -205,7 +206,7 @@ class _LinearLambda(keras.callbacks.Callback):
 
 class HintTrainer(keras.Model):
     """FitNets stage 1: the student up to `guided_layer` and a regressor convolution r whose kernel size
-    N_g − N_h + 1 ('valid') maps the guided layer's N_g×N_g grid onto the hint's N_h×N_h grid and its channels
+    N_g - N_h + 1 ('valid') maps the guided layer's N_gxN_g grid onto the hint's N_hxN_h grid and its channels
     onto the hint's. The teacher is frozen; the student's later layers are not part of this model."""
 
     def __init__(self, teacher: keras.Model, student: keras.Model, *, hint_layer: str, guided_layer: str,
@@ -222,6 +223,7 @@ class HintTrainer(keras.Model):
                              "choose a deeper hint layer or an earlier guided layer.")  # fmt: skip
         self.regressor = keras.layers.Conv2D(hint_shape[-1], kernel, activation=regressor_activation,
                                              name="regressor")  # fmt: skip
+        self.regressor.build((None, *guided_shape))
 
     def call(self, x, training=False):
         return self.regressor(self.guided(x, training=training))
@@ -235,12 +237,13 @@ def _output_of(model: keras.Model, layer: str):
     try:
         return model.get_layer(layer).output
     except ValueError as err:
-        raise ValueError(f"{model.name!r} has no layer {layer!r}; its block outputs are {block_outputs(model)}.") from err
+        names = block_outputs(model)
+        raise ValueError(f"{model.name!r} has no layer {layer!r}; its block outputs are {names}.") from err
 
 
 class RocketLaunching(keras.Model):
     """Light net = `shared` + `light_head`, booster = `shared` + `booster_head`, trained together with
-    CE(light) + CE(booster) + `hint_weight`·‖l − z‖² on logits (the paper's λ = 0.03). `call` returns
+    CE(light) + CE(booster) + `hint_weight`·‖l - z‖² on logits (the paper's λ = 0.03). `call` returns
     (light logits, booster logits); compiled metrics see the light net's, and `booster_accuracy` is tracked
     too. `student` is the light network alone. `rocket_from_models` builds one from two registered models."""
 
@@ -275,8 +278,14 @@ def _stacked(shared: keras.Model, head: keras.Model) -> keras.Model:
     return keras.Model(inputs, head(shared(inputs)), name="light")
 
 
-def rocket_from_models(light: keras.Model, booster: keras.Model, *, split_layer: str,
-                       booster_split_layer: str | None = None, hint_weight: float = 0.03) -> RocketLaunching:  # fmt: skip
+def rocket_from_models(
+    light: keras.Model,
+    booster: keras.Model,
+    *,
+    split_layer: str,
+    booster_split_layer: str | None = None,
+    hint_weight: float = 0.03,
+) -> RocketLaunching:
     """Bottom sharing ("(a)" in the paper): the light model's layers up to `split_layer` are shared, and the
     booster's layers after `booster_split_layer` (default: the same name) run on them. The booster's own lower
     layers are dropped. `student` is `light` itself, a plain model."""

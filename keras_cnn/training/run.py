@@ -189,7 +189,8 @@ def _read_history(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks, wrap) -> dict:
+def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels, callbacks,
+         wrap) -> dict:  # fmt: skip
     from keras_cnn.complexity import trainable_params
     from keras_cnn.data import load_dataset
     from keras_cnn.registry import create_model

@@ -1,0 +1,198 @@
+"""keras_cnn.distill: every loss against a hand computation, the frozen teacher, FitNets' stages, Rocket
+Launching's gradient block, and the student that comes out alone."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn import distill
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+
+
+def tiny(name: str, width: int, classes: int = 3) -> keras.Model:
+    """Two conv-BN-ReLU blocks (the second at half resolution), global pool, softmax `predictions`."""
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for i, stride in ((1, 1), (2, 2)):
+        x = keras.layers.Conv2D(width, 3, strides=stride, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"block{i}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def data(n: int = 16):
+    return RNG.random((n, 8, 8, 1), dtype=np.float32), RNG.integers(0, 3, n)
+
+
+def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def softmax(z):
+    return np.exp(log_softmax(z))
+
+
+def weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+t_logits, s_logits = RNG.normal(size=(4, 3)) * 3, RNG.normal(size=(4, 3))
+labels = np.array([0, 2, 1, 2])
+
+
+def hard_ce(z):
+    return -log_softmax(z)[np.arange(len(labels)), labels]
+
+
+def soft_ce(t, s, T):
+    return -(softmax(t / T) * log_softmax(s / T)).sum(-1)
+
+
+def test_kd_loss_is_alpha_hard_plus_t_squared_soft():
+    for T, alpha in ((1.0, 0.5), (4.0, 0.1), (20.0, 0.0)):
+        got = distill.kd_loss(labels, t_logits, s_logits, temperature=T, alpha=alpha)
+        want = np.mean(alpha * hard_ce(s_logits) + (1 - alpha) * T**2 * soft_ce(t_logits, s_logits, T))
+        np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    one_hot = np.eye(3)[labels]  # MixUp/CutMix labels give the same loss
+    np.testing.assert_allclose(float(distill.kd_loss(one_hot, t_logits, s_logits, temperature=4.0, alpha=0.1)),
+                               float(distill.kd_loss(labels, t_logits, s_logits, temperature=4.0, alpha=0.1)),
+                               rtol=1e-6)  # fmt: skip
+
+
+def test_mimic_fitnets_and_rocket_losses_match_hand_computation():
+    np.testing.assert_allclose(float(distill.mimic_loss(t_logits, s_logits)),
+                               np.mean(0.5 * ((s_logits - t_logits) ** 2).sum(-1)), rtol=1e-6)  # fmt: skip
+    got = distill.fitnet_kd_loss(labels, t_logits, s_logits, temperature=3.0, lambda_=2.5)
+    np.testing.assert_allclose(float(got), np.mean(hard_ce(s_logits) + 2.5 * soft_ce(t_logits, s_logits, 3.0)),
+                               rtol=1e-5)  # fmt: skip
+    got = distill.rocket_loss(labels, s_logits, t_logits, hint_weight=0.03)
+    want = np.mean(hard_ce(s_logits) + hard_ce(t_logits) + 0.03 * ((s_logits - t_logits) ** 2).sum(-1))
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    hint, regressed = RNG.normal(size=(2, 3, 3, 4)), RNG.normal(size=(2, 3, 3, 4))
+    np.testing.assert_allclose(float(distill.hint_loss(hint, regressed)),
+                               np.mean(0.5 * ((hint - regressed) ** 2).mean((1, 2, 3))), rtol=1e-6)  # fmt: skip
+
+
+def test_logits_share_the_weights_and_give_the_softmax_back():
+    model = tiny("m", 4)
+    x, _ = data(4)
+    logits = distill.logits_of(model)
+    np.testing.assert_allclose(softmax(np.asarray(logits(x), np.float64)), model(x), atol=1e-6)
+    assert {id(w) for w in logits.weights} == {id(w) for w in model.weights}
+    lenet = keras_cnn.create_model("lenet5", input_shape=(32, 32, 1), classes=10)  # an Activation head
+    x32 = RNG.random((2, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(softmax(np.asarray(distill.logits_of(lenet)(x32), np.float64)), lenet(x32), atol=1e-6)
+    with pytest.raises(ValueError, match="no 'predictions' layer"):
+        distill.logits_of(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+
+
+@pytest.mark.parametrize("method", ["kd", "mimic"])
+def test_teacher_is_frozen_and_the_student_comes_out_alone(method, tmp_path):
+    teacher, student = tiny("teacher", 8), tiny("student", 4)
+    before, student_before = weights(teacher), weights(student)  # includes BN moving statistics
+    cls = distill.Distiller if method == "kd" else distill.MimicDistiller
+    model = cls(teacher, student)
+    model.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"] if method == "kd" else None)
+    x, y = data()
+    history = model.fit(x, y if method == "kd" else None, epochs=2, batch_size=8, verbose=0)  # mimic: unlabeled
+    assert np.isfinite(history.history["loss"]).all()
+    assert same(before, teacher.get_weights())
+    assert not same(student_before, student.get_weights())
+    path = tmp_path / "student.keras"
+    student.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert reloaded.count_params() == student.count_params()
+    np.testing.assert_allclose(reloaded(x), student(x), atol=1e-6)
+
+
+def test_fitnets_stage_one_trains_only_up_to_the_guided_layer_and_lambda_decays():
+    teacher, student = tiny("teacher", 8), tiny("student", 4)
+    model = distill.FitNetDistiller(teacher, student, hint_layer="block2_out", guided_layer="block1_out")
+    assert model.hints.regressor.kernel.shape == (5, 5, 4, 8)  # N_g - N_h + 1 = 8 - 4 + 1, teacher's channels
+    lower = [student.get_layer(n) for n in ("block1_conv", "block1_bn")]
+    upper = [student.get_layer(n) for n in ("block2_conv", "block2_bn", "predictions")]
+    before = [weights(layer) for layer in (*lower, *upper)] + [weights(teacher)]
+    x, y = data()
+    model.fit_hints(x, epochs=2, batch_size=8, verbose=0)
+    after = [weights(layer) for layer in (*lower, *upper)] + [weights(teacher)]
+    assert [same(b, a) for b, a in zip(before, after, strict=True)] == [False, False, True, True, True, True]
+
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(float(model.lambda_.numpy())))
+    model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[record])
+    np.testing.assert_allclose(seen, [4.0, 2.5, 1.0])
+    assert same(before[-1], teacher.get_weights())
+    with pytest.raises(ValueError, match="smaller than the hint's"):
+        distill.FitNetDistiller(teacher, student, hint_layer="block1_out", guided_layer="block2_out")
+    with pytest.raises(ValueError, match=r"no layer 'conv9'.*block1_out"):
+        distill.FitNetDistiller(teacher, student, hint_layer="conv9", guided_layer="block1_out")
+
+
+def test_rocket_gradient_block_and_the_light_net_alone():
+    light, booster = tiny("light", 4), tiny("booster", 4)
+    model = distill.rocket_from_models(light, booster, split_layer="block1_out", hint_weight=0.03)
+    x, y = data(8)
+    model(x)
+    shared = {id(v) for v in light.get_layer("block1_conv").trainable_weights}
+    booster_only = {id(v) for v in booster.get_layer("block2_conv").trainable_weights}
+    variables = model.trainable_variables
+    assert shared <= {id(v) for v in variables} and booster_only <= {id(v) for v in variables}
+    assert not {id(v) for v in booster.get_layer("block1_conv").weights} & {id(v) for v in variables}
+
+    def gradients(hint_weight):
+        model.hint_weight = hint_weight
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x, y, model(x, training=False))
+        return {id(v): g for v, g in zip(variables, tape.gradient(loss, variables), strict=True)}
+
+    with_hint, without = gradients(0.03), gradients(0.0)
+    hint_part = {k: np.abs(np.asarray(with_hint[k]) - np.asarray(without[k])).max() for k in with_hint}
+    assert max(hint_part[k] for k in booster_only) == 0.0  # the gradient block
+    assert max(hint_part[k] for k in shared) > 0.0
+
+    model.hint_weight = 0.03
+    model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
+    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert set(history.history) >= {"accuracy", "booster_accuracy", "loss"}
+    assert model.student is light and len(light.outputs) == 1
+    with pytest.raises(ValueError, match="booster head takes"):
+        distill.rocket_from_models(tiny("a", 4), tiny("b", 6), split_layer="block1_out")
+
+
+def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
+    """Teacher and student LeNet-5 on the digits: the teacher is trained into <output_dir>/teacher, then
+    FitNets (hints, then KD) trains the student; a second method reuses the teacher."""
+    run = [sys.executable, str(ROOT / "examples/distill.py"), "--teacher=lenet5", "--student=lenet5",
+           "--epochs=2", "--lr=0.002", "--hint_epochs=1", f"--output_dir={tmp_path}"]  # fmt: skip
+    done = subprocess.run([*run, "--method=fitnets"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    teacher = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
+    assert metrics["method"] == "fitnets" and metrics["teacher"] == "lenet5"
+    assert metrics["teacher_val_accuracy"] == teacher["final_val_accuracy"] > 0.5
+    assert metrics["final_val_accuracy"] > 0.3 and metrics["epochs"] == 2
+    student = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert student.name == "lenet5" and len(student.outputs) == 1
+    again = subprocess.run([*run, "--method=kd", "--overwrite"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "teacher" / "metrics.json").read_text()) == teacher  # reused, not retrained
+    bad = subprocess.run([*run, "--method=kd", "--overwrite", "--teacher_weights=/nonexistent.keras"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode != 0 and "Teacher weights '/nonexistent.keras' do not exist" in bad.stderr

@@ -124,20 +124,25 @@ def mlp_classifier(x, classes: int, classifier_activation, *, widths: Sequence[i
 
 
 def check_weights(weights) -> None:
-    """`weights` must be None (random initialization) or the path of an existing weights file."""
+    """`weights` must be None (random initialization), a registered weight-set name (`keras_cnn.weights`) or
+    the path of an existing weights file."""
+    from keras_cnn.weights import set_names
+
     if weights is None:
         return
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            f"weights must be None (random initialization) or the path to a weights file; received {weights!r}."
+            "weights must be None (random initialization), a weight-set name or the path to a weights file; "
+            f"received {weights!r}."
         )
     path = os.fspath(weights)
-    if os.path.isfile(path):
+    if os.path.isfile(path) or path in set_names():
         return
     if os.sep in path or path.endswith((".h5", ".hdf5", ".keras")):
         raise FileNotFoundError(f"Weights file not found: {path!r}. Pass an existing .weights.h5, .h5 or .keras file.")
     raise ValueError(
-        f"No weight set named {path!r} is available: pass None (random initialization) or the path to a weights file."
+        f"No weight set named {path!r}: pass None (random initialization), one of {sorted(set_names())}, or the "
+        "path to a weights file."
     )
 
 
@@ -161,17 +166,20 @@ def finish(
     `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
     model as `model.stage_names` for `feature_extractor`.
     """
+    from keras_cnn.weights import resolve
+
     x = top(x, classes, classifier_activation) if include_top else global_pool(x, pooling)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name)
     model.stage_names = [t._keras_history.operation.name for t in stages]
     if weights is not None:
+        path = resolve(weights, model=name, include_top=include_top, classes=classes, input_shape=model.input_shape[1:])
         try:
-            model.load_weights(os.fspath(weights))
-        except (ValueError, KeyError) as err:
+            model.load_weights(path)
+        except (ValueError, KeyError, OSError) as err:
             raise ValueError(
-                f"Weights file {os.fspath(weights)!r} does not fit {name!r} as built (include_top={include_top}, "
-                f"output shape {tuple(model.output.shape)}): {err}"
+                f"Weights file {path!r} does not fit {name!r} as built (include_top={include_top}, "
+                f"output shape {tuple(model.output.shape)}), or is not a weights file: {err}"
             ) from err
     return model
 

@@ -70,8 +70,10 @@ def test_input_tensor_is_built_upon():
 def test_weights_paths_missing_or_wrong_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"Weights file not found: '.*nope\.weights\.h5'"):
         keras_cnn.ResNet20(weights=str(tmp_path / "nope.weights.h5"))
-    with pytest.raises(ValueError, match="No weight set named 'imagenet' is available"):
+    with pytest.raises(ValueError, match=r"No weight set 'imagenet' for 'resnet20' with include_top=True"):
         keras_cnn.ResNet20(weights="imagenet")
+    with pytest.raises(ValueError, match=r"No weight set named 'imagenett': pass None .*'imagenet'"):
+        keras_cnn.ResNet20(weights="imagenett")
     with pytest.raises(ValueError, match=r"weights must be None .* or the path"):
         keras_cnn.ResNet20(weights=3)
     other = tmp_path / "resnet32.weights.h5"

@@ -1,0 +1,107 @@
+"""keras_cnn.weights: named sets resolved from the cache (offline, as keras.applications lays it out), hash
+checks, failed downloads that leave nothing behind, and sets that do not fit the model as built."""
+
+import dataclasses
+import hashlib
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_cnn
+from keras_cnn import weights as wts
+
+NOTOP = ("densenet121", "imagenet", False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return tmp_path / "keras_home" / "models"
+
+
+def _md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _as_registered(monkeypatch, key, **changes):
+    monkeypatch.setitem(wts.WEIGHT_SETS, key, dataclasses.replace(wts.WEIGHT_SETS[key], **changes))
+    return wts.WEIGHT_SETS[key]
+
+
+def test_imagenet_names_keras_applications_files():
+    ws = wts.weight_set("densenet121", "imagenet", include_top=True)
+    assert ws.url == ("https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+                      "densenet121_weights_tf_dim_ordering_tf_kernels.h5")  # fmt: skip
+    assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
+    models = {m for m, n, _ in wts.WEIGHT_SETS if n == "imagenet"}
+    assert models == {"resnet50", "resnet101", "resnet152", "resnet50_v2", "resnet101_v2", "resnet152_v2", "vgg16",
+                      "vgg19", "densenet121", "densenet169", "densenet201"}  # fmt: skip
+    assert all(m in keras_cnn.list_models() for m in models)
+
+
+def test_cached_keras_applications_file_loads_and_matches(cache, monkeypatch):
+    """A file in keras.applications' own format (legacy HDF5, its layer names), placed in the cache."""
+    reference = keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(64, 64, 3))
+    cache.mkdir(parents=True)
+    path = cache / wts.WEIGHT_SETS[NOTOP].filename
+    reference.save(str(path.with_suffix(".tmp.h5")))  # the legacy .h5 writer keras.applications' files come from
+    os.replace(path.with_suffix(".tmp.h5"), path)
+    _as_registered(monkeypatch, NOTOP, file_hash=_md5(path), url="file:///nonexistent")
+    ours = keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-4)
+
+
+def test_wrong_hash_names_both_hashes_and_keeps_the_file(cache, monkeypatch):
+    cache.mkdir(parents=True)
+    path = cache / wts.WEIGHT_SETS[NOTOP].filename
+    path.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"its md5 is [0-9a-f]{32}, expected 30ee3e11.*Delete it to download again"):
+        keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    assert path.read_bytes() == b"truncated"  # never deleted behind the user's back
+
+
+def test_failed_or_corrupt_download_leaves_nothing_in_the_cache(cache, monkeypatch, tmp_path):
+    ws = _as_registered(monkeypatch, NOTOP, url=(tmp_path / "missing.h5").as_uri())
+    with pytest.raises(FileNotFoundError) as err:
+        wts.fetch(ws)
+    assert ws.filename in str(err.value) and str(cache) in str(err.value) and ws.url in str(err.value)
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n")
+    ws = _as_registered(monkeypatch, NOTOP, url=corrupt.as_uri())
+    with pytest.raises(ValueError, match="truncated or corrupt download"):
+        wts.fetch(ws)
+    assert os.listdir(cache) == []
+    good = tmp_path / "good.h5"
+    good.write_bytes(b"weights")
+    ws = _as_registered(monkeypatch, NOTOP, url=good.as_uri(), file_hash=hashlib.sha256(b"weights").hexdigest())
+    assert wts.fetch(ws) == str(cache / ws.filename) and os.listdir(cache) == [ws.filename]
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("KERAS_HOME", str(blocker))  # a cache folder cannot be made inside a file
+    with pytest.raises(PermissionError, match=r"Cannot write to the weights cache .*set KERAS_HOME"):
+        wts.fetch(wts.WEIGHT_SETS[NOTOP])
+
+
+def test_a_set_that_does_not_fit_the_model_as_built():
+    with pytest.raises(ValueError, match=r"classify 1000 classes; received classes=10.*with_new_head"):
+        keras_cnn.DenseNet121(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"need input_shape=\(224, 224, 3\); received \(64, 64, 3\)"):
+        keras_cnn.DenseNet121(weights="imagenet", input_shape=(64, 64, 3))
+    with pytest.raises(ValueError, match="need 3 input channels"):
+        keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 1))
+
+
+def test_preprocess_input_follows_the_set():
+    x = np.full((1, 2, 2, 3), 255.0, np.float32)
+    np.testing.assert_allclose(wts.preprocess_input(x, model="resnet50_v2"), 1.0)  # "tf": [-1, 1]
+    torch = np.asarray(wts.preprocess_input(x.copy(), model="densenet121"))[0, 0, 0]
+    np.testing.assert_allclose(torch, (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+                               rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="No weight set 'imagenet' for 'resnet20'"):
+        wts.preprocess_input(x, model="resnet20")

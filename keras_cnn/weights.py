@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import tempfile
 import urllib.error
@@ -21,6 +22,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_cnn.io import write_json_atomic
+
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"  # the project's own trained sets
 KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -29,8 +32,8 @@ KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applicatio
 class WeightSet:
     """One weight file. `file_hash` is a sha256 (64 hex digits) or, for keras.applications' files, the md5
     (32) that Keras publishes for them. `preprocessing` is the `keras.applications.imagenet_utils` mode the
-    set was trained with ("caffe", "tf", "torch") or "scale" (pixels / 255). `accuracy` is on `data` as
-    measured by `command`."""
+    set was trained with ("caffe", "tf", "torch"), "scale" (pixels / 255) or "digits" (scikit-learn's 8x8
+    scans as keras_cnn.data prepares them). `accuracy` is on `data` as measured by `command`."""
 
     model: str
     name: str
@@ -83,6 +86,46 @@ _imagenet("densenet121", "densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d
 _imagenet("densenet169", "densenet", "densenet169", "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b", "torch", top1=0.762, top5=0.932)  # noqa: E501
 _imagenet("densenet201", "densenet", "densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1", "torch", top1=0.773, top5=0.936)  # noqa: E501
 # fmt: on
+
+
+MANIFEST = SHIPPED / "manifest.json"
+
+
+def _register_shipped() -> None:
+    """The sets listed in `weights/manifest.json` (trained by this project, files in `weights/`)."""
+    if not MANIFEST.is_file():
+        return
+    with open(MANIFEST) as f:
+        for entry in json.load(f):
+            register(WeightSet(**{**entry, "input_shape": tuple(entry["input_shape"])}))
+
+
+_register_shipped()
+
+
+def publish(run_dir: str | os.PathLike, name: str, *, command: str, overwrite: bool = False) -> WeightSet:
+    """Ship the final weights of a `train()` run directory as set `name` of its model: the file
+    `weights/<model>_<name>.weights.h5` and an entry in `weights/manifest.json` (sha256, data, split, the
+    run's final val accuracy, and `command`, the command that made the run). Refuses to replace a set unless
+    `overwrite`."""
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
+    filename = f"{metrics['model']}_{name}.weights.h5"
+    target = SHIPPED / filename
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists: pass overwrite=True to replace the shipped {name!r} set.")
+    tmp = SHIPPED / f".{filename}.tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, target)
+    ws = register(WeightSet(
+        metrics["model"], name, True, filename, file_hash(target, "sha256"), int(model.output_shape[-1]),
+        tuple(model.input_shape[1:]), metrics["dataset"],
+        data=f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
+        accuracy={"val_accuracy": metrics["final_val_accuracy"]}, command=command,
+    ))  # fmt: skip
+    write_json_atomic(MANIFEST, [dataclasses.asdict(w) for w in WEIGHT_SETS.values() if w.url is None])
+    return ws
 
 
 def weight_set(model: str, name: str, *, include_top: bool) -> WeightSet:
@@ -181,8 +224,8 @@ def resolve(weights, *, model: str, include_top: bool, classes: int | None, inpu
 
 
 def preprocess_input(x, *, model: str, weights: str = "imagenet"):
-    """Prepare uint8-range pixels (0-255) for `model` with `weights` as that set was trained. A NumPy input is
-    copied (keras.applications' functions scale NumPy arrays in place)."""
+    """Prepare pixels for `model` with `weights` as that set was trained: 0-255 images, or for "digits" sets
+    scikit-learn's 0-16 digit scans. A NumPy input is copied (keras.applications scales NumPy arrays in place)."""
     ws = next((w for (m, n, _), w in WEIGHT_SETS.items() if m == model and n == weights), None)
     if ws is None:
         raise ValueError(f"No weight set {weights!r} for {model!r}; the sets are {sorted(set_names())}.")
@@ -190,4 +233,8 @@ def preprocess_input(x, *, model: str, weights: str = "imagenet"):
         x = x.astype("float32")
     if ws.preprocessing == "scale":
         return keras.ops.cast(x, "float32") / 255.0
+    if ws.preprocessing == "digits":  # keras_cnn.data.digits_arrays: 8x8 scans of 0-16, /16, bilinear resize
+        x = keras.ops.cast(x, "float32") / 16.0
+        x = x if x.shape[-1] == 1 else x[..., None]
+        return keras.ops.image.resize(x, ws.input_shape[:2], interpolation="bilinear")
     return keras.applications.imagenet_utils.preprocess_input(x, mode=ws.preprocessing)

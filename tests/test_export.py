@@ -1,0 +1,78 @@
+"""keras_cnn.export: a TF Serving SavedModel checked in a fresh process, TFLite, and no silent overwrite."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn import export
+
+ROOT = Path(__file__).resolve().parents[1]
+LOAD_AND_SERVE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    outputs = serve(image=tf.constant(np.load(sys.argv[2])))
+    np.savez(sys.argv[3], **{name: value.numpy() for name, value in outputs.items()})
+""")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return keras_cnn.create_model("lenet5", input_shape=(32, 32, 1), classes=10)
+
+
+def test_saved_model_serves_the_same_outputs_in_a_fresh_process(model, tmp_path):
+    path = export.export_saved_model(model, tmp_path / "lenet", 3, input_dtype="uint8", resize=True,
+                                     preprocessing="scale", top_k=3)  # fmt: skip
+    assert path == str(tmp_path / "lenet" / "3") and (Path(path) / "saved_model.pb").is_file()
+    image = np.random.default_rng(0).integers(0, 256, (4, 40, 48, 1)).astype(np.uint8)  # any size: resized
+    np.save(tmp_path / "image.npy", image)
+    subprocess.run([sys.executable, "-c", LOAD_AND_SERVE, path, str(tmp_path / "image.npy"), str(tmp_path / "out.npz")],
+                   check=True, timeout=300)  # fmt: skip
+    served = np.load(tmp_path / "out.npz")
+    expected = model.predict(tf.image.resize(image.astype("float32"), (32, 32)) / 255.0, verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    np.testing.assert_array_equal(served["top_k_classes"], np.argsort(-expected, axis=-1)[:, :3])
+    np.testing.assert_allclose(served["top_k_probabilities"], np.sort(expected, axis=-1)[:, ::-1][:, :3], atol=1e-5)
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run([str(cli), "show", "--all", "--dir", path], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for text in ("signature_def['serving_default']", "inputs['image']", "DT_UINT8", "outputs['probabilities']",
+                 "outputs['top_k_classes']"):  # fmt: skip
+        assert text in shown.stdout
+
+
+def test_an_existing_version_is_kept_unless_overwrite(model, tmp_path):
+    first = export.export_saved_model(model, tmp_path, 1)
+    before = (Path(first) / "saved_model.pb").read_bytes()
+    with pytest.raises(FileExistsError, match=r"already holds version 1.*overwrite=True"):
+        export.export_saved_model(model, tmp_path, 1, top_k=2)
+    assert (Path(first) / "saved_model.pb").read_bytes() == before
+    export.export_saved_model(model, tmp_path, 1, top_k=2, overwrite=True)
+    assert (Path(first) / "saved_model.pb").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no staging or .old folder left behind
+    bad_arguments = (
+        ({"version": 0}, "positive integer"),
+        ({"top_k": 11}, "between 1 and the model's 10"),
+        ({"preprocessing": "imagenet"}, "Unknown preprocessing"),
+        ({"input_dtype": "int8"}, "uint8"),
+    )
+    for bad, match in bad_arguments:
+        with pytest.raises(ValueError, match=match):
+            export.export_saved_model(model, tmp_path / "bad", **{"version": 2, **bad})
+
+
+def test_tflite_matches_keras(model, tmp_path):
+    saved = export.export_saved_model(model, tmp_path, 1)
+    path = export.export_tflite(saved, tmp_path / "lenet.tflite")
+    x = np.random.default_rng(1).random((1, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(export.run_tflite(path, x)["probabilities"], model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(FileExistsError, match="exists"):
+        export.export_tflite(saved, path)

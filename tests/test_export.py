@@ -76,3 +76,13 @@ def test_tflite_matches_keras(model, tmp_path):
     np.testing.assert_allclose(export.run_tflite(path, x)["probabilities"], model.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(FileExistsError, match="exists"):
         export.export_tflite(saved, path)
+
+
+def test_export_serving_example_with_shipped_weights(tmp_path):
+    run = [sys.executable, str(ROOT / "examples/export_serving.py"), "--model=lenet5", "--weights=digits",
+           f"--export_dir={tmp_path}", "--top_k=3", "--tflite"]  # fmt: skip
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "1" / "saved_model.pb").is_file() and (tmp_path / "1.tflite").is_file()
+    again = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "already holds version 1" in again.stderr

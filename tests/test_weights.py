@@ -105,3 +105,21 @@ def test_preprocess_input_follows_the_set():
                                rtol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="No weight set 'imagenet' for 'resnet20'"):
         wts.preprocess_input(x, model="resnet20")
+
+
+@pytest.mark.parametrize("model", ["resnet20", "lenet5"])
+def test_shipped_digits_sets_load_by_name_and_keep_their_stated_accuracy(model):
+    """weights/ holds sets trained by this project; the manifest's accuracy is re-measured on the held-out split."""
+    from keras_cnn.data import digits_arrays
+
+    ws = wts.weight_set(model, "digits", include_top=True)
+    assert ws.url is None and len(ws.file_hash) == 64 and ws.command.startswith("python examples/train_cifar.py")
+    net = keras_cnn.create_model(model, weights="digits", input_shape=ws.input_shape, classes=ws.classes)
+    _, (x_val, y_val), _ = digits_arrays(ws.input_shape[0], ws.input_shape[-1], seed=0)
+    accuracy = float(np.mean(np.argmax(net.predict(x_val, verbose=0), axis=-1) == y_val))
+    assert abs(accuracy - ws.accuracy["val_accuracy"]) <= 1 / len(y_val) + 1e-9, (accuracy, ws.accuracy)
+    from sklearn.datasets import load_digits
+
+    scans = load_digits()  # raw 8x8 scans through the set's preprocess_input classify as well
+    x = wts.preprocess_input(scans.images[:100], model=model, weights="digits")
+    assert np.mean(np.argmax(net.predict(x, verbose=0), axis=-1) == scans.target[:100]) >= 0.9

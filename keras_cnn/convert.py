@@ -1,0 +1,177 @@
+"""torchvision ImageNet weights into our builders: the way to ImageNet weights for architectures that
+keras.applications never shipped (AlexNet, VGG with BN, ResNet-18/34).
+
+    model = keras_cnn.convert.from_torchvision("densenet121-a639ec97.pth", "densenet121")
+
+State dicts are read with `torch.load(..., weights_only=True)` (no pickled code runs). Every tensor of the file
+must find its layer and every weight of the model its tensor, with the same shape, or the conversion stops with
+a ValueError that lists what did not match. Convolution kernels go from (out, in, kh, kw) to (kh, kw, in, out),
+dense kernels are transposed, and the first dense layer after a flatten has its rows reordered from PyTorch's
+channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/152 are "v1.5" (stride in the
+3x3 convolution, no convolution biases) while ours follow keras.applications' v1, so they are not converted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+BN = ("weight", "bias", "running_mean", "running_var")  # Keras order: gamma, beta, moving mean, moving variance
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A PyTorch state dict file as NumPy arrays, loaded with `weights_only=True`."""
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"State dict file not found: {path!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for a bad file
+        raise ValueError(
+            f"{path!r} is not a readable PyTorch state dict (truncated, or another format): {err}"
+        ) from err
+    for key in ("state_dict", "model"):  # checkpoints that wrap the state dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(hasattr(v, "numpy") for v in state.values()):
+        raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict of tensors.")
+    return {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def _resnet(key: str) -> tuple[str, str] | None:
+    if m := re.fullmatch(r"(conv1|bn1)\.(\w+)", key):
+        return ("conv1_conv" if m[1] == "conv1" else "conv1_bn"), m[2]
+    if m := re.fullmatch(r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.(\w+)", key):
+        return f"conv{int(m[1]) + 1}_block{int(m[2]) + 1}_{m[4]}_{m[3]}", m[5]
+    if m := re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.([01])\.(\w+)", key):
+        return f"conv{int(m[1]) + 1}_block{int(m[2]) + 1}_0_{'conv' if m[3] == '0' else 'bn'}", m[4]
+    if m := re.fullmatch(r"fc\.(\w+)", key):
+        return "predictions", m[1]
+    return None
+
+
+def _densenet(key: str) -> tuple[str, str] | None:
+    if m := re.fullmatch(r"features\.(conv0|norm0|norm5)\.(\w+)", key):
+        return {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}[m[1]], m[2]
+    if m := re.fullmatch(r"features\.denseblock(\d)\.denselayer(\d+)\.(norm|conv)([12])\.(\w+)", key):
+        part = {"norm1": "0_bn", "conv1": "1_conv", "norm2": "1_bn", "conv2": "2_conv"}[m[3] + m[4]]
+        return f"conv{int(m[1]) + 1}_block{m[2]}_{part}", m[5]
+    if m := re.fullmatch(r"features\.transition(\d)\.(norm|conv)\.(\w+)", key):
+        return f"pool{int(m[1]) + 1}_{'bn' if m[2] == 'norm' else 'conv'}", m[3]
+    if m := re.fullmatch(r"classifier\.(\w+)", key):
+        return "predictions", m[1]
+    return None
+
+
+def _sequential(classifier: dict[int, str]):
+    """AlexNet / VGG: `features.<i>` in order onto our convolutions and BNs in order (4-D weights are
+    convolutions, tensors with running statistics BNs), `classifier.<i>` by index onto fc1, fc2, predictions."""
+
+    def mapping_for(model: keras.Model, state: dict[str, np.ndarray]) -> Callable[[str], tuple[str, str] | None]:
+        convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        norms = [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        indices = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.")})
+        conv_idx = [i for i in indices if state.get(f"features.{i}.weight", np.zeros(0)).ndim == 4]
+        norm_idx = [i for i in indices if f"features.{i}.running_mean" in state]
+        if len(conv_idx) != len(convs) or len(norm_idx) != len(norms):
+            raise ValueError(f"The state dict has {len(conv_idx)} convolutions and {len(norm_idx)} BNs in "
+                             f"`features`; {model.name!r} has {len(convs)} and {len(norms)}.")  # fmt: skip
+        order = {**dict(zip(conv_idx, convs, strict=True)), **dict(zip(norm_idx, norms, strict=True))}
+
+        def mapping(key: str) -> tuple[str, str] | None:
+            if m := re.fullmatch(r"classifier\.(\d+)\.(\w+)", key):
+                return (classifier[int(m[1])], m[2]) if int(m[1]) in classifier else None
+            m = re.fullmatch(r"features\.(\d+)\.(\w+)", key)
+            return (order[int(m[1])], m[2]) if m and int(m[1]) in order else None
+
+        return mapping
+
+    return mapping_for
+
+
+def _fixed(mapping):
+    return lambda model, state: mapping
+
+
+ARCHITECTURES: dict[str, Callable] = {
+    **{name: _fixed(_resnet) for name in ("resnet18", "resnet34")},
+    **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
+    **{
+        f"vgg{d}{bn}": _sequential({0: "fc1", 3: "fc2", 6: "predictions"})
+        for d in (11, 13, 16, 19)
+        for bn in ("", "_bn")
+    },
+    "alexnet": _sequential({1: "fc1", 4: "fc2", 6: "predictions"}),
+}
+
+
+def from_torchvision(
+    state_dict: str | os.PathLike | dict,
+    architecture: str,
+    *,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """Build `architecture` (a registry name in `ARCHITECTURES`) for the state dict's class count and load a
+    torchvision state dict (a file path, or a dict of arrays) into it."""
+    from keras_cnn.registry import create_model
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"No torchvision converter for {architecture!r}; available: {sorted(ARCHITECTURES)}.")
+    state = state_dict if isinstance(state_dict, dict) else load_state_dict(state_dict)
+    state = {k: np.asarray(v) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    heads = [v for k, v in state.items() if re.fullmatch(r"(fc|classifier(\.\d+)?)\.bias", k)]
+    head = heads[-1] if heads else None  # the last classifier layer gives the class count
+    if head is None:
+        raise ValueError(f"The state dict has no classifier bias (fc.bias / classifier.bias); keys: {list(state)[:5]}…")
+    model = create_model(architecture, input_shape=input_shape, classes=int(head.shape[-1]),
+                         classifier_activation=classifier_activation)  # fmt: skip
+    _assign(model, state, ARCHITECTURES[architecture](model, state))
+    return model
+
+
+def _assign(model: keras.Model, state: dict[str, np.ndarray], mapping) -> None:
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    unmatched = []
+    for key, value in state.items():
+        target = mapping(key)
+        if target is None:
+            unmatched.append(key)
+        else:
+            grouped.setdefault(target[0], {})[target[1]] = value
+    names = {layer.name for layer in model.layers if layer.weights}
+    unmatched += [f"{name}.*" for name in grouped if name not in names]
+    missing = sorted(names - set(grouped))
+    if unmatched or missing:
+        raise ValueError(f"The state dict does not fit {model.name!r}: tensors without a layer {unmatched[:8]}, "
+                         f"layers without tensors {missing[:8]}.")  # fmt: skip
+    flatten = next((layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)), None)
+    flat_shape = tuple(flatten.input.shape[1:]) if flatten is not None else None
+    for name, tensors in grouped.items():
+        layer = model.get_layer(name)
+        values = _keras_weights(layer, tensors, flat_shape)
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != expected:
+            raise ValueError(f"{name}: torchvision gives {[v.shape for v in values]}, the model has {expected}.")
+        layer.set_weights(values)
+
+
+def _keras_weights(layer, tensors: dict[str, np.ndarray], flat_shape) -> list[np.ndarray]:
+    """Our layer's weights from its torchvision tensors; `flat_shape` is the (h, w, c) that Flatten reads."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [tensors[k] for k in BN]
+    kernel = tensors["weight"]
+    if kernel.ndim == 4:
+        kernel = kernel.transpose(2, 3, 1, 0)
+    elif flat_shape is not None and kernel.shape[1] == np.prod(flat_shape):  # the dense layer after Flatten
+        h, w, c = flat_shape
+        kernel = kernel.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
+    else:
+        kernel = kernel.T
+    return [kernel, tensors["bias"]] if "bias" in tensors else [kernel]

@@ -2,7 +2,7 @@
 
     python examples/export_serving.py --model resnet20 --weights digits --export_dir exports/resnet20
     python examples/export_serving.py --saved_model runs/x/model.keras --export_dir exports/x --version 2 \\
-        --input_dtype uint8 --resize --preprocessing scale --top_k 5 --tflite
+        --input_dtype uint8 --resize --preprocessing scale --top_k 5 --tflite --onnx
 
 Then serve it: docker run -p 8501:8501 -v "$PWD/exports/resnet20:/models/resnet20" -e MODEL_NAME=resnet20
 tensorflow/serving (the README shows a request).
@@ -27,6 +27,7 @@ flags.DEFINE_bool("resize", False, "Accept any image size and resize to the mode
 flags.DEFINE_enum("preprocessing", None, ("scale", "caffe", "tf", "torch"), "In-graph preprocessing.")
 flags.DEFINE_integer("top_k", None, "Also return the k best classes.", lower_bound=1)
 flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<version>.tflite.")
+flags.DEFINE_bool("onnx", False, "Also write <export_dir>/<version>.onnx (tf2onnx).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.mark_flag_as_required("export_dir")
 
@@ -54,6 +55,9 @@ def main(argv: list[str]) -> None:
         written = {"saved_model": path}
         if F.tflite:
             written["tflite"] = export.export_tflite(path, f"{path}.tflite", overwrite=F.overwrite)
+        if F.onnx:
+            written["onnx"] = export.export_onnx(model, f"{path}.onnx", overwrite=F.overwrite, resize=F.resize,
+                                                 preprocessing=F.preprocessing, top_k=F.top_k)  # fmt: skip
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         raise app.UsageError(str(err)) from err
     print(json.dumps(written, indent=2))

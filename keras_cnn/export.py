@@ -1,4 +1,4 @@
-"""Export for serving: a SavedModel in TF Serving's `<export_dir>/<version>/` layout, and TFLite.
+"""Export for serving: a SavedModel in TF Serving's `<export_dir>/<version>/` layout, TFLite and ONNX.
 
 The SavedModel's `serving_default` signature takes one named input, `image` (float32, or uint8 with
 `input_dtype="uint8"`), optionally resized and preprocessed inside the graph, and returns `probabilities`
@@ -115,6 +115,25 @@ def export_tflite(saved_model_dir: str | os.PathLike, path: str | os.PathLike, *
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(flatbuffer)
+    os.replace(tmp, path)
+    return path
+
+
+def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int = 17, overwrite: bool = False,
+                **serving) -> str:  # fmt: skip
+    """Write `model` as ONNX through tf2onnx (`pip install tf2onnx`): input `image` and the outputs of
+    `export_saved_model`; `serving` takes its `preprocessing`, `resize` and `top_k`."""
+    import tf2onnx
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists: pass overwrite=True to replace it.")
+    height, width, channels = model.input_shape[1:]
+    shape = (None, None, None, channels) if serving.get("resize") else (None, height, width, channels)
+    spec = (tf.TensorSpec(shape, tf.float32, name="image"),)
+    function = tf.function(serving_fn(model, **serving), input_signature=spec, autograph=False)
+    tmp = f"{path}.tmp"
+    tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=tmp)
     os.replace(tmp, path)
     return path
 

@@ -78,11 +78,27 @@ def test_tflite_matches_keras(model, tmp_path):
         export.export_tflite(saved, path)
 
 
+def test_onnx_matches_keras(model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    path = export.export_onnx(model, tmp_path / "lenet.onnx", top_k=2)
+    session = ort.InferenceSession(path)
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    x = np.random.default_rng(2).random((3, 32, 32, 1), dtype=np.float32)
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"image": x}), strict=True))
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0), atol=1e-5)
+    assert outputs["top_k_classes"].shape == (3, 2)
+    with pytest.raises(FileExistsError, match="exists"):
+        export.export_onnx(model, path)
+
+
 def test_export_serving_example_with_shipped_weights(tmp_path):
     run = [sys.executable, str(ROOT / "examples/export_serving.py"), "--model=lenet5", "--weights=digits",
-           f"--export_dir={tmp_path}", "--top_k=3", "--tflite"]  # fmt: skip
+           f"--export_dir={tmp_path}", "--top_k=3", "--tflite", "--onnx"]  # fmt: skip
     done = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "1" / "saved_model.pb").is_file() and (tmp_path / "1.tflite").is_file()
+    assert (tmp_path / "1.onnx").is_file()
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already holds version 1" in again.stderr

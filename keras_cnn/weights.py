@@ -223,12 +223,17 @@ def resolve(weights, *, model: str, include_top: bool, classes: int | None, inpu
     return fetch(ws)
 
 
-def preprocess_input(x, *, model: str, weights: str = "imagenet"):
-    """Prepare pixels for `model` with `weights` as that set was trained: 0-255 images, or for "digits" sets
-    scikit-learn's 0-16 digit scans. A NumPy input is copied (keras.applications scales NumPy arrays in place)."""
+def _any_set(model: str, weights: str) -> WeightSet:
     ws = next((w for (m, n, _), w in WEIGHT_SETS.items() if m == model and n == weights), None)
     if ws is None:
         raise ValueError(f"No weight set {weights!r} for {model!r}; the sets are {sorted(set_names())}.")
+    return ws
+
+
+def preprocess_input(x, *, model: str, weights: str = "imagenet"):
+    """Prepare pixels for `model` with `weights` as that set was trained: 0-255 images, or for "digits" sets
+    scikit-learn's 0-16 digit scans. A NumPy input is copied (keras.applications scales NumPy arrays in place)."""
+    ws = _any_set(model, weights)
     if isinstance(x, np.ndarray):
         x = x.astype("float32")
     if ws.preprocessing == "scale":
@@ -238,3 +243,15 @@ def preprocess_input(x, *, model: str, weights: str = "imagenet"):
         x = x if x.shape[-1] == 1 else x[..., None]
         return keras.ops.image.resize(x, ws.input_shape[:2], interpolation="bilinear")
     return keras.applications.imagenet_utils.preprocess_input(x, mode=ws.preprocessing)
+
+
+def decode_predictions(predictions, *, model: str, weights: str = "imagenet", top: int = 5) -> list[list[tuple]]:
+    """The `top` classes of each prediction as (class name, probability), best first. "imagenet" sets use
+    keras.applications' decoder (WordNet id, name, probability; its class index file is downloaded once)."""
+    ws = _any_set(model, weights)
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 2 or predictions.shape[1] != ws.classes:
+        raise ValueError(f"Expected predictions of shape (batch, {ws.classes}); received {predictions.shape}.")
+    if ws.name == "imagenet":
+        return keras.applications.imagenet_utils.decode_predictions(predictions, top=top)
+    return [[(str(i), float(p[i])) for i in np.argsort(-p)[:top]] for p in predictions]

@@ -123,3 +123,15 @@ def test_shipped_digits_sets_load_by_name_and_keep_their_stated_accuracy(model):
     scans = load_digits()  # raw 8x8 scans through the set's preprocess_input classify as well
     x = wts.preprocess_input(scans.images[:100], model=model, weights="digits")
     assert np.mean(np.argmax(net.predict(x, verbose=0), axis=-1) == scans.target[:100]) >= 0.9
+
+
+def test_decode_predictions_and_files_that_are_not_weights(tmp_path):
+    probabilities = np.eye(10)[[3, 7]] * 0.9 + 0.01
+    decoded = wts.decode_predictions(probabilities, model="lenet5", weights="digits", top=2)
+    assert [row[0][0] for row in decoded] == ["3", "7"] and len(decoded[0]) == 2
+    with pytest.raises(ValueError, match=r"shape \(batch, 10\); received \(2, 5\)"):
+        wts.decode_predictions(np.zeros((2, 5)), model="lenet5", weights="digits")
+    text = tmp_path / "notes.weights.h5"
+    text.write_text("not weights")
+    with pytest.raises(ValueError, match="or is not a weights file"):
+        keras_cnn.ResNet20(weights=text)

@@ -44,29 +44,40 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
 
-def _resnet(key: str) -> tuple[str, str] | None:
-    if m := re.fullmatch(r"(conv1|bn1)\.(\w+)", key):
-        return ("conv1_conv" if m[1] == "conv1" else "conv1_bn"), m[2]
-    if m := re.fullmatch(r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.(\w+)", key):
-        return f"conv{int(m[1]) + 1}_block{int(m[2]) + 1}_{m[4]}_{m[3]}", m[5]
-    if m := re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.([01])\.(\w+)", key):
-        return f"conv{int(m[1]) + 1}_block{int(m[2]) + 1}_0_{'conv' if m[3] == '0' else 'bn'}", m[4]
-    if m := re.fullmatch(r"fc\.(\w+)", key):
-        return "predictions", m[1]
-    return None
+def _rules(*rules: tuple[str, Callable[[re.Match], tuple[str, str]]]) -> Callable[[str], tuple[str, str] | None]:
+    """A key mapping from (regular expression, match -> (our layer, tensor name)) rules, the first that matches."""
+
+    def mapping(key: str) -> tuple[str, str] | None:
+        for pattern, target in rules:
+            if m := re.fullmatch(pattern, key):
+                return target(m)
+        return None
+
+    return mapping
 
 
-def _densenet(key: str) -> tuple[str, str] | None:
-    if m := re.fullmatch(r"features\.(conv0|norm0|norm5)\.(\w+)", key):
-        return {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}[m[1]], m[2]
-    if m := re.fullmatch(r"features\.denseblock(\d)\.denselayer(\d+)\.(norm|conv)([12])\.(\w+)", key):
-        part = {"norm1": "0_bn", "conv1": "1_conv", "norm2": "1_bn", "conv2": "2_conv"}[m[3] + m[4]]
-        return f"conv{int(m[1]) + 1}_block{m[2]}_{part}", m[5]
-    if m := re.fullmatch(r"features\.transition(\d)\.(norm|conv)\.(\w+)", key):
-        return f"pool{int(m[1]) + 1}_{'bn' if m[2] == 'norm' else 'conv'}", m[3]
-    if m := re.fullmatch(r"classifier\.(\w+)", key):
-        return "predictions", m[1]
-    return None
+def _stage(m: re.Match) -> str:
+    """torchvision's layer<i> / denseblock<i> is our conv<i+1> (conv1 is the stem in both)."""
+    return f"conv{int(m[1]) + 1}"
+
+
+_resnet = _rules(
+    (r"(conv1|bn1)\.(\w+)", lambda m: ({"conv1": "conv1_conv", "bn1": "conv1_bn"}[m[1]], m[2])),
+    (r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.(\w+)", lambda m: (f"{_stage(m)}_block{int(m[2]) + 1}_{m[4]}_{m[3]}", m[5])),
+    (r"layer(\d)\.(\d+)\.downsample\.([01])\.(\w+)",
+     lambda m: (f"{_stage(m)}_block{int(m[2]) + 1}_0_{('conv', 'bn')[int(m[3])]}", m[4])),
+    (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
+)  # fmt: skip
+_DENSE_LAYER = {"norm1": "0_bn", "conv1": "1_conv", "norm2": "1_bn", "conv2": "2_conv"}
+_DENSE_ENDS = {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}
+_densenet = _rules(
+    (r"features\.(conv0|norm0|norm5)\.(\w+)", lambda m: (_DENSE_ENDS[m[1]], m[2])),
+    (r"features\.denseblock(\d)\.denselayer(\d+)\.(\w+[12])\.(\w+)",
+     lambda m: (f"{_stage(m)}_block{m[2]}_{_DENSE_LAYER[m[3]]}", m[4])),
+    (r"features\.transition(\d)\.(norm|conv)\.(\w+)",
+     lambda m: (f"pool{int(m[1]) + 1}_{m[2].replace('norm', 'bn')}", m[3])),
+    (r"classifier\.(\w+)", lambda m: ("predictions", m[1])),
+)  # fmt: skip
 
 
 def _sequential(classifier: dict[int, str]):

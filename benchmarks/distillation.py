@@ -2,9 +2,10 @@
 reference, over several seeds, on the embedded digits (no download). Every run is the example scripts' own
 command (printed), so any row can be reproduced alone.
 
-    .venv/bin/python benchmarks/distillation.py          # resnet56 -> resnet20, 15 teacher / 3 student epochs
+    .venv/bin/python benchmarks/distillation.py          # resnet56 -> resnet20, 15 teacher / 8 student epochs
 
-Writes results/distillation-<dataset>.json and prints a markdown table (mean ± sd of the final val accuracy).
+Writes results/distillation-<dataset>-<student>-lr<lr>-e<epochs>.json and prints a markdown table
+(mean ± sd of the final val accuracy).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ flags.DEFINE_string("student", "resnet20", "Registered student.")
 flags.DEFINE_string("dataset", "digits", "Any dataset the training examples know.")
 flags.DEFINE_integer("teacher_epochs", 15, "Epochs of the teacher's own training.")
 flags.DEFINE_float("teacher_lr", 0.01, "The teacher's peak rate (ResNet-56 diverges at the quick recipe's 0.05).")
-flags.DEFINE_integer("epochs", 3, "Epochs of every student run (a short budget, where teachers help most).")
+flags.DEFINE_integer("epochs", 8, "Epochs of every student run (a short budget, where teachers help most).")
+flags.DEFINE_float("lr", 0.01, "Peak rate of every student run (Rocket Launching trains the ResNet-56 booster too).")
 flags.DEFINE_integer("hint_epochs", 2, "FitNets stage-1 epochs (on top of --epochs).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each seed trains its own teacher.")
 flags.DEFINE_list("methods", ["kd", "mimic", "fitnets", "rocket"], "Methods to compare with the student alone.")
@@ -52,14 +54,15 @@ def main(argv: list[str]) -> None:
         teacher = _run("train_cifar.py", os.path.join(base, "teacher"), f"--model={FLAGS.teacher}",
                        f"--epochs={FLAGS.teacher_epochs}", f"--lr={FLAGS.teacher_lr}", f"--seed={seed}")  # fmt: skip
         rows.setdefault(f"teacher {FLAGS.teacher} ({FLAGS.teacher_epochs} epochs)", []).append(teacher)
-        common = (f"--epochs={FLAGS.epochs}", f"--seed={seed}")
-        alone = _run("train_cifar.py", os.path.join(base, "alone"), f"--model={FLAGS.student}", *common)
+        common = (f"--epochs={FLAGS.epochs}", f"--lr={FLAGS.lr}", f"--seed={seed}")
+        students = os.path.join(base, f"{FLAGS.student}-lr{FLAGS.lr}-e{FLAGS.epochs}")
+        alone = _run("train_cifar.py", os.path.join(students, "alone"), f"--model={FLAGS.student}", *common)
         rows.setdefault(f"student {FLAGS.student} alone", []).append(alone)
         for method in FLAGS.methods:
             extra = [f"--hint_epochs={FLAGS.hint_epochs}"] if method == "fitnets" else []
             if method != "rocket":
                 extra.append(f"--teacher_weights={os.path.join(base, 'teacher', 'model.keras')}")
-            metrics = _run("distill.py", os.path.join(base, method), f"--student={FLAGS.student}",
+            metrics = _run("distill.py", os.path.join(students, method), f"--student={FLAGS.student}",
                            f"--teacher={FLAGS.teacher}", f"--method={method}", *common, *extra)  # fmt: skip
             rows.setdefault(f"student {FLAGS.student} + {method}", []).append(metrics)
     table = {}
@@ -75,8 +78,9 @@ def main(argv: list[str]) -> None:
         print(f"| {name} | {statistics.mean(acc):.2%} ± {sd:.2%} | {per_seed} | {wall:.0f} |")
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     settings = {k: FLAGS[k].value for k in ("teacher", "student", "dataset", "teacher_epochs", "teacher_lr",
-                                           "epochs", "hint_epochs", "seeds")}  # fmt: skip
-    path = os.path.join(ROOT, "benchmarks", "results", f"distillation-{FLAGS.dataset}.json")
+                                           "epochs", "lr", "hint_epochs", "seeds")}  # fmt: skip
+    name = f"distillation-{FLAGS.dataset}-{FLAGS.student}-lr{FLAGS.lr}-e{FLAGS.epochs}.json"
+    path = os.path.join(ROOT, "benchmarks", "results", name)
     with open(path + ".tmp", "w") as f:
         json.dump({"settings": settings, "runs": table}, f, indent=2)
     os.replace(path + ".tmp", path)

@@ -1,7 +1,7 @@
 """keras_cnn: classic CNNs for Keras 3, faithful to their papers, with one builder contract and a registry."""
 
 from keras_cnn import layers
-from keras_cnn.applications import feature_extractor
+from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, trainable_params
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
 from keras_cnn.models import __all__ as _builders
@@ -21,4 +21,5 @@ __all__ = [
     "list_models",
     "model_info",
     "trainable_params",
+    "without_aux",
 ]

@@ -159,18 +159,20 @@ def finish(
     name: str,
     stages: Sequence,
     top: Callable = pooled_classifier,
+    aux_outputs: Sequence = (),
 ) -> keras.Model:
     """Close a builder: the classifier `top(x, classes, classifier_activation)` or the pooled feature
     extractor, then the model and its weights.
 
     `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
-    model as `model.stage_names` for `feature_extractor`.
+    model as `model.stage_names` for `feature_extractor`. `aux_outputs` (auxiliary classifiers, named aux*)
+    follow the main output.
     """
     from keras_cnn.weights import resolve
 
     x = top(x, classes, classifier_activation) if include_top else global_pool(x, pooling)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, x, name=name)
+    model = keras.Model(inputs, [x, *aux_outputs] if aux_outputs else x, name=name)
     model.stage_names = [t._keras_history.operation.name for t in stages]
     if weights is not None:
         path = resolve(weights, model=name, include_top=include_top, classes=classes, input_shape=model.input_shape[1:])
@@ -182,6 +184,15 @@ def finish(
                 f"output shape {tuple(model.output.shape)}), or is not a weights file: {err}"
             ) from err
     return model
+
+
+def without_aux(model: keras.Model) -> keras.Model:
+    """The inference model of a network trained with auxiliary classifiers (outputs named aux*): the same
+    layers and weights, the main output only."""
+    outputs = [t for t, n in zip(model.outputs, model.output_names, strict=True) if not n.startswith("aux")]
+    if len(outputs) == len(model.outputs):
+        return model
+    return keras.Model(model.inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
 
 
 def feature_extractor(

@@ -1,5 +1,5 @@
 """torchvision ImageNet weights into our builders: the way to ImageNet weights for architectures that
-keras.applications never shipped (AlexNet, VGG with BN, ResNet-18/34).
+keras.applications never shipped (AlexNet, VGG with BN, ResNet-18/34, ResNeXt).
 
     model = keras_cnn.convert.from_torchvision("densenet121-a639ec97.pth", "densenet121")
 
@@ -8,7 +8,8 @@ must find its layer and every weight of the model its tensor, with the same shap
 a ValueError that lists what did not match. Convolution kernels go from (out, in, kh, kw) to (kh, kw, in, out),
 dense kernels are transposed, and the first dense layer after a flatten has its rows reordered from PyTorch's
 channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/152 are "v1.5" (stride in the
-3x3 convolution, no convolution biases) while ours follow keras.applications' v1, so they are not converted.
+3x3 convolution, no convolution biases) while ours follow keras.applications' v1, so they are not converted;
+nor is torchvision's GoogLeNet, which has BN and 3x3 where the paper (and ours) has 5x5.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _fixed(mapping):
 
 
 ARCHITECTURES: dict[str, Callable] = {
-    **{name: _fixed(_resnet) for name in ("resnet18", "resnet34")},
+    **{name: _fixed(_resnet) for name in ("resnet18", "resnet34", "resnext50_32x4d", "resnext101_32x8d")},
     **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
     **{
         f"vgg{d}{bn}": _sequential({0: "fc1", 3: "fc2", 6: "predictions"})

@@ -43,7 +43,9 @@ def _random_torchvision(arch: str, classes: int = 7):
     return net.eval()
 
 
-@pytest.mark.parametrize("arch, size", [("resnet18", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)])
+@pytest.mark.parametrize(
+    "arch, size", [("resnet18", 64), ("resnext50_32x4d", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]
+)
 def test_converted_model_gives_torchvisions_logits(arch, size, tmp_path):
     net = _random_torchvision(arch)
     path = tmp_path / f"{arch}.pth"

@@ -27,18 +27,21 @@ class Style:
         self.norm, self.bn, self.init, self.dropout_rate = norm, dict(bn), dict(init), dropout_rate
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
-    def conv(self, x, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False):
-        """`{name}_conv`, padded like PyTorch/Torch (symmetric (k-1)/2, `{name}_pad` when strided)."""
+    def conv(self, x, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False, groups: int = 1):
+        """`{name}_conv`, padded like PyTorch/Torch (symmetric (k-1)/2, `{name}_pad` when strided); `groups`
+        splits it into grouped convolutions (ResNeXt's cardinality)."""
         pad = (kernel - 1) // 2
         if pad and stride > 1:
             x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-        return self.conv_layer(filters, kernel, f"{name}_conv", stride=stride, use_bias=use_bias)(x)
+        return self.conv_layer(filters, kernel, f"{name}_conv", stride=stride, use_bias=use_bias, groups=groups)(x)
 
-    def conv_layer(self, filters: int, kernel: int, name: str, *, stride: int = 1, use_bias: bool = False):
+    def conv_layer(
+        self, filters: int, kernel: int, name: str, *, stride: int = 1, use_bias: bool = False, groups: int = 1
+    ):
         """The Conv2D of `conv` without calling it, for a kernel shared by several calls (CliqueNet)."""
         padding = "valid" if stride > 1 or kernel == 1 else "same"
         return keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name,
+            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name, groups=groups,
             kernel_regularizer=self.regularizer, bias_regularizer=self.regularizer if use_bias else None,
             **self.init,
         )  # fmt: skip

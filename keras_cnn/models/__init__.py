@@ -25,7 +25,9 @@ from keras_cnn.models.densenet import (
     DenseNet264,
     DenseNetBC,
 )
+from keras_cnn.models.googlenet import GoogLeNet
 from keras_cnn.models.lenet import LeNet5
+from keras_cnn.models.mobilenet import MobileNet, MobileNetV2
 from keras_cnn.models.resnet import (
     CifarResNet,
     Plain20,
@@ -52,7 +54,16 @@ from keras_cnn.models.resnet import (
     StochasticDepthResNet110,
     StochasticDepthResNet1202,
 )
+from keras_cnn.models.resnext import (
+    CifarResNeXt,
+    ResNeXt,
+    ResNeXt29_8x64d,
+    ResNeXt29_16x64d,
+    ResNeXt50_32x4d,
+    ResNeXt101_32x8d,
+)
 from keras_cnn.models.vgg import VGG, VGG11, VGG13, VGG16, VGG19
+from keras_cnn.models.xception import Xception
 
 __all__ = [
     "VGG",
@@ -62,6 +73,7 @@ __all__ = [
     "VGG19",
     "AlexNet",
     "AlexNetV1",
+    "CifarResNeXt",
     "CifarResNet",
     "CliqueNet",
     "CliqueNetK36T12",
@@ -83,12 +95,20 @@ __all__ = [
     "DenseNet201",
     "DenseNet264",
     "DenseNetBC",
+    "GoogLeNet",
     "LeNet5",
+    "MobileNet",
+    "MobileNetV2",
     "Plain20",
     "Plain56",
     "PreActResNet",
     "PreActResNet164",
     "PreActResNet1001",
+    "ResNeXt",
+    "ResNeXt29_8x64d",
+    "ResNeXt29_16x64d",
+    "ResNeXt50_32x4d",
+    "ResNeXt101_32x8d",
     "ResNet",
     "ResNet18",
     "ResNet20",
@@ -107,4 +127,5 @@ __all__ = [
     "ResNetV2",
     "StochasticDepthResNet110",
     "StochasticDepthResNet1202",
+    "Xception",
 ]

@@ -13,6 +13,9 @@ PEERS = [
     (keras_cnn.ResNet50V2, keras.applications.ResNet50V2, 64),
     (keras_cnn.VGG16, keras.applications.VGG16, 32),
     (keras_cnn.DenseNet121, keras.applications.DenseNet121, 64),
+    (keras_cnn.MobileNet, keras.applications.MobileNet, 64),
+    (keras_cnn.MobileNetV2, keras.applications.MobileNetV2, 65),  # odd: the other stride-2 padding
+    (keras_cnn.Xception, keras.applications.Xception, 71),
 ]
 
 

@@ -37,7 +37,7 @@ def test_imagenet_names_keras_applications_files():
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
     models = {m for m, n, _ in wts.WEIGHT_SETS if n == "imagenet"}
     assert models == {"resnet50", "resnet101", "resnet152", "resnet50_v2", "resnet101_v2", "resnet152_v2", "vgg16",
-                      "vgg19", "densenet121", "densenet169", "densenet201", "xception"}  # fmt: skip
+                      "vgg19", "densenet121", "densenet169", "densenet201", "xception", "inception_v3"}  # fmt: skip
     assert all(m in keras_cnn.list_models() for m in models)
 
 

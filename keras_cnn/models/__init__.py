@@ -26,6 +26,7 @@ from keras_cnn.models.densenet import (
     DenseNetBC,
 )
 from keras_cnn.models.googlenet import GoogLeNet
+from keras_cnn.models.inception_v3 import InceptionV3
 from keras_cnn.models.lenet import LeNet5
 from keras_cnn.models.mobilenet import MobileNet, MobileNetV2
 from keras_cnn.models.resnet import (
@@ -96,6 +97,7 @@ __all__ = [
     "DenseNet264",
     "DenseNetBC",
     "GoogLeNet",
+    "InceptionV3",
     "LeNet5",
     "MobileNet",
     "MobileNetV2",

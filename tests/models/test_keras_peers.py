@@ -16,6 +16,7 @@ PEERS = [
     (keras_cnn.MobileNet, keras.applications.MobileNet, 64),
     (keras_cnn.MobileNetV2, keras.applications.MobileNetV2, 65),  # odd: the other stride-2 padding
     (keras_cnn.Xception, keras.applications.Xception, 71),
+    (keras_cnn.InceptionV3, keras.applications.InceptionV3, 75),
 ]
 
 

@@ -1,5 +1,5 @@
 """torchvision ImageNet weights into our builders: the way to ImageNet weights for architectures that
-keras.applications never shipped (AlexNet, VGG with BN, ResNet-18/34, ResNeXt).
+keras.applications never shipped (AlexNet, VGG with BN, ResNet-18/34, ResNeXt, ShuffleNet V2).
 
     model = keras_cnn.convert.from_torchvision("densenet121-a639ec97.pth", "densenet121")
 
@@ -81,6 +81,21 @@ _densenet = _rules(
 )  # fmt: skip
 
 
+#: ShuffleNet V2's Sequential positions -> our layer suffixes (ReLUs hold no tensors).
+_SHUFFLE_PARTS = {"branch1.0": "branch1_dw_conv", "branch1.1": "branch1_dw_bn", "branch1.2": "branch1_pw_conv",
+                  "branch1.3": "branch1_pw_bn", "branch2.0": "branch2_pw1_conv", "branch2.1": "branch2_pw1_bn",
+                  "branch2.3": "branch2_dw_conv", "branch2.4": "branch2_dw_bn", "branch2.5": "branch2_pw2_conv",
+                  "branch2.6": "branch2_pw2_bn"}  # fmt: skip
+
+
+_shufflenet = _rules(
+    (r"(conv1|conv5)\.([01])\.(\w+)", lambda m: (f"{m[1]}_{('conv', 'bn')[int(m[2])]}", m[3])),
+    (r"stage(\d)\.(\d+)\.(branch[12]\.\d)\.(\w+)",
+     lambda m: (f"stage{m[1]}_block{int(m[2]) + 1}_{_SHUFFLE_PARTS[m[3]]}", m[4])),
+    (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
+)  # fmt: skip
+
+
 def _sequential(classifier: dict[int, str]):
     """AlexNet / VGG: `features.<i>` in order onto our convolutions and BNs in order (4-D weights are
     convolutions, tensors with running statistics BNs), `classifier.<i>` by index onto fc1, fc2, predictions."""
@@ -114,6 +129,7 @@ def _fixed(mapping):
 ARCHITECTURES: dict[str, Callable] = {
     **{name: _fixed(_resnet) for name in ("resnet18", "resnet34", "resnext50_32x4d", "resnext101_32x8d")},
     **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
+    **{f"shufflenet_v2_x{w}": _fixed(_shufflenet) for w in ("0_5", "1_0", "1_5", "2_0")},
     **{
         f"vgg{d}{bn}": _sequential({0: "fc1", 3: "fc2", 6: "predictions"})
         for d in (11, 13, 16, 19)
@@ -179,7 +195,9 @@ def _keras_weights(layer, tensors: dict[str, np.ndarray], flat_shape) -> list[np
     if isinstance(layer, keras.layers.BatchNormalization):
         return [tensors[k] for k in BN]
     kernel = tensors["weight"]
-    if kernel.ndim == 4:
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # (channels, 1, kh, kw) -> (kh, kw, channels, 1)
+        kernel = kernel.transpose(2, 3, 0, 1)
+    elif kernel.ndim == 4:
         kernel = kernel.transpose(2, 3, 1, 0)
     elif flat_shape is not None and kernel.shape[1] == np.prod(flat_shape):  # the dense layer after Flatten
         h, w, c = flat_shape

@@ -43,9 +43,11 @@ def _random_torchvision(arch: str, classes: int = 7):
     return net.eval()
 
 
-@pytest.mark.parametrize(
-    "arch, size", [("resnet18", 64), ("resnext50_32x4d", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]
-)
+ARCHITECTURES = [("resnet18", 64), ("resnext50_32x4d", 64), ("shufflenet_v2_x1_0", 64), ("densenet121", 64),
+                 ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
+
+
+@pytest.mark.parametrize("arch, size", ARCHITECTURES)
 def test_converted_model_gives_torchvisions_logits(arch, size, tmp_path):
     net = _random_torchvision(arch)
     path = tmp_path / f"{arch}.pth"

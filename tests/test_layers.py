@@ -101,3 +101,13 @@ def test_adaptive_pool_uses_pytorchs_windows_and_enlarges_small_maps():
     np.testing.assert_allclose(y, [1.0, 3.0, 5.0, 7.0, 9.0, 11.0])
     one = np.full((1, 1, 1, 2), 4.0, "float32")
     np.testing.assert_array_equal(AdaptiveAveragePooling(6)(one), np.full((1, 6, 6, 2), 4.0))
+
+
+def test_channel_shuffle_interleaves_the_groups():
+    from keras_cnn.layers import ChannelShuffle
+
+    x = np.arange(6, dtype="float32").reshape(1, 1, 1, 6)
+    np.testing.assert_array_equal(np.asarray(ChannelShuffle(2)(x)).ravel(), [0, 3, 1, 4, 2, 5])
+    np.testing.assert_array_equal(np.asarray(ChannelShuffle(3)(x)).ravel(), [0, 2, 4, 1, 3, 5])
+    with pytest.raises(ValueError, match="6 channels do not split into 4 groups"):
+        ChannelShuffle(4)(x)

@@ -5,6 +5,7 @@ from keras_cnn.layers.lrn import LocalResponseNormalization
 from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, check_norm, norm_layer
 from keras_cnn.layers.pooling import AdaptiveAveragePooling
 from keras_cnn.layers.shortcut import ZeroChannelPad, option_a_shortcut
+from keras_cnn.layers.shuffle import ChannelShuffle
 from keras_cnn.layers.stochastic_depth import (
     StochasticDepth,
     block_survival,
@@ -19,6 +20,7 @@ __all__ = [
     "NORMS",
     "TORCH_BN",
     "AdaptiveAveragePooling",
+    "ChannelShuffle",
     "LocalResponseNormalization",
     "StochasticDepth",
     "Style",

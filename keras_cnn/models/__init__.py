@@ -63,6 +63,13 @@ from keras_cnn.models.resnext import (
     ResNeXt50_32x4d,
     ResNeXt101_32x8d,
 )
+from keras_cnn.models.shufflenet import (
+    ShuffleNetV2,
+    ShuffleNetV2x0_5,
+    ShuffleNetV2x1_0,
+    ShuffleNetV2x1_5,
+    ShuffleNetV2x2_0,
+)
 from keras_cnn.models.vgg import VGG, VGG11, VGG13, VGG16, VGG19
 from keras_cnn.models.xception import Xception
 
@@ -127,6 +134,11 @@ __all__ = [
     "ResNet152V2",
     "ResNet1202",
     "ResNetV2",
+    "ShuffleNetV2",
+    "ShuffleNetV2x0_5",
+    "ShuffleNetV2x1_0",
+    "ShuffleNetV2x1_5",
+    "ShuffleNetV2x2_0",
     "StochasticDepthResNet110",
     "StochasticDepthResNet1202",
     "Xception",

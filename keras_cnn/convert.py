@@ -8,8 +8,10 @@ must find its layer and every weight of the model its tensor, with the same shap
 a ValueError that lists what did not match. Convolution kernels go from (out, in, kh, kw) to (kh, kw, in, out),
 dense kernels are transposed, and the first dense layer after a flatten has its rows reordered from PyTorch's
 channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/152 are "v1.5" (stride in the
-3x3 convolution, no convolution biases) while ours follow keras.applications' v1, so they are not converted;
-nor is torchvision's GoogLeNet, which has BN and 3x3 where the paper (and ours) has 5x5.
+3x3 convolution, no convolution biases) while our `resnet50` keeps keras.applications' v1, so they convert into
+`ResNeXt(depth, C=1, d=64)`, which is exactly that network. torchvision's GoogLeNet (BN, and 3x3 where the paper
+and ours have 5x5) and MobileNetV2 (symmetric padding where ours has keras.applications' TF padding) do not
+convert.
 """
 
 from __future__ import annotations
@@ -126,8 +128,10 @@ def _fixed(mapping):
     return lambda model, state: mapping
 
 
+V1_5_RESNETS = {"resnet50": 50, "resnet101": 101, "resnet152": 152}
 ARCHITECTURES: dict[str, Callable] = {
     **{name: _fixed(_resnet) for name in ("resnet18", "resnet34", "resnext50_32x4d", "resnext101_32x8d")},
+    **{name: _fixed(_resnet) for name in ("resnet50", "resnet101", "resnet152")},
     **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
     **{f"shufflenet_v2_x{w}": _fixed(_shufflenet) for w in ("0_5", "1_0", "1_5", "2_0")},
     **{
@@ -147,7 +151,8 @@ def from_torchvision(
     classifier_activation: str | None = "softmax",
 ) -> keras.Model:
     """Build `architecture` (a registry name in `ARCHITECTURES`) for the state dict's class count and load a
-    torchvision state dict (a file path, or a dict of arrays) into it."""
+    torchvision state dict (a file path, or a dict of arrays) into it. "resnet50", "resnet101" and "resnet152"
+    give torchvision's v1.5 network (`ResNeXt(depth, C=1, d=64)`, named `resnet50_v1_5`, ...)."""
     from keras_cnn.registry import create_model
 
     if architecture not in ARCHITECTURES:
@@ -157,9 +162,18 @@ def from_torchvision(
     heads = [v for k, v in state.items() if re.fullmatch(r"(fc|classifier(\.\d+)?)\.bias", k)]
     head = heads[-1] if heads else None  # the last classifier layer gives the class count
     if head is None:
-        raise ValueError(f"The state dict has no classifier bias (fc.bias / classifier.bias); keys: {list(state)[:5]}…")
-    model = create_model(architecture, input_shape=input_shape, classes=int(head.shape[-1]),
-                         classifier_activation=classifier_activation)  # fmt: skip
+        raise ValueError(f"The state dict has no classifier bias (fc.bias / classifier.bias); keys: {list(state)[:5]}")
+    kwargs = {
+        "input_shape": input_shape,
+        "classes": int(head.shape[-1]),
+        "classifier_activation": classifier_activation,
+    }
+    if architecture in V1_5_RESNETS:  # torchvision's ResNet-50/101/152: a ResNeXt of cardinality 1
+        from keras_cnn.models.resnext import ResNeXt
+
+        model = ResNeXt(V1_5_RESNETS[architecture], C=1, d=64, name=f"{architecture}_v1_5", **kwargs)
+    else:
+        model = create_model(architecture, **kwargs)
     _assign(model, state, ARCHITECTURES[architecture](model, state))
     return model
 

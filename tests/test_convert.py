@@ -43,8 +43,8 @@ def _random_torchvision(arch: str, classes: int = 7):
     return net.eval()
 
 
-ARCHITECTURES = [("resnet18", 64), ("resnext50_32x4d", 64), ("shufflenet_v2_x1_0", 64), ("densenet121", 64),
-                 ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
+ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("shufflenet_v2_x1_0", 64),
+                 ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
 
 
 @pytest.mark.parametrize("arch, size", ARCHITECTURES)
@@ -74,5 +74,5 @@ def test_bad_files_and_mismatches_are_clear(tmp_path):
         convert.from_torchvision(tmp_path / "pickled.pth", "resnet18")
     with pytest.raises(ValueError, match=r"does not fit 'resnet34'.*layers without tensors \['conv2_block3_1_bn'"):
         convert.from_torchvision(tmp_path / "r18.pth", "resnet34", input_shape=(64, 64, 3))
-    with pytest.raises(ValueError, match=r"No torchvision converter for 'resnet50'; available: \['alexnet'"):
-        convert.from_torchvision(tmp_path / "r18.pth", "resnet50")
+    with pytest.raises(ValueError, match=r"No torchvision converter for 'googlenet'; available: \['alexnet'"):
+        convert.from_torchvision(tmp_path / "r18.pth", "googlenet")

@@ -64,6 +64,9 @@ from keras_cnn.models.resnext import (
     ResNeXt101_32x8d,
 )
 from keras_cnn.models.shufflenet import (
+    ShuffleNet,
+    ShuffleNetV1,
+    ShuffleNetV1G8,
     ShuffleNetV2,
     ShuffleNetV2x0_5,
     ShuffleNetV2x1_0,
@@ -134,6 +137,9 @@ __all__ = [
     "ResNet152V2",
     "ResNet1202",
     "ResNetV2",
+    "ShuffleNet",
+    "ShuffleNetV1",
+    "ShuffleNetV1G8",
     "ShuffleNetV2",
     "ShuffleNetV2x0_5",
     "ShuffleNetV2x1_0",

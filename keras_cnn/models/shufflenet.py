@@ -1,5 +1,7 @@
-"""ShuffleNet V2 (Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
-ECCV 2018, Table 5 and Fig. 3(c, d)) in torchvision's layout, so its weights convert."""
+"""ShuffleNet (Zhang, Zhou, Lin & Sun, "ShuffleNet: An Extremely Efficient Convolutional Neural Network for
+Mobile Devices", CVPR 2018, Table 1 and Fig. 2) and ShuffleNet V2 (Ma et al., "ShuffleNet V2: Practical
+Guidelines for Efficient CNN Architecture Design", ECCV 2018, Table 5 and Fig. 3(c, d)) in torchvision's
+layout, so its weights convert."""
 
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ from keras_cnn import applications
 from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, ChannelShuffle, Style
 from keras_cnn.registry import Paper, register, variant
 
+PAPER_V1 = Paper(title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
+                 authors="Zhang, Zhou, Lin, Sun", venue="CVPR", year=2018)  # fmt: skip
 PAPER_V2 = Paper(title="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
                  authors="Ma, Zhang, Zheng, Sun", venue="ECCV", year=2018)  # fmt: skip
 
-REPEATS = (4, 8, 4)  # Table 5: units in stages 2, 3, 4
+REPEATS = (4, 8, 4)  # Table 1 (V1) and Table 5 (V2): units in stages 2, 3, 4
+#: Table 1 of Zhang et al.: output channels of stages 2-4 per number of groups g, at width multiplier s = 1.
+V1_WIDTHS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
 #: Table 5: output channels of conv1, stages 2-4 and conv5 per width multiplier.
 WIDTHS = {
     0.5: (24, 48, 96, 192, 1024),
@@ -49,6 +55,71 @@ def shuffle_unit(x, out_channels: int, stride: int, style: Style, name: str):
         changed = x
     x = keras.layers.Concatenate(name=f"{name}_concat")([kept, transform(changed, "branch2")])
     return ChannelShuffle(2, name=f"{name}_shuffle")(x)
+
+
+def group_unit(x, out_channels: int, stride: int, g: int, style: Style, name: str, *, group_first: bool = True):
+    """Fig. 2(b) (stride 1) and 2(c) (stride 2): 1x1 group conv to out/4 (BN, ReLU), channel shuffle, 3x3
+    depthwise conv (BN), 1x1 group conv (BN); added to the input, or for stride 2 concatenated with a 3x3/2
+    average pool of it (the branch then gives out - in channels); ReLU. Stage 2's first 1x1 is not grouped
+    (Sec. 3.3: too few input channels)."""
+    branch_out = out_channels - x.shape[-1] if stride > 1 else out_channels
+    mid = out_channels // 4
+    y = style.conv(x, mid, 1, 1, f"{name}_gconv1", groups=g if group_first else 1)
+    y = style.norm_act(y, f"{name}_gconv1")
+    if g > 1:
+        y = ChannelShuffle(g, name=f"{name}_shuffle")(y)
+    y = _depthwise(y, stride, style, f"{name}_dw")
+    y = style.norm_act(style.conv(y, branch_out, 1, 1, f"{name}_gconv2", groups=g), f"{name}_gconv2", act=False)
+    if stride == 1:
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    else:
+        shortcut = keras.layers.ZeroPadding2D(1, name=f"{name}_shortcut_pad")(x)  # averages count the zeros
+        shortcut = keras.layers.AveragePooling2D(3, strides=2, name=f"{name}_shortcut_pool")(shortcut)
+        y = keras.layers.Concatenate(name=f"{name}_concat")([shortcut, y])
+    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def ShuffleNet(
+    g: int = 3,
+    s: float = 1.0,
+    *,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """ShuffleNet s x (g = `g`) as in Table 1 of Zhang et al. (CVPR 2018): 3x3/2 conv of 24·s, 3x3/2 max pool,
+    stages of 4, 8, 4 units, global pool, classifier. 1x, g=3: 1,865,728 trainable and 137.5 M MACs (the
+    authors' code: 1.9 M, 138 M; its classifier has no bias, 1,000 fewer); g=8: 2,434,768 (2.4 M)."""
+    if g not in V1_WIDTHS:
+        raise ValueError(f"ShuffleNet groups g must be one of {tuple(V1_WIDTHS)}; received g={g!r}.")
+    widths = [int(c * s) for c in V1_WIDTHS[g]]
+    inputs = [int(24 * s), *widths[:-1]]
+    if s <= 0 or any((w // 4) % g or (w - i) % g for w, i in zip(widths, inputs, strict=True)):
+        raise ValueError(f"Width multiplier s={s!r} gives stage widths {widths} that g={g} groups cannot split.")
+    img_input = applications.model_input(
+        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, default_size=224, min_size=32,
+    )  # fmt: skip
+    style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
+    x = style.norm_act(style.conv(img_input, int(24 * s), 3, 2, "conv1"), "conv1")
+    stages = [x]
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, (repeats, out_channels) in enumerate(zip(REPEATS, widths, strict=True), start=2):
+        for b in range(1, repeats + 1):
+            x = group_unit(x, out_channels, 2 if b == 1 else 1, g, style, f"stage{stage}_block{b}",
+                           group_first=not (stage == 2 and b == 1))  # fmt: skip
+        stages.append(x)
+    return applications.finish(
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, stages=stages,
+        name=name or f"shufflenet_g{g}_x{s}",
+    )  # fmt: skip
 
 
 def ShuffleNetV2(
@@ -104,4 +175,21 @@ for _builder, (_width, (_params, _macs, _acc)) in zip(
     register(
         _builder.__name__.replace("ShuffleNetV2x", "shufflenet_v2_x"), paper=PAPER_V2, params=_params, macs=_macs,
         reported={"imagenet_top1_acc": _acc}, source="torchvision weights [TV]", recipe="torchvision_imagenet",
+    )(_builder)  # fmt: skip
+
+ShuffleNetV1 = variant(ShuffleNet, "ShuffleNetV1", "ShuffleNet 1x, g=3 (Zhang et al. 2018, Table 1).", {},
+                       g=3, s=1.0, name="shufflenet_v1")  # fmt: skip
+ShuffleNetV1G8 = variant(ShuffleNet, "ShuffleNetV1G8", "ShuffleNet 1x, g=8 (Zhang et al. 2018, Table 1).", {},
+                         g=8, s=1.0, name="shufflenet_v1_g8")  # fmt: skip
+# (registry name, builder, trainable params, paper MFLOPs (= MACs), paper top-1 error)
+_V1 = (
+    ("shufflenet_v1", ShuffleNetV1, 1_865_728, 140e6, 32.6),
+    ("shufflenet_v1_g8", ShuffleNetV1G8, 2_434_768, 140e6, 32.0),
+)
+for _name, _builder, _params, _macs, _err in _V1:
+    register(
+        _name, paper=PAPER_V1, params=_params, macs=_macs, reported={"imagenet_top1_err": _err},
+        source="Zhang et al. 2018 Table 2 [M]; the authors' code counts 1.9 M / 2.4 M [R:megvii]",
+        recipe="torchvision_imagenet",
+        notes="Paper recipe: SGD, lr 0.5 linearly decayed to 0 over 3e5 iterations, batch 1024, weight decay 4e-5.",
     )(_builder)  # fmt: skip

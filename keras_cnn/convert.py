@@ -9,9 +9,10 @@ a ValueError that lists what did not match. Convolution kernels go from (out, in
 dense kernels are transposed, and the first dense layer after a flatten has its rows reordered from PyTorch's
 channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/152 are "v1.5" (stride in the
 3x3 convolution, no convolution biases) while our `resnet50` keeps keras.applications' v1, so they convert into
-`ResNeXt(depth, C=1, d=64)`, which is exactly that network. torchvision's GoogLeNet (BN, and 3x3 where the paper
-and ours have 5x5) and MobileNetV2 (symmetric padding where ours has keras.applications' TF padding) do not
-convert.
+`ResNeXt(depth, C=1, d=64)`, which is exactly that network, and torchvision's GoogLeNet (BN, 3x3 where the
+paper has 5x5) into `GoogLeNet(layout="torchvision")`; its pretrained weights expect inputs in [-1, 1] (its
+`transform_input`), `keras_cnn.weights` "tf" preprocessing. MobileNetV2 (symmetric padding where ours has
+keras.applications' TF padding) does not convert.
 """
 
 from __future__ import annotations
@@ -98,6 +99,20 @@ _shufflenet = _rules(
 )  # fmt: skip
 
 
+_BN = {"conv": "", "bn": "_bn"}  # GoogLeNet's BasicConv2d: our conv layer and its "_bn"
+_GOOGLENET_STEM = {"conv1": "conv1", "conv2": "conv2_reduce", "conv3": "conv2"}
+_GOOGLENET_BRANCH = {"branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "5x5_reduce",
+                     "branch3.1": "5x5", "branch4.1": "pool_proj"}  # fmt: skip
+_googlenet = _rules(
+    (r"(conv[123])\.(conv|bn)\.(\w+)", lambda m: (_GOOGLENET_STEM[m[1]] + _BN[m[2]], m[3])),
+    (r"inception(\d[a-e])\.(branch\d(?:\.\d)?)\.(conv|bn)\.(\w+)",
+     lambda m: (f"inception_{m[1]}_{_GOOGLENET_BRANCH[m[2]]}{_BN[m[3]]}", m[4])),
+    (r"(aux[12])\.conv\.(conv|bn)\.(\w+)", lambda m: (f"{m[1]}_conv{_BN[m[2]]}", m[3])),
+    (r"(aux[12])\.fc([12])\.(\w+)", lambda m: (f"{m[1]}_{('fc', 'predictions')[int(m[2]) - 1]}", m[3])),
+    (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
+)  # fmt: skip
+
+
 def _sequential(classifier: dict[int, str]):
     """AlexNet / VGG: `features.<i>` in order onto our convolutions and BNs in order (4-D weights are
     convolutions, tensors with running statistics BNs), `classifier.<i>` by index onto fc1, fc2, predictions."""
@@ -134,6 +149,7 @@ ARCHITECTURES: dict[str, Callable] = {
     **{name: _fixed(_resnet) for name in ("resnet50", "resnet101", "resnet152")},
     **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
     **{f"shufflenet_v2_x{w}": _fixed(_shufflenet) for w in ("0_5", "1_0", "1_5", "2_0")},
+    "googlenet": _fixed(_googlenet),
     **{
         f"vgg{d}{bn}": _sequential({0: "fc1", 3: "fc2", 6: "predictions"})
         for d in (11, 13, 16, 19)
@@ -152,7 +168,8 @@ def from_torchvision(
 ) -> keras.Model:
     """Build `architecture` (a registry name in `ARCHITECTURES`) for the state dict's class count and load a
     torchvision state dict (a file path, or a dict of arrays) into it. "resnet50", "resnet101" and "resnet152"
-    give torchvision's v1.5 network (`ResNeXt(depth, C=1, d=64)`, named `resnet50_v1_5`, ...)."""
+    give torchvision's v1.5 network (`ResNeXt(depth, C=1, d=64)`, named `resnet50_v1_5`, ...), "googlenet"
+    `GoogLeNet(layout="torchvision")` (with its auxiliary outputs when the state dict has them)."""
     from keras_cnn.registry import create_model
 
     if architecture not in ARCHITECTURES:
@@ -172,6 +189,11 @@ def from_torchvision(
         from keras_cnn.models.resnext import ResNeXt
 
         model = ResNeXt(V1_5_RESNETS[architecture], C=1, d=64, name=f"{architecture}_v1_5", **kwargs)
+    elif architecture == "googlenet":  # torchvision's variant; its auxiliary heads come along when the file has them
+        from keras_cnn.models.googlenet import GoogLeNet
+
+        aux = any(k.startswith("aux") for k in state)
+        model = GoogLeNet(layout="torchvision", aux_logits=aux, name="googlenet_torchvision", **kwargs)
     else:
         model = create_model(architecture, **kwargs)
     _assign(model, state, ARCHITECTURES[architecture](model, state))

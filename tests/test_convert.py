@@ -30,9 +30,9 @@ def _torchvision():
 torchvision = _torchvision()
 
 
-def _random_torchvision(arch: str, classes: int = 7):
+def _random_torchvision(arch: str, classes: int = 7, **kwargs):
     torch.manual_seed(0)
-    net = getattr(torchvision.models, arch)(num_classes=classes)
+    net = getattr(torchvision.models, arch)(num_classes=classes, **kwargs)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):  # non-trivial statistics, so their mapping is tested
@@ -43,13 +43,13 @@ def _random_torchvision(arch: str, classes: int = 7):
     return net.eval()
 
 
-ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("shufflenet_v2_x1_0", 64),
-                 ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
+ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("googlenet", 96), ("resnext50_32x4d", 64),
+                 ("shufflenet_v2_x1_0", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
 
 
 @pytest.mark.parametrize("arch, size", ARCHITECTURES)
 def test_converted_model_gives_torchvisions_logits(arch, size, tmp_path):
-    net = _random_torchvision(arch)
+    net = _random_torchvision(arch, **({"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}))
     path = tmp_path / f"{arch}.pth"
     torch.save(net.state_dict(), path)
     ours = convert.from_torchvision(path, arch, input_shape=(size, size, 3), classifier_activation=None)
@@ -74,5 +74,21 @@ def test_bad_files_and_mismatches_are_clear(tmp_path):
         convert.from_torchvision(tmp_path / "pickled.pth", "resnet18")
     with pytest.raises(ValueError, match=r"does not fit 'resnet34'.*layers without tensors \['conv2_block3_1_bn'"):
         convert.from_torchvision(tmp_path / "r18.pth", "resnet34", input_shape=(64, 64, 3))
-    with pytest.raises(ValueError, match=r"No torchvision converter for 'googlenet'; available: \['alexnet'"):
-        convert.from_torchvision(tmp_path / "r18.pth", "googlenet")
+    with pytest.raises(ValueError, match=r"No torchvision converter for 'mobilenet_v2'; available: \['alexnet'"):
+        convert.from_torchvision(tmp_path / "r18.pth", "mobilenet_v2")
+
+
+def test_googlenet_auxiliary_heads_convert_too():
+    net = _random_torchvision("googlenet", aux_logits=True, init_weights=True)
+    ours = convert.from_torchvision(net.state_dict(), "googlenet", classifier_activation=None)
+    assert ours.output_names == ["predictions", "aux1_predictions", "aux2_predictions"]
+    net.train()  # torchvision returns the auxiliary logits in training mode only; BN and dropout must not act
+    for module in net.modules():
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.Dropout)):
+            module.eval()
+    x = np.random.default_rng(1).random((1, 224, 224, 3), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+    got = ours.predict(x, verbose=0)
+    for ours_out, theirs in zip(got, (expected.logits, expected.aux_logits1, expected.aux_logits2), strict=True):
+        np.testing.assert_allclose(ours_out, theirs.numpy(), atol=1e-4)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import keras
 
 from keras_cnn import applications
-from keras_cnn.layers import LocalResponseNormalization
+from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
 from keras_cnn.registry import Paper, register
 
 PAPER = Paper(title="Going Deeper with Convolutions", authors="Szegedy et al.", venue="CVPR", year=2015)
@@ -26,31 +28,40 @@ AUX_AFTER = ("4a", "4d")  # the two auxiliary classifiers (Sec. 5)
 
 
 def _conv(x, filters: int, kernel: int, name: str, *, stride: int = 1, batch_norm: bool):
-    """Conv (same padding) + ReLU, with BN between them when `batch_norm` (not in the paper)."""
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=not batch_norm, name=name)(x)
+    """Conv (padded by kernel // 2 on every side, as Caffe and PyTorch) + ReLU, with BN between them when
+    `batch_norm` (not in the paper)."""
+    if stride > 1:
+        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
+                            use_bias=not batch_norm, name=name)(x)  # fmt: skip
     if batch_norm:
         x = keras.layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def inception(x, widths, name: str, *, batch_norm: bool):
-    """Fig. 3(b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated along channels."""
+def inception(x, widths, name: str, *, batch_norm: bool, kernel5: int = 5):
+    """Fig. 3(b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated along channels
+    (`kernel5=3`: torchvision's 3x3 in place of the 5x5)."""
     n1, r3, n3, r5, n5, proj = widths
+
+    def reduced(filters_in: int, filters: int, kernel: int, label: str):
+        t = _conv(x, filters_in, 1, f"{name}_{label}_reduce", batch_norm=batch_norm)
+        return _conv(t, filters, kernel, f"{name}_{label}", batch_norm=batch_norm)
+
     b1 = _conv(x, n1, 1, f"{name}_1x1", batch_norm=batch_norm)
-    b3 = _conv(
-        _conv(x, r3, 1, f"{name}_3x3_reduce", batch_norm=batch_norm), n3, 3, f"{name}_3x3", batch_norm=batch_norm
-    )
-    b5 = _conv(
-        _conv(x, r5, 1, f"{name}_5x5_reduce", batch_norm=batch_norm), n5, 5, f"{name}_5x5", batch_norm=batch_norm
-    )
+    b3, b5 = reduced(r3, n3, 3, "3x3"), reduced(r5, n5, kernel5, "5x5")
     pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     bp = _conv(pool, proj, 1, f"{name}_pool_proj", batch_norm=batch_norm)
     return keras.layers.Concatenate(name=f"{name}_output")([b1, b3, b5, bp])
 
 
-def auxiliary_classifier(x, classes: int, classifier_activation, name: str, *, batch_norm: bool):
-    """Sec. 5: 5x5/3 average pool, 1x1 conv 128 + ReLU, FC 1024 + ReLU, dropout 0.7, FC `classes`."""
-    x = keras.layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
+def auxiliary_classifier(x, classes: int, classifier_activation, name: str, *, batch_norm: bool, adaptive: bool):
+    """Sec. 5: 5x5/3 average pool (`adaptive`: torchvision's adaptive pool to 4x4), 1x1 conv 128 + ReLU,
+    FC 1024 + ReLU, dropout 0.7, FC `classes`."""
+    if adaptive:
+        x = AdaptiveAveragePooling(4, name=f"{name}_pool")(x)
+    else:
+        x = keras.layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
     x = _conv(x, 128, 1, f"{name}_conv", batch_norm=batch_norm)
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
@@ -59,9 +70,9 @@ def auxiliary_classifier(x, classes: int, classifier_activation, name: str, *, b
                               dtype="float32")(x)  # fmt: skip
 
 
-def _max_pool(x, name: str):
-    """3x3/2 max pooling rounded up as Caffe's (224 -> 112 -> 56 -> 28 -> 14 -> 7)."""
-    return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+def _max_pool(x, name: str, size: int = 3):
+    """size x size / 2 max pooling rounded up as Caffe's (224 -> 112 -> 56 -> 28 -> 14 -> 7)."""
+    return keras.layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
 
 
 @register(
@@ -77,9 +88,7 @@ def _max_pool(x, name: str):
 def GoogLeNet(
     *,
     aux_logits: bool = False,
-    batch_norm: bool = False,
-    lrn: bool = True,
-    dropout_rate: float = 0.4,
+    layout: Literal["paper", "torchvision"] = "paper",
     include_top: bool = True,
     weights=None,
     input_tensor=None,
@@ -96,14 +105,22 @@ def GoogLeNet(
     `aux_logits=True` the model also returns the two auxiliary classifiers of Sec. 5 (after 4a and 4d, outputs
     `aux1_predictions`, `aux2_predictions`, 13,378,280 trainable in all) for training, where
     `keras_cnn.training` weighs their losses 0.3 (the recipe's `aux_weight`); `without_aux(model)` gives the
-    inference model. `batch_norm=True` adds BN after every convolution (not in the paper; torchvision's).
+    inference model.
+
+    `layout="torchvision"` builds torchvision's variant, so its weights convert (`keras_cnn.convert`): BN after
+    every convolution, no LRN, 3x3 in the 5x5 branches, 2x2 pooling before 5a, dropout 0.2, and auxiliary
+    heads that pool adaptively to 4x4 (6,624,904 trainable; 13,004,888 with them).
     """
+    if layout not in ("paper", "torchvision"):
+        raise ValueError(f"layout must be 'paper' or 'torchvision'; received layout={layout!r}.")
+    torchvision = layout == "torchvision"
+    batch_norm, lrn, dropout_rate = torchvision, not torchvision, 0.2 if torchvision else 0.4
     if aux_logits and not include_top:
         raise ValueError("aux_logits=True needs include_top=True (the auxiliary heads are classifiers).")
     img_input = applications.model_input(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=80 if aux_logits else 16,
-        flatten_head=aux_logits,
+        classifier_activation=classifier_activation, default_size=224,
+        min_size=80 if aux_logits and not torchvision else 16, flatten_head=aux_logits and not torchvision,
     )  # fmt: skip
     x = _conv(img_input, 64, 7, "conv1", stride=2, batch_norm=batch_norm)
     stages = [x]
@@ -120,11 +137,12 @@ def GoogLeNet(
     for module, widths in MODULES.items():
         if module in ("4a", "5a"):
             stages.append(x)
-            x = _max_pool(x, f"pool{module[0]}")
-        x = inception(x, widths, f"inception_{module}", batch_norm=batch_norm)
+            x = _max_pool(x, f"pool{module[0]}", size=2 if torchvision and module == "5a" else 3)
+        x = inception(x, widths, f"inception_{module}", batch_norm=batch_norm, kernel5=3 if torchvision else 5)
         if aux_logits and module in AUX_AFTER:
             label = f"aux{AUX_AFTER.index(module) + 1}"
-            aux.append(auxiliary_classifier(x, classes, classifier_activation, label, batch_norm=batch_norm))
+            aux.append(auxiliary_classifier(x, classes, classifier_activation, label, batch_norm=batch_norm,
+                                            adaptive=torchvision))  # fmt: skip
     stages.append(x)
 
     def top(x, classes, classifier_activation):

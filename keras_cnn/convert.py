@@ -11,8 +11,8 @@ channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/
 3x3 convolution, no convolution biases) while our `resnet50` keeps keras.applications' v1, so they convert into
 `ResNeXt(depth, C=1, d=64)`, which is exactly that network, and torchvision's GoogLeNet (BN, 3x3 where the
 paper has 5x5) into `GoogLeNet(layout="torchvision")`; its pretrained weights expect inputs in [-1, 1] (its
-`transform_input`), `keras_cnn.weights` "tf" preprocessing. MobileNetV2 (symmetric padding where ours has
-keras.applications' TF padding) does not convert.
+`transform_input`), `keras_cnn.weights` "tf" preprocessing. MobileNetV2 converts into
+`MobileNetV2(layout="torchvision")` (symmetric padding, PyTorch's BN epsilon).
 """
 
 from __future__ import annotations
@@ -113,6 +113,26 @@ _googlenet = _rules(
 )  # fmt: skip
 
 
+def _mobilenet_v2_block(m: re.Match) -> tuple[str, str]:
+    """features.<i>.conv.<part> -> keras.applications' names: features.1 is `expanded_conv_` (no expansion),
+    features.<i> is `block_<i-1>_`."""
+    i, part, tensor = int(m[1]), m[2], m[3]
+    if i == 1:
+        suffix = {"0.0": "depthwise", "0.1": "depthwise_BN", "1": "project", "2": "project_BN"}[part]
+        return f"expanded_conv_{suffix}", tensor
+    suffix = {"0.0": "expand", "0.1": "expand_BN", "1.0": "depthwise", "1.1": "depthwise_BN", "2": "project",
+              "3": "project_BN"}[part]  # fmt: skip
+    return f"block_{i - 1}_{suffix}", tensor
+
+
+_mobilenet_v2 = _rules(
+    (r"features\.0\.([01])\.(\w+)", lambda m: (("Conv1", "bn_Conv1")[int(m[1])], m[2])),
+    (r"features\.18\.([01])\.(\w+)", lambda m: (("Conv_1", "Conv_1_bn")[int(m[1])], m[2])),
+    (r"features\.(\d+)\.conv\.(\d(?:\.\d)?)\.(\w+)", _mobilenet_v2_block),
+    (r"classifier\.1\.(\w+)", lambda m: ("predictions", m[1])),
+)
+
+
 def _sequential(classifier: dict[int, str]):
     """AlexNet / VGG: `features.<i>` in order onto our convolutions and BNs in order (4-D weights are
     convolutions, tensors with running statistics BNs), `classifier.<i>` by index onto fc1, fc2, predictions."""
@@ -150,6 +170,7 @@ ARCHITECTURES: dict[str, Callable] = {
     **{name: _fixed(_densenet) for name in ("densenet121", "densenet169", "densenet201")},
     **{f"shufflenet_v2_x{w}": _fixed(_shufflenet) for w in ("0_5", "1_0", "1_5", "2_0")},
     "googlenet": _fixed(_googlenet),
+    "mobilenet_v2": _fixed(_mobilenet_v2),
     **{
         f"vgg{d}{bn}": _sequential({0: "fc1", 3: "fc2", 6: "predictions"})
         for d in (11, 13, 16, 19)
@@ -169,7 +190,8 @@ def from_torchvision(
     """Build `architecture` (a registry name in `ARCHITECTURES`) for the state dict's class count and load a
     torchvision state dict (a file path, or a dict of arrays) into it. "resnet50", "resnet101" and "resnet152"
     give torchvision's v1.5 network (`ResNeXt(depth, C=1, d=64)`, named `resnet50_v1_5`, ...), "googlenet"
-    `GoogLeNet(layout="torchvision")` (with its auxiliary outputs when the state dict has them)."""
+    `GoogLeNet(layout="torchvision")` (with its auxiliary outputs when the state dict has them), "mobilenet_v2"
+    `MobileNetV2(layout="torchvision")`."""
     from keras_cnn.registry import create_model
 
     if architecture not in ARCHITECTURES:
@@ -189,6 +211,10 @@ def from_torchvision(
         from keras_cnn.models.resnext import ResNeXt
 
         model = ResNeXt(V1_5_RESNETS[architecture], C=1, d=64, name=f"{architecture}_v1_5", **kwargs)
+    elif architecture == "mobilenet_v2":
+        from keras_cnn.models.mobilenet import MobileNetV2
+
+        model = MobileNetV2(layout="torchvision", name="mobilenet_v2_torchvision", **kwargs)
     elif architecture == "googlenet":  # torchvision's variant; its auxiliary heads come along when the file has them
         from keras_cnn.models.googlenet import GoogLeNet
 

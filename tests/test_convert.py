@@ -43,7 +43,7 @@ def _random_torchvision(arch: str, classes: int = 7, **kwargs):
     return net.eval()
 
 
-ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("googlenet", 96), ("resnext50_32x4d", 64),
+ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("googlenet", 96), ("mobilenet_v2", 64), ("resnext50_32x4d", 64),
                  ("shufflenet_v2_x1_0", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
 
 
@@ -74,8 +74,8 @@ def test_bad_files_and_mismatches_are_clear(tmp_path):
         convert.from_torchvision(tmp_path / "pickled.pth", "resnet18")
     with pytest.raises(ValueError, match=r"does not fit 'resnet34'.*layers without tensors \['conv2_block3_1_bn'"):
         convert.from_torchvision(tmp_path / "r18.pth", "resnet34", input_shape=(64, 64, 3))
-    with pytest.raises(ValueError, match=r"No torchvision converter for 'mobilenet_v2'; available: \['alexnet'"):
-        convert.from_torchvision(tmp_path / "r18.pth", "mobilenet_v2")
+    with pytest.raises(ValueError, match=r"No torchvision converter for 'mobilenet'; available: \['alexnet'"):
+        convert.from_torchvision(tmp_path / "r18.pth", "mobilenet")
 
 
 def test_googlenet_auxiliary_heads_convert_too():

@@ -5,6 +5,9 @@ weight files load and the outputs match."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 import keras
 
 from keras_cnn import applications
@@ -35,6 +38,18 @@ def _pad_for_stride(x, name: str):
     """TensorFlow's asymmetric 'same' padding for a 3x3/2 convolution, made explicit (keras.applications')."""
     even = [1 - (d % 2) if d is not None else 1 for d in x.shape[1:3]]
     return keras.layers.ZeroPadding2D(((1 - even[0], 1), (1 - even[1], 1)), name=name)(x)
+
+
+def _pad_symmetric(x, name: str):
+    """PyTorch's padding of 1 on every side for a 3x3/2 convolution (torchvision's)."""
+    return keras.layers.ZeroPadding2D(1, name=name)(x)
+
+
+#: MobileNetV2 layouts: BN constants and the padding before 3x3/2 convolutions.
+V2_LAYOUTS = {
+    "keras": ({"epsilon": 1e-3, "momentum": 0.999}, _pad_for_stride),
+    "torchvision": ({"epsilon": 1e-5, "momentum": 0.9}, _pad_symmetric),
+}
 
 
 def _bn(x, name: str, **constants):
@@ -109,17 +124,16 @@ def MobileNet(
     )  # fmt: skip
 
 
-def inverted_residual(x, t: int, filters: int, stride: int, block: int):
+def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: dict, pad: Callable):
     """Fig. 3(b) / Table 1 of Sandler et al.: 1x1 expansion by t (BN, ReLU6), 3x3 depthwise (BN, ReLU6),
     linear 1x1 projection (BN), with a residual connection when shape is kept."""
-    bn = {"epsilon": 1e-3, "momentum": 0.999}
     prefix = f"block_{block}_" if block else "expanded_conv_"
     inputs, channels = x, x.shape[-1]
     if block:
         x = keras.layers.Conv2D(t * channels, 1, use_bias=False, name=f"{prefix}expand")(x)
         x = keras.layers.ReLU(6.0, name=f"{prefix}expand_relu")(_bn(x, f"{prefix}expand_BN", **bn))
     if stride == 2:
-        x = _pad_for_stride(x, f"{prefix}pad")
+        x = pad(x, f"{prefix}pad")
     x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False,
                                      name=f"{prefix}depthwise")(x)  # fmt: skip
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(x, f"{prefix}depthwise_BN", **bn))
@@ -143,6 +157,7 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int):
 def MobileNetV2(
     *,
     alpha: float = 1.0,
+    layout: Literal["keras", "torchvision"] = "keras",
     include_top: bool = True,
     weights=None,
     input_tensor=None,
@@ -154,28 +169,40 @@ def MobileNetV2(
 ) -> keras.Model:
     """MobileNetV2 as in Table 2 of Sandler et al. (CVPR 2018): width multiplier `alpha`, channels rounded
     to multiples of 8, the last 1x1 convolution kept at 1280 for alpha <= 1. 3,504,872 trainable at alpha=1, 1000
-    classes."""
+    classes. `layout="torchvision"` pads 3x3/2 convolutions symmetrically, uses PyTorch's BN epsilon and
+    dropout 0.2 before the classifier, so torchvision's weights convert (same layer names, same count)."""
     if alpha <= 0:
         raise ValueError(f"alpha must be positive; received alpha={alpha!r}.")
+    if layout not in V2_LAYOUTS:
+        raise ValueError(f"layout must be one of {tuple(V2_LAYOUTS)}; received layout={layout!r}.")
     img_input = applications.model_input(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=224, min_size=32,
     )  # fmt: skip
-    bn = {"epsilon": 1e-3, "momentum": 0.999}
-    x = keras.layers.Conv2D(_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False,
-                            name="Conv1")(img_input)  # fmt: skip
+    bn, pad = V2_LAYOUTS[layout]
+    x = pad(img_input, "Conv1_pad")
+    x = keras.layers.Conv2D(_divisible(32 * alpha), 3, strides=2, use_bias=False, name="Conv1")(x)
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(_bn(x, "bn_Conv1", **bn))
     stages, block = [], 0
     for t, c, n, s in V2_BLOCKS:
         for i in range(n):
             if s == 2 and i == 0:
                 stages.append(x)
-            x = inverted_residual(x, t, _divisible(int(c * alpha)), s if i == 0 else 1, block)
+            x = inverted_residual(x, t, _divisible(int(c * alpha)), s if i == 0 else 1, block, bn=bn, pad=pad)
             block += 1
     x = keras.layers.Conv2D(_divisible(1280 * alpha) if alpha > 1.0 else 1280, 1, use_bias=False, name="Conv_1")(x)
     x = keras.layers.ReLU(6.0, name="out_relu")(_bn(x, "Conv_1_bn", **bn))
     stages.append(x)
+
+    def top(x, classes, classifier_activation):
+        if layout == "torchvision":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = keras.layers.Dropout(0.2, name="dropout")(x)
+            return keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
+                                      dtype="float32")(x)  # fmt: skip
+        return applications.pooled_classifier(x, classes, classifier_activation)
+
     return applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
+        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages, top=top,
     )  # fmt: skip

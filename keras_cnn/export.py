@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_cnn.io import write_atomic
 
 PREPROCESSING = (None, "scale", "caffe", "tf", "torch")
 
@@ -48,6 +51,13 @@ def serving_fn(model: keras.Model, *, preprocessing: str | None = None, resize: 
     return serve
 
 
+def image_spec(model: keras.Model, dtype: str, *, resize: bool) -> tf.TensorSpec:
+    """The `image` input of an export: the model's input shape, or any height and width with `resize`."""
+    height, width, channels = model.input_shape[1:]
+    return tf.TensorSpec((None, None, None, channels) if resize else (None, height, width, channels), dtype,
+                         name="image")  # fmt: skip
+
+
 def export_saved_model(
     model: keras.Model,
     export_dir: str | os.PathLike,
@@ -74,14 +84,12 @@ def export_saved_model(
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target!r} already holds version {version}: pass overwrite=True (--overwrite) to "
                               "replace it, or export another version.")  # fmt: skip
-    height, width, channels = model.input_shape[1:]
-    shape = (None, None, None, channels) if resize else (None, height, width, channels)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         "serving_default",
         serving_fn(model, preprocessing=preprocessing, resize=resize, top_k=top_k),
-        input_signature=[tf.TensorSpec(shape, input_dtype, name="image")],
+        input_signature=[image_spec(model, input_dtype, resize=resize)],
     )
     os.makedirs(os.fspath(export_dir), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}.", dir=os.fspath(export_dir))
@@ -112,10 +120,7 @@ def export_tflite(saved_model_dir: str | os.PathLike, path: str | os.PathLike, *
         raise FileExistsError(f"{path!r} exists: pass overwrite=True to replace it.")
     converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model_dir), ["serving_default"])
     flatbuffer = converter.convert()
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(flatbuffer)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(flatbuffer), suffix=".tflite")
     return path
 
 
@@ -128,13 +133,10 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int = 17,
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} exists: pass overwrite=True to replace it.")
-    height, width, channels = model.input_shape[1:]
-    shape = (None, None, None, channels) if serving.get("resize") else (None, height, width, channels)
-    spec = (tf.TensorSpec(shape, tf.float32, name="image"),)
+    spec = (image_spec(model, "float32", resize=serving.get("resize", False)),)
     function = tf.function(serving_fn(model, **serving), input_signature=spec, autograph=False)
-    tmp = f"{path}.tmp"
-    tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tf2onnx.convert.from_function(function, input_signature=spec, opset=opset,
+                                                                 output_path=tmp), suffix=".onnx")  # fmt: skip
     return path
 
 

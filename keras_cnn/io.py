@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
@@ -19,3 +20,19 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object], *, suffix: str = ".tmp") -> None:
+    """Call `write(tmp)` on a temporary path beside `path` (ending in `suffix`, for writers that check the
+    extension: ".keras", ".weights.h5"), then `os.replace` it onto `path`. A failed write removes the temporary
+    file and leaves `path` as it was."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_cnn.io import write_json_atomic
+from keras_cnn.io import write_atomic, write_json_atomic
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"  # the project's own trained sets
 KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -117,9 +117,7 @@ def publish(run_dir: str | os.PathLike, name: str, *, command: str, overwrite: b
     target = SHIPPED / filename
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists: pass overwrite=True to replace the shipped {name!r} set.")
-    tmp = SHIPPED / f".{filename}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, target)
+    write_atomic(target, model.save_weights, suffix=".weights.h5")
     ws = register(WeightSet(
         metrics["model"], name, True, filename, file_hash(target, "sha256"), int(model.output_shape[-1]),
         tuple(model.input_shape[1:]), metrics["dataset"],

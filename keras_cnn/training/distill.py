@@ -70,9 +70,19 @@ def soft_cross_entropy(teacher_logits, student_logits, temperature: float):
     return -ops.sum(targets * ops.log_softmax(student_logits / temperature, axis=-1), axis=-1)
 
 
+def _one_hot(labels, logits) -> bool:
+    """Whether `labels` are one-hot (MixUp/CutMix) rather than class indices for these logits."""
+    return len(labels.shape) == len(logits.shape)
+
+
+def _regularized(loss, model: keras.Model):
+    """`loss` plus the regularization losses `model` carries (CliqueNet's reference L2)."""
+    return loss + ops.sum(model.losses) if model.losses else loss
+
+
 def hard_cross_entropy(labels, logits):
     """Cross-entropy with the true labels per example; sparse or one-hot labels."""
-    if len(labels.shape) == len(logits.shape):
+    if _one_hot(labels, logits):
         return keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
@@ -129,7 +139,7 @@ class _TeacherStudent(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         teacher = ops.cast(self.teacher_logits(x, training=False), "float32")
         loss = self.loss_from_logits(y, teacher, ops.cast(y_pred, "float32"))
-        return loss + ops.sum(self.student.losses) if self.student.losses else loss
+        return _regularized(loss, self.student)
 
     def loss_from_logits(self, labels, teacher_logits, student_logits):
         raise NotImplementedError
@@ -265,10 +275,10 @@ class RocketLaunching(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         light, booster = (ops.cast(t, "float32") for t in y_pred)
         loss = rocket_loss(y, light, booster, hint_weight=self.hint_weight)
-        return loss + ops.sum(self.student.losses) if self.student.losses else loss
+        return _regularized(loss, self.student)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        labels = ops.argmax(y, axis=-1) if len(y.shape) == len(y_pred[1].shape) else y
+        labels = ops.argmax(y, axis=-1) if _one_hot(y, y_pred[1]) else y
         self.booster_accuracy.update_state(ops.reshape(labels, (-1,)), ops.argmax(y_pred[1], axis=-1))
         return super().compute_metrics(x, y, y_pred[0], sample_weight)
 

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from keras_cnn.augment import AUGMENTATIONS, MIXES, augmenter, batch_augmenter
-from keras_cnn.io import write_json_atomic
+from keras_cnn.io import write_atomic, write_json_atomic
 from keras_cnn.recipes import RECIPES, Recipe
 from keras_cnn.training import distribute, optimizers
 
@@ -334,9 +334,7 @@ def plot_history(rows: list[dict], path: str) -> None:
 
 
 def _save_model_atomic(model: keras.Model, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, model.save, suffix=".keras")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -139,6 +139,8 @@ def test_fitnets_stage_one_trains_only_up_to_the_guided_layer_and_lambda_decays(
     model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[record])
     np.testing.assert_allclose(seen, [4.0, 2.5, 1.0])
     assert same(before[-1], teacher.get_weights())
+    with pytest.raises(ValueError, match="Need temperature > 0"):
+        distill.FitNetDistiller(teacher, student, hint_layer="block2_out", guided_layer="block1_out", temperature=0)
     with pytest.raises(ValueError, match="smaller than the hint's"):
         distill.FitNetDistiller(teacher, student, hint_layer="block1_out", guided_layer="block2_out")
     with pytest.raises(ValueError, match=r"no layer 'conv9'.*block1_out"):
@@ -172,6 +174,8 @@ def test_rocket_gradient_block_and_the_light_net_alone():
     history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert set(history.history) >= {"accuracy", "booster_accuracy", "loss"}
     assert model.student is light and len(light.outputs) == 1
+    with pytest.raises(ValueError, match="hint_weight must be >= 0"):
+        distill.rocket_from_models(light, booster, split_layer="block1_out", hint_weight=-1.0)
     with pytest.raises(ValueError, match="booster head takes"):
         distill.rocket_from_models(tiny("a", 4), tiny("b", 6), split_layer="block1_out")
 

@@ -176,6 +176,9 @@ class FitNetDistiller(_TeacherStudent):
     def __init__(self, teacher: keras.Model, student: keras.Model, *, hint_layer: str, guided_layer: str,
                  temperature: float = 3.0, lambda_start: float = 4.0, lambda_end: float = 1.0,
                  regressor_activation: str = "relu", **kwargs):  # fmt: skip
+        if temperature <= 0 or min(lambda_start, lambda_end) < 0:
+            raise ValueError(f"Need temperature > 0 and lambda >= 0; received temperature={temperature!r}, "
+                             f"lambda_start={lambda_start!r}, lambda_end={lambda_end!r}.")  # fmt: skip
         super().__init__(teacher, student, **kwargs)
         self.temperature, self.lambda_start, self.lambda_end = temperature, lambda_start, lambda_end
         self.lambda_ = keras.Variable(lambda_start, trainable=False, name="lambda", dtype="float32")
@@ -260,6 +263,8 @@ class RocketLaunching(keras.Model):
     def __init__(self, shared: keras.Model, light_head: keras.Model, booster_head: keras.Model, *,
                  hint_weight: float = 0.03, light: keras.Model | None = None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
+        if hint_weight < 0:
+            raise ValueError(f"hint_weight must be >= 0 (the paper's 0.03); received {hint_weight!r}.")
         if tuple(booster_head.input.shape[1:]) != tuple(shared.output.shape[1:]):
             raise ValueError(f"The booster head takes {tuple(booster_head.input.shape[1:])} but the shared layers "
                              f"give {tuple(shared.output.shape[1:])}.")  # fmt: skip

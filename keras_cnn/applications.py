@@ -160,19 +160,21 @@ def finish(
     stages: Sequence,
     top: Callable = pooled_classifier,
     aux_outputs: Sequence = (),
+    exits: Sequence = (),
 ) -> keras.Model:
     """Close a builder: the classifier `top(x, classes, classifier_activation)` or the pooled feature
     extractor, then the model and its weights.
 
     `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
     model as `model.stage_names` for `feature_extractor`. `aux_outputs` (auxiliary classifiers, named aux*)
-    follow the main output.
+    follow the main output; `exits` (the earlier classifiers of a multi-exit network, cheapest first) precede it.
     """
     from keras_cnn.weights import resolve
 
     x = top(x, classes, classifier_activation) if include_top else global_pool(x, pooling)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, [x, *aux_outputs] if aux_outputs else x, name=name)
+    outputs = [*exits, x, *aux_outputs] if include_top else [x]
+    model = keras.Model(inputs, outputs if len(outputs) > 1 else x, name=name)
     model.stage_names = [t._keras_history.operation.name for t in stages]
     if weights is not None:
         path = resolve(weights, model=name, include_top=include_top, classes=classes, input_shape=model.input_shape[1:])
@@ -181,7 +183,7 @@ def finish(
         except (ValueError, KeyError, OSError) as err:
             raise ValueError(
                 f"Weights file {path!r} does not fit {name!r} as built (include_top={include_top}, "
-                f"output shape {tuple(model.output.shape)}), or is not a weights file: {err}"
+                f"output shape {model.output_shape}), or is not a weights file: {err}"
             ) from err
     return model
 

@@ -1,8 +1,11 @@
-"""Parameter and multiply-accumulate counts, in the convention of reference-figures.md §0."""
+"""Parameter and multiply-accumulate counts, in the convention of reference-figures.md §0, and the cumulative
+cost of every exit of a multi-exit network (MSDNet) in that convention and in MSDNet's op-counter convention."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 
@@ -10,12 +13,6 @@ import keras
 def trainable_params(model: keras.Model) -> int:
     """Trainable weights + biases + norm scales/offsets: the number papers and torchvision report."""
     return sum(math.prod(w.shape) for w in model.trainable_weights)
-
-
-def _sublayers(layer: keras.layers.Layer):
-    yield layer
-    for child in layer._flatten_layers(include_self=False, recursive=False):
-        yield from _sublayers(child)
 
 
 def _spatial(shape) -> int:
@@ -41,18 +38,94 @@ def call_macs(layer: keras.layers.Layer, input_shape, output_shape) -> int:
     return 0
 
 
-def layer_macs(layer: keras.layers.Layer) -> int:
-    """MACs of every call of one layer in its graph (a layer shared between calls counts once per call)."""
-    total = 0
-    for node in layer._inbound_nodes:
-        inputs = [t.shape for t in node.input_tensors]
-        total += call_macs(layer, inputs[0] if len(inputs) == 1 else inputs, node.output_tensors[0].shape)
-    return total
+def call_ops(layer: keras.layers.Layer, input_shape, output_shape) -> int:
+    """Ops of one call for one image in the op counter of MSDNet's reference code (kalviny/MSDNet-PyTorch
+    `op_counter.py`, porting notes §2.2): conv multiply-adds as `call_macs`, one op per ReLU output element,
+    C * H_out * W_out * k_h * k_w per pooling window layer, weights + biases per dense layer; BN, concatenation
+    and flattening are free."""
+    relu = isinstance(layer, keras.layers.ReLU) or getattr(layer, "activation", None) is keras.activations.relu
+    relu_ops = math.prod(output_shape[1:]) if relu else 0
+    if isinstance(layer, keras.layers.Dense):
+        return sum(math.prod(w.shape) for w in layer.trainable_weights) + relu_ops
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        return math.prod(output_shape[1:]) * math.prod(layer.pool_size)
+    return call_macs(layer, input_shape, output_shape) + relu_ops
+
+
+def _node_shapes(node) -> tuple:
+    inputs = [t.shape for t in node.input_tensors]
+    return inputs[0] if len(inputs) == 1 else inputs, node.output_tensors[0].shape
+
+
+def ancestor_nodes(tensor, seen: dict) -> dict:
+    """Add every graph node that `tensor` depends on (its own included) to `seen` (id -> node); returns it."""
+    stack = [tensor]
+    while stack:
+        operation, node_index, _ = stack.pop()._keras_history
+        node = operation._inbound_nodes[node_index]
+        if id(node) not in seen:
+            seen[id(node)] = node
+            stack.extend(node.input_tensors)
+    return seen
+
+
+def _node_macs(node) -> int:
+    """MACs of one call in a graph; a nested model (a stochastic-depth branch, a model used as a layer) counts
+    its whole graph."""
+    operation = node.operation
+    if isinstance(operation, keras.Model):
+        return count_macs(operation)
+    if not isinstance(operation, keras.layers.Layer):  # a bare op in the graph, e.g. slicing (x[..., :half])
+        return 0
+    nested = [c for c in operation._flatten_layers(include_self=False, recursive=False) if isinstance(c, keras.Model)]
+    return call_macs(operation, *_node_shapes(node)) + sum(count_macs(m) for m in nested)
 
 
 def count_macs(model: keras.Model) -> int:
-    """Multiply-accumulates of conv and dense layers for one image (BN, activations, adds and pooling ignored).
+    """Multiply-accumulates of conv and dense layers for one image (BN, activations, adds and pooling ignored),
+    over the calls in `model`'s graph (a layer shared between calls counts once per call).
 
     Layers nested in sub-models (e.g. stochastic-depth branches) are counted with every gate open.
     """
-    return sum(layer_macs(layer) for layer in _sublayers(model) if layer is not model)
+    nodes: dict[int, object] = {}
+    for output in model.outputs:
+        ancestor_nodes(output, nodes)
+    return sum(_node_macs(node) for node in nodes.values())
+
+
+@dataclass(frozen=True)
+class ExitCost:
+    """Cumulative cost of one exit of a multi-exit model, for one image: conv and dense `macs`, `ops` in
+    MSDNet's op-counter convention (`call_ops`) and trainable `params`."""
+
+    macs: int
+    ops: int
+    params: int
+
+
+def exit_costs(model: keras.Model, computed_before: Sequence[Sequence] | None = None) -> list[ExitCost]:
+    """The cost of reaching each output of `model`, in output order, counting each computation once: exit k
+    costs everything its output depends on, the earlier exits' classifiers included (MSDNet's convention,
+    "without lazy prediction pruning").
+
+    `computed_before[k]` are further tensors computed before exit k is: a reference forward pass runs whole
+    blocks, so `msdnet.block_outputs(model)` here gives the per-exit figures of porting notes §2.2. Without it
+    an exit costs only what it depends on, which is what `keras_cnn.early_exit.EarlyExit` runs.
+    """
+    if computed_before is not None and len(computed_before) != len(model.outputs):
+        raise ValueError(
+            f"computed_before needs one list of tensors per output ({len(model.outputs)}); "
+            f"received {len(computed_before)}."
+        )
+    nodes: dict[int, object] = {}
+    costs = []
+    for k, output in enumerate(model.outputs):
+        for tensor in [output, *(computed_before[k] if computed_before is not None else ())]:
+            ancestor_nodes(tensor, nodes)
+        weights = {id(w): w for node in nodes.values() for w in getattr(node.operation, "trainable_weights", [])}
+        costs.append(ExitCost(
+            macs=sum(_node_macs(node) for node in nodes.values()),
+            ops=sum(call_ops(node.operation, *_node_shapes(node)) for node in nodes.values()),
+            params=sum(math.prod(w.shape) for w in weights.values()),
+        ))  # fmt: skip
+    return costs

@@ -2,9 +2,10 @@
 
 The SavedModel's `serving_default` signature takes one named input, `image` (float32, or uint8 with
 `input_dtype="uint8"`), optionally resized and preprocessed inside the graph, and returns `probabilities`
-(and `top_k_classes` / `top_k_probabilities` with `top_k`). It is written with Keras' `ExportArchive` into a
-temporary folder beside the target and renamed into place, so a failed export leaves nothing half-written, and
-an existing version is only replaced with `overwrite=True`.
+(and `top_k_classes` / `top_k_probabilities` with `top_k`). A multi-exit model (MSDNet) is served through
+`keras_cnn.early_exit.EarlyExit`, stopping each image at its exit, and also returns the `exits` taken. It is
+written with Keras' `ExportArchive` into a temporary folder beside the target and renamed into place, so a
+failed export leaves nothing half-written, and an existing version is only replaced with `overwrite=True`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn.applications import without_aux
+from keras_cnn.early_exit import EarlyExit
 from keras_cnn.io import write_atomic
 
 PREPROCESSING = (None, "scale", "caffe", "tf", "torch")
 
 
 def serving_fn(model: keras.Model, *, preprocessing: str | None = None, resize: bool = False,
-               top_k: int | None = None):  # fmt: skip
-    """image -> {"probabilities", ["top_k_classes", "top_k_probabilities"]} for `model`."""
+               top_k: int | None = None, exit_thresholds=None):  # fmt: skip
+    """image -> {"probabilities", ["exits"], ["top_k_classes", "top_k_probabilities"]} for `model`.
+
+    Auxiliary heads (aux*) are left out. A model with several exits runs through `EarlyExit` with
+    `exit_thresholds` (`keras_cnn.early_exit.fit_thresholds`; None sends every image to the last exit)."""
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"Unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSING}.")
-    classes = int(model.output_shape[-1])
+    model = without_aux(model)
+    exits = len(model.outputs)
+    if exit_thresholds is not None and exits == 1:
+        raise ValueError(f"exit_thresholds are for multi-exit models; {model.name!r} has one output.")
+    if exits > 1 and exit_thresholds is None:
+        exit_thresholds = [np.inf] * (exits - 1) + [-np.inf]
+    early = EarlyExit(model, exit_thresholds) if exits > 1 else None
+    classes = int(model.outputs[-1].shape[-1])
     if top_k is not None and not 1 <= top_k <= classes:
         raise ValueError(f"top_k must be between 1 and the model's {classes} classes; received {top_k!r}.")
     height, width = model.input_shape[1:3]
@@ -41,8 +54,12 @@ def serving_fn(model: keras.Model, *, preprocessing: str | None = None, resize: 
             x = x / 255.0
         elif preprocessing:
             x = keras.applications.imagenet_utils.preprocess_input(x, mode=preprocessing)
-        probabilities = tf.cast(model(x, training=False), tf.float32)
-        outputs = {"probabilities": probabilities}
+        if early is None:
+            outputs = {"probabilities": tf.cast(model(x, training=False), tf.float32)}
+        else:
+            result = early(x)
+            outputs = {"probabilities": tf.cast(result["probabilities"], tf.float32), "exits": result["exits"]}
+        probabilities = outputs["probabilities"]
         if top_k:
             values, indices = tf.math.top_k(probabilities, k=top_k)
             outputs.update(top_k_probabilities=values, top_k_classes=indices)
@@ -67,13 +84,14 @@ def export_saved_model(
     resize: bool = False,
     preprocessing: str | None = None,
     top_k: int | None = None,
+    exit_thresholds=None,
     overwrite: bool = False,
 ) -> str:
     """Write `model` to `<export_dir>/<version>/` for TF Serving and return that path.
 
     `input_dtype` "uint8" serves raw pixels; `resize` accepts any height and width and resizes to the model's
     input size; `preprocessing` ("scale", or keras.applications' "caffe" / "tf" / "torch") runs in the graph;
-    `top_k` adds the k best classes."""
+    `top_k` adds the k best classes; `exit_thresholds` are a multi-exit model's early-exit thresholds."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"version must be a positive integer (TF Serving's folder name); received {version!r}.")
     if input_dtype not in ("float32", "uint8"):
@@ -88,7 +106,7 @@ def export_saved_model(
     archive.track(model)
     archive.add_endpoint(
         "serving_default",
-        serving_fn(model, preprocessing=preprocessing, resize=resize, top_k=top_k),
+        serving_fn(model, preprocessing=preprocessing, resize=resize, top_k=top_k, exit_thresholds=exit_thresholds),
         input_signature=[image_spec(model, input_dtype, resize=resize)],
     )
     os.makedirs(os.fspath(export_dir), exist_ok=True)

@@ -222,4 +222,31 @@ RECIPES: dict[str, Recipe] = {
         source="Yang et al. 2018 [R:iboing/CliqueNet train_imagenet.py] (porting notes 1.5)",
         milestones=(30 / 100, 60 / 100, 90 / 100),
     ),
+    "msdnet_cifar": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        nesterov=True,
+        schedule="divide by 10 at 50 % and 75 % of training (epochs 150 and 225 of 300)",
+        epochs=300,
+        batch_size=64,
+        weight_decay=1e-4,
+        augmentation="pad 4, random crop, flip; channel mean/std before padding; 5,000 training images held out "
+        "to fit the budgeted-batch thresholds",
+        source="Huang et al. 2018 [R:gaohuang/MSDNet train_joint.lua] (porting notes 2.3); loss = sum of the "
+        "exits' cross-entropies, all weighted 1",
+        milestones=(0.5, 0.75),
+    ),
+    "msdnet_imagenet": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        nesterov=True,
+        schedule="divide by 10 at epochs 30 and 60",
+        epochs=90,
+        batch_size=256,
+        weight_decay=1e-4,
+        augmentation="fb.resnet.torch pipeline (random resized crop, colour jitter 0.4, PCA lighting 0.1, flip); "
+        "50,000 training images held out for the budgeted-batch thresholds",
+        source="Huang et al. 2018 [R:gaohuang/MSDNet] (porting notes 2.3)",
+        milestones=(30 / 90, 60 / 90),
+    ),
 }

@@ -86,6 +86,7 @@ _imagenet("densenet121", "densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d
 _imagenet("densenet169", "densenet", "densenet169", "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b", "torch", top1=0.762, top5=0.932)  # noqa: E501
 _imagenet("densenet201", "densenet", "densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1", "torch", top1=0.773, top5=0.936)  # noqa: E501
 _imagenet("inception_v3", "inception_v3", "inception_v3", "9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63", "tf", top1=0.779, top5=0.937, size=299)  # noqa: E501
+_imagenet("inception_resnet_v2", "inception_resnet_v2", "inception_resnet_v2", "e693bd0210a403b3192acc6073ad2e96", "d19885ff4a710c122648d3b5c3b684e4", "tf", top1=0.803, top5=0.953, size=299)  # noqa: E501
 _imagenet("xception", "xception", "xception", "0a58e3b7378bc2990ea3b43d5981f1f6", "b0042744bf5b25fce3cb969f33bebb97", "tf", top1=0.790, top5=0.945, size=299)  # noqa: E501
 # fmt: on
 

@@ -1,6 +1,6 @@
 """Blocks shared by several model families."""
 
-from keras_cnn.layers.init import HE_FAN_OUT
+from keras_cnn.layers.init import HE_FAN_OUT, TORCH_LINEAR
 from keras_cnn.layers.lrn import LocalResponseNormalization
 from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, check_norm, norm_layer
 from keras_cnn.layers.pooling import AdaptiveAveragePooling
@@ -19,6 +19,7 @@ __all__ = [
     "KERAS_BN",
     "NORMS",
     "TORCH_BN",
+    "TORCH_LINEAR",
     "AdaptiveAveragePooling",
     "ChannelShuffle",
     "LocalResponseNormalization",

@@ -26,9 +26,19 @@ from keras_cnn.models.densenet import (
     DenseNetBC,
 )
 from keras_cnn.models.googlenet import GoogLeNet
-from keras_cnn.models.inception_v3 import InceptionV3
+from keras_cnn.models.inception import InceptionResNetV2, InceptionV3
 from keras_cnn.models.lenet import LeNet5
 from keras_cnn.models.mobilenet import MobileNet, MobileNetV2
+from keras_cnn.models.msdnet import (
+    MSDNet,
+    MSDNetCifar10Anytime,
+    MSDNetCifar10Budget,
+    MSDNetCifar100Anytime,
+    MSDNetCifar100Budget,
+    MSDNetImageNetK4,
+    MSDNetImageNetK6,
+    MSDNetImageNetK7,
+)
 from keras_cnn.models.resnet import (
     CifarResNet,
     Plain20,
@@ -107,8 +117,17 @@ __all__ = [
     "DenseNet264",
     "DenseNetBC",
     "GoogLeNet",
+    "InceptionResNetV2",
     "InceptionV3",
     "LeNet5",
+    "MSDNet",
+    "MSDNetCifar10Anytime",
+    "MSDNetCifar10Budget",
+    "MSDNetCifar100Anytime",
+    "MSDNetCifar100Budget",
+    "MSDNetImageNetK4",
+    "MSDNetImageNetK6",
+    "MSDNetImageNetK7",
     "MobileNet",
     "MobileNetV2",
     "Plain20",

@@ -19,7 +19,7 @@ import keras
 from keras import ops
 
 from keras_cnn import applications
-from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, Style
+from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, TORCH_LINEAR, Style
 from keras_cnn.registry import Paper, register, variant
 
 PAPER = Paper(
@@ -33,8 +33,6 @@ PAPER = Paper(
 TF_CONTRIB_BN = {"momentum": 0.999, "epsilon": 1e-3}
 #: Keras' own BatchNormalization defaults, for constants="keras".
 KERAS_DEFAULT_BN = {"momentum": 0.99, "epsilon": 1e-3}
-#: torch.nn.Linear's default weight init U(+-1/sqrt(fan_in)); the reference zeroes the biases.
-TORCH_LINEAR = {"kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")}
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")

@@ -1,12 +1,14 @@
 """GoogLeNet: the paper's counts with and without the auxiliary classifiers, their training weight and the
 inference model without them."""
 
+import keras
 import numpy as np
 import pytest
 
 import keras_cnn
 from keras_cnn.recipes import RECIPES
 from keras_cnn.training import compile_model, output_heads
+from tests.helpers import shapes_only
 
 
 def test_auxiliary_heads_count_train_at_point_three_and_drop_for_inference():
@@ -26,7 +28,7 @@ def test_auxiliary_heads_count_train_at_point_three_and_drop_for_inference():
 
     inference = keras_cnn.without_aux(model)
     assert len(inference.outputs) == 1
-    np.testing.assert_allclose(inference.predict(x, verbose=0), model.predict(x, verbose=0)[0], atol=1e-6)
+    np.testing.assert_allclose(inference(x, training=False), model(x, training=False)[0], atol=1e-6)
 
 
 def test_auxiliary_heads_need_a_classifier_and_room():
@@ -35,3 +37,15 @@ def test_auxiliary_heads_need_a_classifier_and_room():
     with pytest.raises(ValueError, match="at least 80"):
         keras_cnn.GoogLeNet(aux_logits=True, input_shape=(64, 64, 3))
     assert keras_cnn.GoogLeNet(input_shape=(64, 64, 3), classes=3).output_shape == (None, 3)
+
+
+@shapes_only()
+def test_batch_norm_option_adds_bn_to_every_convolution_of_the_paper_layout():
+    plain, bn = keras_cnn.GoogLeNet(), keras_cnn.GoogLeNet(batch_norm=True)
+    convs = [layer for layer in bn.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 57 and not any(layer.use_bias for layer in convs)
+    assert {f"{layer.name}_bn" for layer in convs} <= {layer.name for layer in bn.layers}
+    assert "lrn1" in {layer.name for layer in bn.layers}  # the rest of the paper layout stays
+    # Each convolution trades its bias (filters) for BN's gamma and beta (2 * filters).
+    assert keras_cnn.trainable_params(bn) == keras_cnn.trainable_params(plain) + sum(c.filters for c in convs)
+    assert keras_cnn.trainable_params(bn) == 7_005_832

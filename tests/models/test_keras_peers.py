@@ -7,6 +7,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 import keras_cnn
+from tests.helpers import shapes_only
 
 PEERS = [
     (keras_cnn.ResNet50, keras.applications.ResNet50, 64),
@@ -17,6 +18,7 @@ PEERS = [
     (keras_cnn.MobileNetV2, keras.applications.MobileNetV2, 65),  # odd: the other stride-2 padding
     (keras_cnn.Xception, keras.applications.Xception, 71),
     (keras_cnn.InceptionV3, keras.applications.InceptionV3, 75),
+    (keras_cnn.InceptionResNetV2, keras.applications.InceptionResNetV2, 75),
 ]
 
 
@@ -39,8 +41,9 @@ def _weighted_layers(model):
 
 
 @pytest.mark.parametrize("ours, theirs, size", PEERS, ids=lambda v: getattr(v, "__name__", str(v)))
-@pytest.mark.parametrize("include_top", [True, False])
-@pytest.mark.parametrize("file_format", ["legacy_h5", "weights_h5"])
+# The published files are legacy HDF5, with and without the top; Keras 3's own .weights.h5 matches layers by
+# the same names, so one head suffices for it.
+@pytest.mark.parametrize("file_format, include_top", [("legacy_h5", True), ("legacy_h5", False), ("weights_h5", True)])
 def test_weights_written_by_keras_applications_load_and_outputs_match(
     ours, theirs, size, include_top, file_format, tmp_path
 ):
@@ -59,8 +62,13 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
     model = ours(weights=str(path), **kwargs)
     assert _weighted_layers(model) == _weighted_layers(reference)
     x = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
-    expected = reference.predict(x, verbose=0)
-    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+    _assert_same_outputs(model, reference, x)
+
+
+def _assert_same_outputs(model, reference, x) -> None:
+    """Inference-mode outputs within 1e-4 of the larger magnitude (eager calls: no graph to trace)."""
+    expected = np.asarray(reference(x, training=False))
+    np.testing.assert_allclose(model(x, training=False), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
 
 @pytest.mark.parametrize(
@@ -77,7 +85,8 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
     ids=lambda v: v.__name__,
 )
 def test_deeper_peers_have_the_same_weighted_layers_and_shapes(ours, theirs):
-    reference, model = theirs(weights=None), ours()
+    with shapes_only():
+        reference, model = theirs(weights=None), ours()
     assert _weighted_layers(model) == _weighted_layers(reference)
     assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
     assert model.count_params() == reference.count_params()
@@ -90,6 +99,4 @@ def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):
     path = tmp_path / "densenet121_notop.h5"
     _write_legacy_h5(reference, path)
     model = keras_cnn.DenseNet121(weights=str(path), include_top=False, input_shape=(32, 32, 3), memory_efficient=True)
-    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    expected = reference.predict(x, verbose=0)
-    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+    _assert_same_outputs(model, reference, rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32"))

@@ -46,21 +46,22 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
 
 def run_training(FLAGS) -> tuple[dict, str]:
     """Train as the flags say; returns (metrics, output directory). Bad input becomes a usage error."""
-    from keras_cnn.training import train
-
     output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        return train(training_config(FLAGS, output_dir)), output_dir
+        config = training_config(FLAGS, output_dir)
+        from keras_cnn.training import train
+
+        return train(config), output_dir
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         raise app.UsageError(str(err)) from err
 
 
 def training_config(FLAGS, output_dir: str):
     """keras_cnn.training.TrainConfig from the shared flags."""
+    if FLAGS.resume and not FLAGS.output_dir:  # before TensorFlow loads: a usage error answers at once
+        raise app.UsageError("--resume needs the --output_dir of the run to continue.")
     from keras_cnn.training import TrainConfig
 
-    if FLAGS.resume and not FLAGS.output_dir:
-        raise app.UsageError("--resume needs the --output_dir of the run to continue.")
     return TrainConfig(
         model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,

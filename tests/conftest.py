@@ -1,14 +1,36 @@
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras
 import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# With one pytest-xdist worker per core, TensorFlow's thread pools (one thread per core each) would make the
+# workers, and the training processes that tests start (they inherit this), fight over the cores: about a tenth
+# of the suite's time. Each worker gets its share of the cores instead (before TensorFlow loads).
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_variable, str(max(1, (os.cpu_count() or 1) // _workers)))
 
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts from the same seed with an empty Keras name/graph state."""
+    import keras  # here, not at the top: TensorFlow must load after the thread settings above
+
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     yield
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--round-trip-all", action="store_true",
+        help="save and reload every registered model in the catalogue (default: the ROUND_TRIP models of "
+        "tests/helpers.py; the others serialize their config and are covered layer class by layer class).",
+    )  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked slow run first, so that the xdist workers finish together instead of one waiting on a long
+    test that started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -57,7 +57,7 @@ def test_converted_model_gives_torchvisions_logits(arch, size, tmp_path):
     x = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), expected, atol=1e-4)
 
 
 def test_bad_files_and_mismatches_are_clear(tmp_path):
@@ -89,6 +89,6 @@ def test_googlenet_auxiliary_heads_convert_too():
     x = np.random.default_rng(1).random((1, 224, 224, 3), dtype=np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2)))
-    got = ours.predict(x, verbose=0)
+    got = np.asarray(ours(x, training=False))
     for ours_out, theirs in zip(got, (expected.logits, expected.aux_logits1, expected.aux_logits2), strict=True):
         np.testing.assert_allclose(ours_out, theirs.numpy(), atol=1e-4)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn import distill
+from keras_cnn.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -182,7 +183,8 @@ def test_rocket_gradient_block_and_the_light_net_alone():
 
 def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     """Teacher and student LeNet-5 on the digits: the teacher is trained into <output_dir>/teacher, then
-    FitNets (hints, then KD) trains the student; a second method reuses the teacher."""
+    FitNets (hints, then KD) trains the student; a second method reuses the teacher; a missing teacher file is a
+    clear error before any training."""
     run = [sys.executable, str(ROOT / "examples/distill.py"), "--teacher=lenet5", "--student=lenet5",
            "--epochs=2", "--lr=0.002", "--hint_epochs=1", f"--output_dir={tmp_path}"]  # fmt: skip
     done = subprocess.run([*run, "--method=fitnets"], capture_output=True, text=True, timeout=600)
@@ -197,6 +199,6 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     again = subprocess.run([*run, "--method=kd", "--overwrite"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "teacher" / "metrics.json").read_text()) == teacher  # reused, not retrained
-    bad = subprocess.run([*run, "--method=kd", "--overwrite", "--teacher_weights=/nonexistent.keras"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert bad.returncode != 0 and "Teacher weights '/nonexistent.keras' do not exist" in bad.stderr
+    bad = distill.DistillConfig(method="kd", teacher="lenet5", teacher_weights="/nonexistent.keras")
+    with pytest.raises(FileNotFoundError, match=r"Teacher weights '/nonexistent\.keras' do not exist"):
+        distill.train_distilled(TrainConfig(model="lenet5", output_dir=str(tmp_path / "bad")), bad)

@@ -73,7 +73,7 @@ def test_tflite_matches_keras(model, tmp_path):
     saved = export.export_saved_model(model, tmp_path, 1)
     path = export.export_tflite(saved, tmp_path / "lenet.tflite")
     x = np.random.default_rng(1).random((1, 32, 32, 1), dtype=np.float32)
-    np.testing.assert_allclose(export.run_tflite(path, x)["probabilities"], model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(export.run_tflite(path, x)["probabilities"], model(x, training=False), atol=1e-5)
     with pytest.raises(FileExistsError, match="exists"):
         export.export_tflite(saved, path)
 
@@ -87,7 +87,7 @@ def test_onnx_matches_keras(model, tmp_path):
     x = np.random.default_rng(2).random((3, 32, 32, 1), dtype=np.float32)
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, {"image": x}), strict=True))
-    np.testing.assert_allclose(outputs["probabilities"], model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], model(x, training=False), atol=1e-5)
     assert outputs["top_k_classes"].shape == (3, 2)
     with pytest.raises(FileExistsError, match="exists"):
         export.export_onnx(model, path)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, epochs, lr, floor", [("resnet20", 8, 0.05, 0.95), ("lenet5", 15, 0.002, 0.93)])
+@pytest.mark.parametrize("model, epochs, lr, floor", [("resnet20", 4, 0.05, 0.95), ("lenet5", 8, 0.005, 0.93)])
 def test_train_cifar_learns_the_digits(model, epochs, lr, floor, tmp_path):
     cmd = [sys.executable, str(ROOT / "examples/train_cifar.py"), f"--model={model}", f"--epochs={epochs}",
            f"--lr={lr}", f"--output_dir={tmp_path}"]  # fmt: skip

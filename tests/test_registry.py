@@ -4,6 +4,7 @@ import keras
 import pytest
 
 import keras_cnn
+from tests.helpers import shapes_only
 
 ISSUE_NAMES = [
     "lenet5", "alexnet", "alexnet_v1",
@@ -69,6 +70,7 @@ def test_model_info_carries_paper_counts_metrics_and_recipe():
     assert keras_cnn.model_info("sd_resnet110").recipe.nesterov
 
 
+@shapes_only()
 def test_features_only_returns_the_stage_pyramid():
     features = keras_cnn.create_model("resnet20", features_only=True)
     assert [tuple(o.shape[1:]) for o in features.outputs] == [(32, 32, 16), (32, 32, 16), (16, 16, 32), (8, 8, 64)]
@@ -78,6 +80,7 @@ def test_features_only_returns_the_stage_pyramid():
         keras_cnn.create_model("resnet20", out_indices=(1,))
 
 
+@shapes_only()
 def test_model_names_default_to_the_registry_name():
     for name in ("vgg16_bn", "plain20", "sd_resnet110", "resnet50_v2"):
         model = keras_cnn.create_model(name, input_shape=(32, 32, 3), include_top=False)

@@ -160,7 +160,7 @@ _KILLABLE = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     out, kill, resume = sys.argv[1], sys.argv[2] == "kill", sys.argv[3] == "resume"
-    config = TrainConfig(model="lenet5", epochs=3, lr=0.002, augment="cifar", deterministic=True, seed=7,
+    config = TrainConfig(model="lenet5", epochs=2, lr=0.002, augment="cifar", deterministic=True, seed=7,
                          output_dir=out, resume=resume, verbose=0)
     print(train(config, callbacks=[KillAt()] if kill else [])["resumed_from_epoch"])
     """
@@ -187,4 +187,4 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     for wa, wb in zip(a, b, strict=True):
         np.testing.assert_array_equal(wa, wb)
     rows = (tmp_path / "cut" / "history.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]

@@ -37,8 +37,12 @@ def test_imagenet_names_keras_applications_files():
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
     models = {m for m, n, _ in wts.WEIGHT_SETS if n == "imagenet"}
     assert models == {"resnet50", "resnet101", "resnet152", "resnet50_v2", "resnet101_v2", "resnet152_v2", "vgg16",
-                      "vgg19", "densenet121", "densenet169", "densenet201", "xception", "inception_v3"}  # fmt: skip
+                      "vgg19", "densenet121", "densenet169", "densenet201", "xception", "inception_v3",
+                      "inception_resnet_v2"}  # fmt: skip
     assert all(m in keras_cnn.list_models() for m in models)
+    irv2 = wts.weight_set("inception_resnet_v2", "imagenet", include_top=False)
+    assert irv2.filename == "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert irv2.file_hash == "d19885ff4a710c122648d3b5c3b684e4" and irv2.input_shape == (299, 299, 3)
 
 
 def test_cached_keras_applications_file_loads_and_matches(cache, monkeypatch):
@@ -51,7 +55,7 @@ def test_cached_keras_applications_file_loads_and_matches(cache, monkeypatch):
     _as_registered(monkeypatch, NOTOP, file_hash=_md5(path), url="file:///nonexistent")
     ours = keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
     x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
-    np.testing.assert_allclose(ours.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(ours(x, training=False), reference(x, training=False), atol=1e-4)
 
 
 def test_wrong_hash_names_both_hashes_and_keeps_the_file(cache, monkeypatch):

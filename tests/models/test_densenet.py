@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn.layers.recompute import RecomputedBottleneck
+from tests.helpers import shapes_only
 
 
 def _train_step(model, x, y):
@@ -56,30 +57,31 @@ def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_pa
     efficient = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
                                      weights=tmp_path / "normal.weights.h5")  # fmt: skip
     x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
-    np.testing.assert_allclose(efficient.predict(x, verbose=0), normal.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
     efficient.save_weights(tmp_path / "efficient.weights.h5")
     again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
                                  weights=tmp_path / "efficient.weights.h5")  # fmt: skip
-    np.testing.assert_array_equal(again.predict(x, verbose=0), efficient.predict(x, verbose=0))
+    np.testing.assert_array_equal(again(x, training=False), efficient(x, training=False))
     normal_again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3))
     normal_again.set_weights(again.get_weights())
-    np.testing.assert_allclose(normal_again.predict(x, verbose=0), normal.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(normal_again(x, training=False), normal(x, training=False), atol=1e-6)
     with pytest.raises(ValueError, match="does not fit"):
         keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), classes=3, memory_efficient=True,
                              weights=tmp_path / "efficient.weights.h5")  # fmt: skip
     efficient.save(tmp_path / "efficient.keras")
     reloaded = keras.saving.load_model(tmp_path / "efficient.keras", safe_mode=True)
-    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), efficient.predict(x, verbose=0))
+    np.testing.assert_array_equal(reloaded(x, training=False), efficient(x, training=False))
 
 
 def test_memory_efficient_model_trains_with_fit():
-    model = keras_cnn.create_model("densenet_bc", memory_efficient=True, input_shape=(16, 16, 3), classes=3)
+    model = keras_cnn.DenseNetBC(40, 12, memory_efficient=True, input_shape=(16, 16, 3), classes=3)
     model.compile("sgd", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     history = model.fit(rng.random((8, 16, 16, 3)), rng.integers(0, 3, 8), epochs=2, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
 
 
+@shapes_only()
 def test_cifar_structure_stem_growth_and_compression():
     basic = keras_cnn.DenseNet40()
     assert basic.get_layer("conv1_conv").filters == 16  # plain DenseNet stem

@@ -3,12 +3,14 @@
 import pytest
 
 import keras_cnn
+from tests.helpers import shapes_only
 
 
 @pytest.mark.parametrize(
     "g, s, params_m, mflops",
     [(3, 0.5, 0.7, 38), (3, 1.0, 1.9, 138), (8, 1.0, 2.4, 138), (3, 2.0, 5.4, 524), (8, 2.0, 6.5, 522)],
 )
+@shapes_only()
 def test_shufflenet_v1_sizes_match_the_authors_code(g, s, params_m, mflops):
     model = keras_cnn.ShuffleNet(g, s, input_shape=(224, 224, 3))
     params = keras_cnn.trainable_params(model) - 1000  # the authors' classifier has no bias

@@ -87,9 +87,10 @@ def main(argv: list[str]) -> None:
     full_s = time.perf_counter() - start
     exits = np.asarray(served["exits"])
     served_accuracy = float(np.mean(np.asarray(served["classes"]) == labels[test]))
+    exit_counts = np.bincount(exits, minlength=len(model.outputs)).tolist()
     lazy_ops = float(np.mean([report.lazy_costs[k].ops for k in exits]))
     print(f"EarlyExit at q={FLAGS.serve_q}: accuracy {served_accuracy:.2%} (budget table: {point.accuracy:.2%}), "
-          f"exits {np.bincount(exits, minlength=len(model.outputs)).tolist()}, "
+          f"exits {exit_counts}, "
           f"mean {lazy_ops / 1e6:.2f} M ops (all exits: {report.lazy_costs[-1].ops / 1e6:.2f}), "
           f"time {early_s:.3f} s vs {full_s:.3f} s for the full model ({early_s / full_s:.2f}x)")  # fmt: skip
 
@@ -97,7 +98,7 @@ def main(argv: list[str]) -> None:
     write_json_atomic(output, {
         "model": model.name, "saved_model": FLAGS.saved_model, "dataset": FLAGS.dataset, **report,
         "served": {"q": FLAGS.serve_q, "thresholds": [str(t) for t in point.thresholds], "accuracy": served_accuracy,
-                   "exit_counts": np.bincount(exits, minlength=len(model.outputs)).tolist(),
+                   "exit_counts": exit_counts,
                    "mean_ops": lazy_ops, "seconds": early_s, "full_model_seconds": full_s},
     })  # fmt: skip
     print(f"report: {output}")

@@ -57,7 +57,7 @@ def _node_shapes(node) -> tuple:
     return inputs[0] if len(inputs) == 1 else inputs, node.output_tensors[0].shape
 
 
-def ancestor_nodes(tensor, seen: dict) -> dict:
+def _ancestor_nodes(tensor, seen: dict) -> dict:
     """Add every graph node that `tensor` depends on (its own included) to `seen` (id -> node); returns it."""
     stack = [tensor]
     while stack:
@@ -67,6 +67,24 @@ def ancestor_nodes(tensor, seen: dict) -> dict:
             seen[id(node)] = node
             stack.extend(node.input_tensors)
     return seen
+
+
+def nodes_by_output(model: keras.Model, computed_before: Sequence[Sequence] | None = None) -> list[list]:
+    """For each output of `model` in order, the graph nodes it needs (with the tensors `computed_before[k]`)
+    that no earlier output needed: what reaching exit k adds to the exits before it."""
+    if computed_before is not None and len(computed_before) != len(model.outputs):
+        raise ValueError(
+            f"computed_before needs one list of tensors per output ({len(model.outputs)}); "
+            f"received {len(computed_before)}."
+        )
+    seen: dict[int, object] = {}
+    added = []
+    for k, output in enumerate(model.outputs):
+        start = len(seen)
+        for tensor in [output, *(computed_before[k] if computed_before is not None else ())]:
+            _ancestor_nodes(tensor, seen)
+        added.append(list(seen.values())[start:])  # dicts keep insertion order: the nodes this output added
+    return added
 
 
 def _node_macs(node) -> int:
@@ -87,10 +105,7 @@ def count_macs(model: keras.Model) -> int:
 
     Layers nested in sub-models (e.g. stochastic-depth branches) are counted with every gate open.
     """
-    nodes: dict[int, object] = {}
-    for output in model.outputs:
-        ancestor_nodes(output, nodes)
-    return sum(_node_macs(node) for node in nodes.values())
+    return sum(_node_macs(node) for added in nodes_by_output(model) for node in added)
 
 
 @dataclass(frozen=True)
@@ -112,20 +127,12 @@ def exit_costs(model: keras.Model, computed_before: Sequence[Sequence] | None = 
     blocks, so `msdnet.block_outputs(model)` here gives the per-exit figures of porting notes §2.2. Without it
     an exit costs only what it depends on, which is what `keras_cnn.early_exit.EarlyExit` runs.
     """
-    if computed_before is not None and len(computed_before) != len(model.outputs):
-        raise ValueError(
-            f"computed_before needs one list of tensors per output ({len(model.outputs)}); "
-            f"received {len(computed_before)}."
-        )
-    nodes: dict[int, object] = {}
+    macs = ops = 0
+    weights: dict[int, object] = {}
     costs = []
-    for k, output in enumerate(model.outputs):
-        for tensor in [output, *(computed_before[k] if computed_before is not None else ())]:
-            ancestor_nodes(tensor, nodes)
-        weights = {id(w): w for node in nodes.values() for w in getattr(node.operation, "trainable_weights", [])}
-        costs.append(ExitCost(
-            macs=sum(_node_macs(node) for node in nodes.values()),
-            ops=sum(call_ops(node.operation, *_node_shapes(node)) for node in nodes.values()),
-            params=sum(math.prod(w.shape) for w in weights.values()),
-        ))  # fmt: skip
+    for added in nodes_by_output(model, computed_before):
+        macs += sum(_node_macs(node) for node in added)
+        ops += sum(call_ops(node.operation, *_node_shapes(node)) for node in added)
+        weights.update((id(w), w) for node in added for w in getattr(node.operation, "trainable_weights", []))
+        costs.append(ExitCost(macs=macs, ops=ops, params=sum(math.prod(w.shape) for w in weights.values())))
     return costs

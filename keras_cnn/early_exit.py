@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.complexity import ExitCost, ancestor_nodes, exit_costs
+from keras_cnn.complexity import ExitCost, exit_costs, nodes_by_output
 
 #: q = p / 20 for p = 1..39, the budget levels of the reference's `adaptive_inference.py`.
 DEFAULT_Q = tuple(p / 20 for p in range(1, 40))
@@ -264,13 +264,8 @@ class EarlyExit:
         """Segments as Keras models from intermediate tensors, with the keys (ids) of the tensors each reads and
         writes: its exit first, then what later segments read of its own."""
         source = model.inputs[0]
-        owner: dict[int, int] = {}  # node id -> the exit whose segment computes it
-        nodes_of = []
-        for k, output in enumerate(model.outputs):
-            new = [node for key, node in ancestor_nodes(output, {}).items()
-                   if key not in owner and not isinstance(node.operation, keras.layers.InputLayer)]  # fmt: skip
-            owner.update((id(node), k) for node in new)
-            nodes_of.append(new)
+        nodes_of = [[node for node in added if not isinstance(node.operation, keras.layers.InputLayer)]
+                    for added in nodes_by_output(model)]  # fmt: skip
         made_in, tensors = {id(source): -1}, {id(source): source}
         for k, nodes in enumerate(nodes_of):
             for tensor in (t for node in nodes for t in node.output_tensors):

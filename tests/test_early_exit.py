@@ -134,6 +134,8 @@ def test_logit_exits_and_bad_input():
         EarlyExit(keras.Model(inputs, [keras.layers.Dense(2, activation="sigmoid")(inputs)] * 2), [0.5, 0.5])
     with pytest.raises(ValueError, match="q must be positive"):
         early_exit.exit_fractions(0.0, 3)
+    with pytest.raises(ValueError, match=r"one list of tensors per output \(2\); received 1"):
+        keras_cnn.exit_costs(model, [[]])
 
 
 def test_a_saved_model_export_serves_early_exits(small_msdnet, tmp_path):

@@ -82,18 +82,20 @@ REDUCTIONS = {
 }  # fmt: skip
 
 
+def _conv_path(x, path, names: _KerasNames, *, reduce: bool = False):
+    """The (filters, kernel) convolutions of one branch in order, "same" and stride 1; with `reduce` the last
+    one is stride 2 and "valid" (a grid reduction's)."""
+    for i, (filters, kernel) in enumerate(path):
+        last = reduce and i == len(path) - 1
+        x = _conv_bn(x, filters, kernel, names, stride=2 if last else 1, padding="valid" if last else "same")
+    return x
+
+
 def reduction(x, names: _KerasNames, name: str):
     """Grid reduction `name` of `REDUCTIONS`: convolution paths whose last convolution is 3x3/2 "valid", beside
     3x3/2 max pooling, concatenated."""
-    branches = []
-    for path in REDUCTIONS[name]:
-        y = x
-        for i, (filters, kernel) in enumerate(path):
-            last = i == len(path) - 1
-            y = _conv_bn(y, filters, kernel, names, stride=2 if last else 1, padding="valid" if last else "same")
-        branches.append(y)
-    branches.append(keras.layers.MaxPooling2D(3, strides=2)(x))
-    return keras.layers.Concatenate(name=name)(branches)
+    branches = [_conv_path(x, path, names, reduce=True) for path in REDUCTIONS[name]]
+    return keras.layers.Concatenate(name=name)([*branches, keras.layers.MaxPooling2D(3, strides=2)(x)])
 
 
 def module_c(x, c7: int, names: _KerasNames, name: str):
@@ -204,12 +206,7 @@ def inception_resnet_block(x, kind: str, index: int, scale: float, names: _Keras
     """Figs. 16, 17, 19: parallel branches, concatenated (`{kind}_{index}_mixed`), a 1x1 linear convolution with
     bias back to the input width (`_conv`), scaled and added to the input, then ReLU (`_ac`) unless the last."""
     block = f"{kind}_{index}"
-    branches = []
-    for branch in RESIDUAL_BLOCKS[kind]:
-        y = x
-        for filters, kernel in branch:
-            y = _conv_bn(y, filters, kernel, names)
-        branches.append(y)
+    branches = [_conv_path(x, branch, names) for branch in RESIDUAL_BLOCKS[kind]]
     mixed = keras.layers.Concatenate(name=f"{block}_mixed")(branches)
     up = keras.layers.Conv2D(x.shape[-1], 1, use_bias=True, name=f"{block}_conv")(mixed)
     x = ScaledResidual(scale, name=f"{block}_scale")([x, up])

@@ -42,6 +42,7 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_bool("resume", False, "Continue the interrupted run in --output_dir from its last finished epoch.")
     flags.DEFINE_bool("overwrite", False, "Replace a finished or interrupted run in --output_dir.")
     flags.DEFINE_integer("seed", 0, "Seed for the split, shuffling, augmentation and initialization.")
+    flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "fit output: progress bar, none, one line per epoch.")
 
 
 def run_training(FLAGS) -> tuple[dict, str]:
@@ -68,4 +69,5 @@ def training_config(FLAGS, output_dir: str):
         randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
         jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
         resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+        verbose=FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose),
     )  # fmt: skip

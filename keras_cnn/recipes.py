@@ -137,6 +137,19 @@ RECIPES: dict[str, Recipe] = {
         source="He et al. 2016, Sec. 4.2 [P*][R:akamaster]",
         milestones=(32 / 64, 48 / 64),
     ),
+    "cifar_cosine": Recipe(
+        optimizer="sgd",
+        lr=0.1,
+        nesterov=True,
+        schedule="cosine decay to zero over 70 epochs (no paper: a short CIFAR schedule for small machines)",
+        decay="cosine",
+        epochs=70,
+        batch_size=128,
+        weight_decay=5e-4,
+        augmentation="pad 4, random 32x32 crop, horizontal flip",
+        source="keras_cnn: He et al. 2016's data and batch, cosine annealing (Loshchilov & Hutter 2017) and "
+        "weight decay 5e-4 to fit 70 epochs instead of 182",
+    ),
     "resnet_cifar_warmup": Recipe(
         optimizer="sgd",
         lr=0.1,

@@ -33,7 +33,8 @@ class WeightSet:
     """One weight file. `file_hash` is a sha256 (64 hex digits) or, for keras.applications' files, the md5
     (32) that Keras publishes for them. `preprocessing` is the `keras.applications.imagenet_utils` mode the
     set was trained with ("caffe", "tf", "torch"), "scale" (pixels / 255) or "digits" (scikit-learn's 8x8
-    scans as keras_cnn.data prepares them). `accuracy` is on `data` as measured by `command`."""
+    scans as keras_cnn.data prepares them). `accuracy` is on `data` as measured by `command`; `class_names`
+    name the output units in order (empty: their indices)."""
 
     model: str
     name: str
@@ -47,6 +48,7 @@ class WeightSet:
     data: str = ""
     accuracy: dict = dataclasses.field(default_factory=dict)
     command: str = ""
+    class_names: tuple[str, ...] = ()
 
 
 WEIGHT_SETS: dict[tuple[str, str, bool], WeightSet] = {}
@@ -100,30 +102,46 @@ def _register_shipped() -> None:
         return
     with open(MANIFEST) as f:
         for entry in json.load(f):
-            register(WeightSet(**{**entry, "input_shape": tuple(entry["input_shape"])}))
+            entry = {**entry, "input_shape": tuple(entry["input_shape"])}
+            register(WeightSet(**{**entry, "class_names": tuple(entry.get("class_names", ()))}))
 
 
 _register_shipped()
 
 
-def publish(run_dir: str | os.PathLike, name: str, *, command: str, overwrite: bool = False) -> WeightSet:
+def publish(
+    run_dir: str | os.PathLike,
+    name: str,
+    *,
+    command: str,
+    overwrite: bool = False,
+    data: str | None = None,
+    accuracy: dict | None = None,
+    class_names: tuple[str, ...] = (),
+) -> WeightSet:
     """Ship the final weights of a `train()` run directory as set `name` of its model: the file
-    `weights/<model>_<name>.weights.h5` and an entry in `weights/manifest.json` (sha256, data, split, the
-    run's final val accuracy, and `command`, the command that made the run). Refuses to replace a set unless
+    `weights/<model>_<name>.weights.h5` and an entry in `weights/manifest.json` (sha256, data, accuracy, the
+    class names and `command`, the command that made the run). `data` and `accuracy` default to the run's
+    held-out split and final val accuracy. Pixels are prepared as the run's pipeline did: the digits' 0-16
+    scans for "digits", 0-255 images divided by 255 for every other dataset. Refuses to replace a set unless
     `overwrite`."""
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
+    classes = int(model.output_shape[-1])
+    if class_names and len(class_names) != classes:
+        raise ValueError(f"class_names has {len(class_names)} names for a model of {classes} classes.")
     filename = f"{metrics['model']}_{name}.weights.h5"
     target = SHIPPED / filename
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists: pass overwrite=True to replace the shipped {name!r} set.")
     write_atomic(target, model.save_weights, suffix=".weights.h5")
     ws = register(WeightSet(
-        metrics["model"], name, True, filename, file_hash(target, "sha256"), int(model.output_shape[-1]),
-        tuple(model.input_shape[1:]), metrics["dataset"],
-        data=f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
-        accuracy={"val_accuracy": metrics["final_val_accuracy"]}, command=command,
+        metrics["model"], name, True, filename, file_hash(target, "sha256"), classes, tuple(model.input_shape[1:]),
+        "digits" if metrics["dataset"] == "digits" else "scale",
+        data=data or f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
+        accuracy=accuracy or {"val_accuracy": metrics["final_val_accuracy"]}, command=command,
+        class_names=tuple(class_names),
     ))  # fmt: skip
     write_json_atomic(MANIFEST, [dataclasses.asdict(w) for w in WEIGHT_SETS.values() if w.url is None])
     return ws
@@ -247,7 +265,8 @@ def preprocess_input(x, *, model: str, weights: str = "imagenet"):
 
 
 def decode_predictions(predictions, *, model: str, weights: str = "imagenet", top: int = 5) -> list[list[tuple]]:
-    """The `top` classes of each prediction as (class name, probability), best first. "imagenet" sets use
+    """The `top` classes of each prediction as (class name, probability), best first: the set's class names
+    ("airplane" ... "truck" for "cifar10"), or the class index for sets without names. "imagenet" sets use
     keras.applications' decoder (WordNet id, name, probability; its class index file is downloaded once)."""
     ws = _any_set(model, weights)
     predictions = np.asarray(predictions)
@@ -255,4 +274,5 @@ def decode_predictions(predictions, *, model: str, weights: str = "imagenet", to
         raise ValueError(f"Expected predictions of shape (batch, {ws.classes}); received {predictions.shape}.")
     if ws.name == "imagenet":
         return keras.applications.imagenet_utils.decode_predictions(predictions, top=top)
-    return [[(str(i), float(p[i])) for i in np.argsort(-p)[:top]] for p in predictions]
+    names = ws.class_names or [str(i) for i in range(ws.classes)]
+    return [[(names[i], float(p[i])) for i in np.argsort(-p)[:top]] for p in predictions]

@@ -190,3 +190,80 @@ def test_training_stream_is_a_function_of_seed_epoch_and_example():
     assert all(sorted(o) == list(range(10)) for o in orders) and not np.array_equal(orders[0], orders[1])
     onehot = next(iter(pipeline(source, one_hot=10, epochs=(0, 1), **kwargs)))[1]
     assert onehot.shape == (4, 10) and np.allclose(np.sum(onehot, axis=-1), 1.0)
+
+
+def _write_jpeg_tree(root, rng, splits: dict[str, dict[str, int]], size=(8, 8)) -> dict:
+    """root/<split>/<class>/<i>.jpg as real JPEG files (Pillow); returns {path: (split, class)}."""
+    from PIL import Image
+
+    written = {}
+    for split, counts in splits.items():
+        for cls, n in counts.items():
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                path = root / split / cls / f"{i}.jpg"
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path, quality=90)
+                written[str(path)] = (split, cls)
+    return written
+
+
+def _pil_pixels(path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.parametrize("validation_dir", ["test", "val", "validation"])
+@pytest.mark.parametrize("budget", [None, 0])  # decoded once into memory, or by tf.data every pass
+def test_split_folders_train_and_validate_on_their_own_images(tmp_path, validation_dir, budget):
+    from keras_cnn.data.folder import load_image_folder
+
+    counts = {"airplane": 3, "bird": 2, "cat": 4}
+    files = _write_jpeg_tree(tmp_path, np.random.default_rng(5), {"train": counts, validation_dir: counts})
+    train, val, names = load_image_folder(tmp_path, 0.5, seed=0, budget=budget)
+    assert names == ["airplane", "bird", "cat"]
+    by_pixels = {path: _pil_pixels(path) for path in files}
+    for split, ds in (("train", train), (validation_dir, val)):
+        seen = [(x.numpy(), int(y)) for x, y in ds]
+        assert len(seen) == 9 and all(x.dtype == np.uint8 for x, _ in seen)
+        matched = set()
+        for x, label in seen:  # every image is one file of its split and class, pixel for pixel as Pillow reads it
+            path = next(p for p, pixels in by_pixels.items() if pixels.shape == x.shape and (pixels == x).all())
+            assert files[path] == (split, names[label])
+            matched.add(path)
+        assert len(matched) == 9
+    labels = [int(y) for _, y in train]
+    assert labels != sorted(labels)  # one seeded random order, not class by class
+
+
+def test_split_folders_through_load_dataset_and_train(tmp_path):
+    _write_jpeg_tree(tmp_path, np.random.default_rng(6), {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}})
+    splits = load_dataset("folder", data_dir=tmp_path, image_size=8, batch_size=16)
+    assert splits.classes == 2 and splits.train_examples == 8
+    assert sum(int(x.shape[0]) for x, _ in splits.validation) == 4
+
+
+def test_val_is_preferred_over_test_and_split_errors_name_the_problem(tmp_path):
+    from keras_cnn.data.folder import load_image_folder
+
+    rng = np.random.default_rng(7)
+    _write_jpeg_tree(tmp_path, rng, {"train": {"a": 1, "b": 1}, "val": {"a": 1, "b": 1}, "test": {"a": 2, "b": 2}})
+    assert sum(1 for _ in load_image_folder(tmp_path, 0.2, 0)[1]) == 2  # val/, not test/
+    lone = tmp_path / "lone"
+    _write_jpeg_tree(lone, rng, {"train": {"a": 1, "b": 1}})
+    with pytest.raises(ValueError, match=r"train/ folder but no validation split.*val/, validation/, test/"):
+        load_image_folder(lone, 0.2, 0)
+    odd = tmp_path / "odd"
+    _write_jpeg_tree(odd, rng, {"train": {"a": 1, "b": 1, "c": 1}, "test": {"a": 1, "b": 1, "d": 1}})
+    with pytest.raises(ValueError, match=r"same classes: \['c'\] only in train/, \['d'\] only in test/"):
+        load_image_folder(odd, 0.2, 0)
+
+
+def test_a_file_that_is_not_an_image_is_named_before_training(tmp_path):
+    from keras_cnn.data.folder import load_image_folder
+
+    _write_jpeg_tree(tmp_path, np.random.default_rng(8), {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    broken = tmp_path / "train" / "b" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(ValueError, match=r"broken\.jpg.* is not a readable image"):
+        load_image_folder(tmp_path, 0.2, 0)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from keras_cnn.data.cifar import load_cifar_archive
 from keras_cnn.data.digits import digits_arrays, photo_arrays
+from keras_cnn.data.folder import load_image_folder
 
 TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "mnist": ("train", "test"),
         "svhn_cropped": ("train", "test"), "imagenet2012": ("train", "validation")}  # fmt: skip
 ARCHIVES = {"cifar10_archive": "cifar10", "cifar100_archive": "cifar100"}
 DATASETS = ("digits", "photos", *TFDS, *ARCHIVES, "folder")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SHUFFLE_BUFFER = 10_000
 
 
@@ -54,7 +53,8 @@ def pipeline(
     """(image, label) pairs -> batches of float32 images in [0, 1] with `channels`, and int32 labels (one-hot
     float32 over `one_hot` classes when given, as MixUp/CutMix need).
 
-    Images are resized to `image_size` in a parallel map and cached (`cache`); with `crop` (ImageNet) they
+    Images are resized to `image_size` in a parallel map and cached (`cache`) unless the source already holds
+    them in memory at that size (then they stay as they are, uint8 included); with `crop` (ImageNet) they
     keep their size and training images go through `augment` (which must crop to `image_size`), validation
     images through `resize_center_crop`. Training data is shuffled and augmented per image by
     `augment(image, seed)` with a stateless seed, then per batch by `batch_augment(images, labels)`.
@@ -66,9 +66,13 @@ def pipeline(
     """
     from keras_cnn.augment import resize_center_crop
 
+    image_spec = ds.element_spec[0]
+    sized = image_size is None or tuple(image_spec.shape[:2]) == (image_size, image_size)
+    in_memory = sized and image_spec.shape.is_fully_defined()  # a tensor source: nothing to decode or resize
+
     def prepare(image, label):
         image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]; floats pass through
-        if image_size is not None and not crop:
+        if not sized and not crop:
             image = tf.image.resize(image, (image_size, image_size))
         if channels == 3 and image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
@@ -79,7 +83,7 @@ def pipeline(
     options = tf.data.Options()
     options.deterministic = deterministic
     ds = ds.with_options(options).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
+    if cache and not in_memory:  # decoded and resized once; in-memory sources stay uint8 and are converted per use
         ds = ds.cache()
     if training and augment is None:
         augment = (lambda image, _: resize_center_crop(image, image_size)) if crop else (lambda image, _: image)
@@ -161,7 +165,8 @@ def load_dataset(
         train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
         val = tf.data.Dataset.from_tensor_slices((x_test, y_test))
     elif name == "folder":
-        train, val, classes = _image_folder(data_dir, validation_fraction, seed)
+        train, val, names = load_image_folder(data_dir, validation_fraction, seed)
+        classes = len(names)
     else:
         train, val, classes = _tfds(name, data_dir)
     examples = int(train.cardinality())
@@ -198,37 +203,3 @@ def _tfds(name: str, data_dir) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
             f"time: {hint}. Without it, use --dataset digits (embedded) or --dataset folder."
         ) from err
     return train, val, info.features["label"].num_classes
-
-
-def _image_folder(data_dir, validation_fraction: float, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """Class-per-subfolder images: files are listed, split per class with `seed`, and decoded in the map."""
-    root = os.fspath(data_dir)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"Image folder {root!r} does not exist.")
-    class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if len(class_names) < 2:
-        raise ValueError(f"{root!r} needs one subfolder per class (at least 2); found {class_names}.")
-    rng = np.random.default_rng(seed)
-    train_files, train_labels, val_files, val_labels = [], [], [], []
-    for label, cls in enumerate(class_names):
-        files = sorted(os.path.join(root, cls, f) for f in os.listdir(os.path.join(root, cls))
-                       if f.lower().endswith(IMAGE_SUFFIXES))  # fmt: skip
-        if not files:
-            raise ValueError(f"Class folder {os.path.join(root, cls)!r} has no images {IMAGE_SUFFIXES}.")
-        files = [files[i] for i in rng.permutation(len(files))]
-        n_val = round(len(files) * validation_fraction) if len(files) > 1 else 0
-        val_files += files[:n_val]
-        val_labels += [label] * n_val
-        train_files += files[n_val:]
-        train_labels += [label] * (len(files) - n_val)
-
-    def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return image, label
-
-    def files_to_dataset(files, labels):
-        return tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, "int32"))).map(
-            decode, num_parallel_calls=tf.data.AUTOTUNE
-        )
-
-    return files_to_dataset(train_files, train_labels), files_to_dataset(val_files, val_labels), len(class_names)

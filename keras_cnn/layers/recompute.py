@@ -8,6 +8,8 @@ import math
 import keras
 from keras import ops
 
+from keras_cnn.layers.norm import BatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class RecomputedBottleneck(keras.layers.Layer):
@@ -38,11 +40,11 @@ class RecomputedBottleneck(keras.layers.Layer):
         self.filters, self.kernel_size = int(filters), int(kernel_size)
         self.bn_name, self.conv_name, self.post_bn_name = bn_name, conv_name, post_bn_name
         self.bn, self.init = dict(bn), dict(init)
-        self.norm = keras.layers.BatchNormalization(name=bn_name, **self.bn)
+        self.norm = BatchNormalization(name=bn_name, **self.bn)
         self.conv = keras.layers.Conv2D(
             self.filters, self.kernel_size, padding="same", use_bias=False, name=conv_name, **self.init
         )
-        self.post_norm = keras.layers.BatchNormalization(name=post_bn_name, **self.bn) if post_bn_name else None
+        self.post_norm = BatchNormalization(name=post_bn_name, **self.bn) if post_bn_name else None
 
     def build(self, input_shapes):
         shape = (*input_shapes[0][:-1], sum(s[-1] for s in input_shapes))
@@ -53,7 +55,7 @@ class RecomputedBottleneck(keras.layers.Layer):
         self.built = True
 
     @property
-    def _norms(self) -> list[keras.layers.BatchNormalization]:
+    def _norms(self) -> list[BatchNormalization]:
         return [self.norm, self.post_norm] if self.post_norm else [self.norm]
 
     def call(self, features, training=None):

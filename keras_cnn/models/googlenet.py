@@ -8,6 +8,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
+from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Paper, register
 
 PAPER = Paper(title="Going Deeper with Convolutions", authors="Szegedy et al.", venue="CVPR", year=2015)
@@ -35,7 +36,7 @@ def _conv(x, filters: int, kernel: int, name: str, *, stride: int = 1, batch_nor
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
                             use_bias=not batch_norm, name=name)(x)  # fmt: skip
     if batch_norm:
-        x = keras.layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
+        x = BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -10,6 +10,7 @@ import itertools
 import keras
 
 from keras_cnn import applications
+from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Paper, register
 
 PAPER = Paper(title="Rethinking the Inception Architecture for Computer Vision", authors="Szegedy et al.",
@@ -42,7 +43,7 @@ def _conv_bn(x, filters: int, kernel: tuple[int, int], names: _KerasNames | str,
         suffix = names.suffix()  # one index for the three layers
         conv, bn, act = f"conv2d{suffix}", f"batch_normalization{suffix}", f"activation{suffix}"
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=conv)(x)
-    x = keras.layers.BatchNormalization(scale=False, name=bn)(x)
+    x = BatchNormalization(scale=False, name=bn)(x)
     return keras.layers.Activation("relu", name=act)(x)
 
 

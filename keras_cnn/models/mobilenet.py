@@ -11,6 +11,7 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
+from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Paper, register
 
 PAPER_V1 = Paper(
@@ -53,7 +54,7 @@ V2_LAYOUTS = {
 
 
 def _bn(x, name: str, **constants):
-    return keras.layers.BatchNormalization(name=name, **constants)(x)
+    return BatchNormalization(name=name, **constants)(x)
 
 
 def depthwise_separable(x, filters: int, stride: int, depth_multiplier: int, block: int):

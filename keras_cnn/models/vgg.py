@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Paper, register, variant
 
 PAPER = Paper(
@@ -54,7 +55,7 @@ def VGG(
             label = f"block{b}_conv{i}"
             if batch_norm:
                 x = keras.layers.Conv2D(width, 3, padding="same", name=label)(x)
-                x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{label}_bn")(x)
+                x = BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{label}_bn")(x)
                 x = keras.layers.Activation("relu", name=f"{label}_relu")(x)
             else:
                 x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=label)(x)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Paper, register
 
 PAPER = Paper(title="Xception: Deep Learning with Depthwise Separable Convolutions", authors="Chollet",
@@ -22,7 +23,7 @@ def _sepconv(x, filters: int, name: str, *, relu_first: bool):
     if relu_first:
         x = keras.layers.Activation("relu", name=f"{name}_act")(x)
     x = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
-    return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return BatchNormalization(name=f"{name}_bn")(x)
 
 
 def downsampling_block(x, filters: tuple[int, int], block: int, shortcut: int):
@@ -32,7 +33,7 @@ def downsampling_block(x, filters: tuple[int, int], block: int, shortcut: int):
     suffix = f"_{shortcut}" if shortcut else ""
     residual = keras.layers.Conv2D(filters[1], 1, strides=2, padding="same", use_bias=False,
                                    name=f"conv2d{suffix}")(x)  # fmt: skip
-    residual = keras.layers.BatchNormalization(name=f"batch_normalization{suffix}")(residual)
+    residual = BatchNormalization(name=f"batch_normalization{suffix}")(residual)
     for i, width in enumerate(filters, start=1):
         x = _sepconv(x, width, f"block{block}_sepconv{i}", relu_first=block > 2 or i > 1)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
@@ -80,7 +81,7 @@ def Xception(
     x = img_input
     for i, (filters, stride) in enumerate(((32, 2), (64, 1)), start=1):
         x = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"block1_conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"block1_conv{i}_bn")(x)
+        x = BatchNormalization(name=f"block1_conv{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block1_conv{i}_act")(x)
     stages = [x]
     for shortcut, (block, filters) in enumerate(ENTRY.items()):
@@ -91,7 +92,7 @@ def Xception(
     x = downsampling_block(x, EXIT, 5 + MIDDLE_REPEATS, len(ENTRY))
     for i, filters in enumerate((1536, 2048), start=1):
         x = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block14_sepconv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"block14_sepconv{i}_bn")(x)
+        x = BatchNormalization(name=f"block14_sepconv{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block14_sepconv{i}_act")(x)
     stages.append(x)
     return applications.finish(

@@ -1,0 +1,229 @@
+"""Training and inference images/s of our models against the same networks in PyTorch eager, in one run.
+
+    python benchmarks/vs_pytorch.py
+    python benchmarks/vs_pytorch.py --models resnet20:32:64 --precisions bfloat16 --rounds 3
+
+Each `name:image_size:batch_size` entry is built twice: with `keras_cnn.create_model` (logits out) and as the
+same network in PyTorch (torchvision's where it has it: ResNet-50 v1.5 is our `ResNeXt(50, C=1, d=64)`, and
+DenseNet-BC-100-12 is torchvision's DenseNet with the CIFAR stem; the CIFAR ResNets with option-A shortcuts are
+written below, as torchvision has none). Their trainable parameter counts must be equal. Both train with SGD
+(momentum 0.9) and cross-entropy on the same random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
+`torch.autocast("cpu", torch.bfloat16)`. PyTorch runs in its faster memory format (channels-last or not, picked
+by a warm-up measurement and recorded). Measurements alternate between the two over `--rounds` rounds and the
+median is kept, so the machine's drift falls on both. Prints the ratios ours / PyTorch and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+from absl import app, flags
+from common import model_entries
+
+from keras_cnn.io import write_json_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
+                  "name:image_size:batch_size entries (resnet20/32/44/56/110, densenet_bc, resnet50).")  # fmt: skip
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16.")
+flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
+flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
+flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
+
+CIFAR_RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
+
+
+def torch_cifar_resnet(depth: int, classes: int):
+    """He et al. 2016's CIFAR ResNet (Sec. 4.2) in PyTorch: 3x3 conv, three stages of (depth - 2) / 6 basic
+    blocks of 16, 32, 64 filters, option-A shortcuts (subsample, zero-pad channels), average pool, linear."""
+    import torch
+    from torch import nn
+    from torch.nn import functional
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.pad = cout - cin
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
+            if self.pad:
+                x = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            return functional.relu(y + x)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            n = (depth - 2) // 6
+            self.conv, self.bn = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+            blocks, cin = [], 16
+            for stage, cout in enumerate((16, 32, 64)):
+                for i in range(n):
+                    blocks.append(Block(cin, cout, 2 if stage and not i else 1))
+                    cin = cout
+            self.blocks, self.fc = nn.Sequential(*blocks), nn.Linear(64, classes)
+
+        def forward(self, x):
+            return self.fc(torch.mean(self.blocks(functional.relu(self.bn(self.conv(x)))), dim=(2, 3)))
+
+    return ResNet()
+
+
+def torch_model(name: str, classes: int):
+    from torch import nn
+    from torchvision import models
+
+    if name in CIFAR_RESNET_DEPTHS:
+        return torch_cifar_resnet(CIFAR_RESNET_DEPTHS[name], classes)
+    if name == "densenet_bc":  # Huang et al. 2017's CIFAR DenseNet-BC (L=100, k=12): a 3x3 stem of 2k filters
+        net = models.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, num_classes=classes)
+        net.features.conv0 = nn.Conv2d(3, 24, 3, padding=1, bias=False)
+        net.features.norm0 = net.features.relu0 = net.features.pool0 = nn.Identity()
+        return net
+    if name == "resnet50":
+        return models.resnet50(num_classes=classes)
+    raise app.UsageError(f"--models: no PyTorch peer for {name!r}; use resnet20/32/44/56/110, densenet_bc, resnet50.")
+
+
+def keras_model(name: str, size: int, classes: int):
+    import keras_cnn
+    from keras_cnn.models.resnext import ResNeXt
+
+    kwargs = {"input_shape": (size, size, 3), "classes": classes, "classifier_activation": None}
+    if name == "resnet50":  # torchvision's ResNet-50 is v1.5: the stride in the 3x3, no conv biases
+        return ResNeXt(50, C=1, d=64, **kwargs)
+    return keras_cnn.create_model(name, **kwargs)
+
+
+def keras_steps(model, x, y):
+    """(inference, train) callables of the compiled Keras model on fixed tensors."""
+    import keras
+    import tensorflow as tf
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss)
+    x, y = tf.constant(x), tf.constant(y)
+    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
+
+
+def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
+    import torch
+
+    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    y = torch.from_numpy(y.astype("int64"))
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def infer():
+        net.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return net(x)
+
+    def train():
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return infer, train
+
+
+def images_per_s(step, batch: int, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def trainable_torch(net) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps: int) -> list[dict]:
+    import keras
+    import numpy as np
+    import torch
+
+    from keras_cnn.complexity import trainable_params
+
+    classes = 10 if size <= 64 else 1000
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, size, size, 3), dtype=np.float32)
+    y = rng.integers(0, classes, batch).astype("int32")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        ours = keras_model(name, size, classes)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    torch.manual_seed(0)
+    theirs = torch_model(name, classes)
+    if trainable_params(ours) != trainable_torch(theirs):
+        counts = f"{trainable_params(ours):,} trainable here, {trainable_torch(theirs):,} in PyTorch"
+        raise RuntimeError(f"{name} is not the same network in both: {counts}.")
+    bf16 = precision == "bfloat16"
+    keras_infer, keras_train = keras_steps(ours, x, y)
+    layouts = {}
+    for channels_last in (False, True):  # warm up both layouts, keep the faster for training
+        infer, train = torch_steps(theirs, x, y, bf16=bf16, channels_last=channels_last)
+        infer(), train()
+        layouts[channels_last] = (images_per_s(train, batch, 2), infer, train)
+    channels_last = max(layouts, key=lambda k: layouts[k][0])
+    _, torch_infer, torch_train = layouts[channels_last]
+    keras_infer(), keras_train()  # trace and compile
+    samples = {key: [] for key in ("keras_inference", "keras_train", "torch_inference", "torch_train")}
+    for _ in range(rounds):
+        samples["keras_train"].append(images_per_s(keras_train, batch, steps))
+        samples["torch_train"].append(images_per_s(torch_train, batch, steps))
+        samples["keras_inference"].append(images_per_s(keras_infer, batch, steps))
+        samples["torch_inference"].append(images_per_s(torch_infer, batch, steps))
+    rows = []
+    for mode in ("train", "inference"):
+        k, t = statistics.median(samples[f"keras_{mode}"]), statistics.median(samples[f"torch_{mode}"])
+        rows.append({"model": name, "image_size": size, "batch_size": batch, "precision": precision, "mode": mode,
+                     "keras_cnn_img_s": round(k, 1), "pytorch_img_s": round(t, 1), "ratio": round(k / t, 3),
+                     "torch_channels_last": channels_last, "trainable_params": trainable_params(ours)})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import keras
+    import tensorflow as tf
+    import torch
+
+    for precision in FLAGS.precisions:
+        if precision not in ("float32", "bfloat16"):
+            raise app.UsageError(f"--precisions: {precision!r}; choose float32 and/or bfloat16.")
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for name, size, batch in model_entries(FLAGS.models):
+        for precision in FLAGS.precisions:
+            rows += compare(name, size, batch, precision, FLAGS.rounds, FLAGS.steps)
+            for r in rows[-2:]:
+                print(f"{r['model']:12s} {r['precision']:9s} {r['mode']:9s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
+                      f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}", flush=True)  # fmt: skip
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "steps": FLAGS.steps,
+        "rounds": FLAGS.rounds,
+        "rows": rows,
+    }
+    write_json_atomic(FLAGS.output, result)
+    print(f"wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)

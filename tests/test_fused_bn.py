@@ -1,0 +1,86 @@
+"""The fused BatchNormalization computes what Keras' layer computes (Ioffe & Szegedy 2015, Algorithm 1, and
+Keras' moving-average update with the biased batch variance), through TensorFlow's one fused kernel."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn.layers import BatchNormalization
+
+
+def _pair(rng, channels: int, **kwargs):
+    """Our layer and Keras' own with the same random gamma, beta and moving statistics."""
+    ours, peer = BatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
+    weights = None
+    for layer in (ours, peer):
+        layer.build((None, 4, 4, channels))
+        weights = weights or [rng.normal(1, 0.3, channels).astype("float32") if "variance" not in w.path
+                              else rng.uniform(0.5, 2, channels).astype("float32") for w in layer.weights]  # fmt: skip
+        layer.set_weights(weights)
+    return ours, peer, weights
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 1e-3])  # 1e-5 is below the 1.001e-5 that tf.nn.fused_batch_norm forces
+def test_training_step_normalizes_by_the_batch_and_moves_statistics_as_keras(epsilon):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 2, (6, 5, 5, 7)).astype("float32")
+    ours, _, (gamma, beta, moving_mean, moving_var) = _pair(rng, 7, momentum=0.9, epsilon=epsilon)
+    y = np.asarray(ours(x, training=True))
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))  # biased variance, as the paper normalizes
+    np.testing.assert_allclose(y, gamma * (x - mean) / np.sqrt(var + epsilon) + beta, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), 0.9 * moving_mean + 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), 0.9 * moving_var + 0.1 * var, rtol=1e-5)
+    y = np.asarray(ours(x, training=False))
+    expected = gamma * (x - ours.moving_mean.numpy()) / np.sqrt(ours.moving_variance.numpy() + epsilon) + beta
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        rng = np.random.default_rng(1)
+        ours, peer, _ = _pair(rng, 5, momentum=0.99, epsilon=1.001e-5)
+        x = tf.constant(rng.normal(0, 1, (4, 3, 3, 5)).astype("float32"))
+        grads = []
+        for layer in (ours, peer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, "float32") ** 3)
+            grads.append(tape.gradient(loss, [x, layer.gamma, layer.beta]))
+            assert y.dtype == layer.compute_dtype
+        tol = 1e-4 if policy == "float32" else 2e-2
+        for g_ours, g_peer in zip(*grads, strict=True):
+            np.testing.assert_allclose(g_ours, g_peer, rtol=tol, atol=tol)
+        for ours_var, peer_var in zip(ours.non_trainable_weights, peer.non_trainable_weights, strict=True):
+            np.testing.assert_allclose(ours_var.numpy(), peer_var.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.float32(ours(x, training=False)), np.float32(peer(x, training=False)), rtol=tol, atol=tol
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_frozen_layer_and_other_ranks_fall_back_to_keras():
+    rng = np.random.default_rng(2)
+    ours, peer, _ = _pair(rng, 3)
+    ours.trainable = peer.trainable = False  # fine-tuning: training=True still uses the moving statistics
+    x = rng.normal(0, 1, (2, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=True), peer(x, training=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours.moving_mean.numpy(), peer.moving_mean.numpy())
+    dense = BatchNormalization()
+    z = rng.normal(2, 3, (8, 6)).astype("float32")
+    np.testing.assert_allclose(dense(z, training=True), (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-3), atol=1e-4)
+
+
+def test_every_family_uses_the_fused_layer_and_it_saves():
+    model = keras_cnn.create_model("resnet20", input_shape=(32, 32, 3))
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 19 and all(type(layer) is BatchNormalization for layer in norms)
+    config = keras.saving.serialize_keras_object(norms[0])
+    assert config["registered_name"] == "keras_cnn>BatchNormalization"
+    assert isinstance(keras.saving.deserialize_keras_object(config), BatchNormalization)

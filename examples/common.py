@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 
 from absl import app, flags
@@ -14,6 +17,20 @@ MIXES = ("none", "mixup", "cutmix")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 DISTILL_METHODS = ("kd", "mimic", "fitnets", "rocket")
+
+
+def run(main) -> None:
+    """`absl.app.run(main)`, except that a usage error prints its one-line reason and a pointer to
+    --helpshort, not the whole flag list."""
+
+    def wrapped(argv):
+        try:
+            main(argv)
+        except app.UsageError as err:
+            sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: {err}\nSee --helpshort for the flags.\n")
+            sys.exit(err.exitcode)
+
+    app.run(wrapped)
 
 
 def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_size: int, augment: str,
@@ -48,13 +65,26 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
 def run_training(FLAGS) -> tuple[dict, str]:
     """Train as the flags say; returns (metrics, output directory). Bad input becomes a usage error."""
     output_dir = FLAGS.output_dir or f"runs/{FLAGS.model}-{FLAGS.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        config = training_config(FLAGS, output_dir)
-        from keras_cnn.training import train
+    config = training_config(FLAGS, output_dir)
+    from keras_cnn.training import train
 
+    with user_errors():
         return train(config), output_dir
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns the errors that name a bad input or a stopped run (an unknown name, a missing, corrupt or busy
+    file or folder, a diverged loss) into one-line usage errors; anything else keeps its traceback."""
+    from keras_cnn.training.run import DivergenceError
+    from keras_cnn.training.rundir import RunFolderBusyError
+
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError) as err:
         raise app.UsageError(str(err)) from err
+    except (DivergenceError, RunFolderBusyError) as err:
+        raise app.UsageError(str(err), exitcode=1) from err
 
 
 def training_config(FLAGS, output_dir: str):

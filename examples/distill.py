@@ -16,8 +16,8 @@ import json
 import time
 
 import common
-from absl import app, flags
-from common import DISTILL_METHODS, define_training_flags, training_config
+from absl import flags
+from common import DISTILL_METHODS, define_training_flags, run, training_config, user_errors
 
 define_training_flags(model="resnet20", dataset="digits", image_size=32, augment="none", recipe="quick")
 flags.adopt_module_key_flags(common)
@@ -47,13 +47,11 @@ def main(argv: list[str]) -> None:
         alpha=F.alpha, hint_layer=F.hint_layer, guided_layer=F.guided_layer, hint_epochs=F.hint_epochs,
         split_layer=F.split_layer, hint_weight=F.hint_weight,
     )  # fmt: skip
-    try:
+    with user_errors():
         metrics = train_distilled(training_config(F, output_dir), distill)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from err
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {output_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

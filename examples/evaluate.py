@@ -15,6 +15,7 @@ import json
 import os
 
 from absl import app, flags
+from common import run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registered model name, with --weights.")
@@ -29,16 +30,15 @@ def main(argv: list[str]) -> None:
     del argv
     if bool(FLAGS.saved_model) == bool(FLAGS.model and FLAGS.weights):
         raise app.UsageError("Pass either --model and --weights, or --saved_model.")
-    import keras
     import numpy as np
 
     import keras_cnn
     from keras_cnn.data.folder import class_names, decode, image_files
-    from keras_cnn.io import write_json_atomic
+    from keras_cnn.io import load_model, write_json_atomic
 
     folders = class_names(FLAGS.data_dir)
     if FLAGS.saved_model:
-        model = keras.saving.load_model(FLAGS.saved_model, safe_mode=True)
+        model = load_model(FLAGS.saved_model)
         names = folders
         prepare = lambda x: x.astype("float32") / 255.0  # noqa: E731
     else:
@@ -75,4 +75,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

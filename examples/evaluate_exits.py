@@ -18,7 +18,7 @@ import os
 import time
 
 from absl import app, flags
-from common import DATASETS
+from common import DATASETS, run, user_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "The trained multi-exit .keras model (loaded with safe_mode).")
@@ -40,25 +40,22 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"{output!r} exists: pass --overwrite or another --output.")
     if not os.path.isfile(FLAGS.saved_model):
         raise app.UsageError(f"--saved_model {FLAGS.saved_model!r} is not a file.")
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from keras_cnn import early_exit
     from keras_cnn.data import load_dataset
-    from keras_cnn.io import write_json_atomic
+    from keras_cnn.io import load_model, write_json_atomic
 
-    model = keras.saving.load_model(FLAGS.saved_model, safe_mode=True)
+    model = load_model(FLAGS.saved_model)
     if len(model.outputs) < 2:
         raise app.UsageError(f"{FLAGS.saved_model!r} has one output; early exits need a multi-exit model (MSDNet).")
-    try:
+    with user_errors():
         data = load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=model.input_shape[1],
                             channels=model.input_shape[3], batch_size=FLAGS.batch_size, seed=FLAGS.seed)  # fmt: skip
         levels = sorted({*early_exit.DEFAULT_Q, FLAGS.serve_q})
         report = early_exit.evaluate(model, data.validation, threshold_fraction=FLAGS.threshold_fraction,
                                      seed=FLAGS.seed, q=levels)  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
-        raise app.UsageError(str(err)) from err
 
     print(f"{len(report.test_indices)} test images, thresholds fitted on {report.threshold_samples}")
     print("exit  cost (M ops, reference)  EarlyExit cost  accuracy  ensemble")
@@ -105,4 +102,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from absl import app, flags
+from common import run, user_errors
 
 flags.DEFINE_string("model", None, "Registered model name to build (with --weights).")
 flags.DEFINE_string("weights", None, "Weight-set name (e.g. digits, imagenet) or weights file for --model.")
@@ -34,17 +35,17 @@ flags.mark_flag_as_required("export_dir")
 
 def main(argv: list[str]) -> None:
     del argv
-    import keras
 
     import keras_cnn
     from keras_cnn import export
+    from keras_cnn.io import load_model
 
     F = flags.FLAGS
     if bool(F.model) == bool(F.saved_model):
         raise app.UsageError("Pass exactly one of --model (with --weights) or --saved_model.")
-    try:
+    with user_errors():
         if F.saved_model:
-            model = keras.saving.load_model(F.saved_model, safe_mode=True)
+            model = load_model(F.saved_model)
         else:
             model = keras_cnn.create_model(F.model, weights=F.weights, classes=F.classes,
                                            input_shape=(F.image_size, F.image_size, F.channels))  # fmt: skip
@@ -58,10 +59,8 @@ def main(argv: list[str]) -> None:
         if F.onnx:
             written["onnx"] = export.export_onnx(model, f"{path}.onnx", overwrite=F.overwrite, resize=F.resize,
                                                  preprocessing=F.preprocessing, top_k=F.top_k)  # fmt: skip
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise app.UsageError(str(err)) from err
     print(json.dumps(written, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -15,7 +15,7 @@ import os
 import time
 
 from absl import app, flags
-from common import DATASETS
+from common import DATASETS, run, user_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "A .keras model to start from (loaded with safe_mode).")
@@ -44,18 +44,18 @@ def main(argv: list[str]) -> None:
     import keras_cnn
     from keras_cnn.augment import augmenter
     from keras_cnn.data import load_dataset
-    from keras_cnn.io import write_json_atomic
+    from keras_cnn.io import load_model, write_json_atomic
     from keras_cnn.training.finetune import finetune, with_new_head
 
     keras.utils.set_random_seed(FLAGS.seed)
     output_dir = FLAGS.output_dir or f"runs/finetune-{time.strftime('%Y%m%d-%H%M%S')}"
     if os.path.exists(os.path.join(output_dir, "metrics.json")):
         raise app.UsageError(f"{output_dir!r} already holds a fine-tuning run; choose another --output_dir.")
-    try:
+    with user_errors():
         if FLAGS.saved_model:
             if not os.path.isfile(FLAGS.saved_model):
                 raise FileNotFoundError(f"--saved_model {FLAGS.saved_model!r} is not a file.")
-            base = keras.saving.load_model(FLAGS.saved_model, safe_mode=True)
+            base = load_model(FLAGS.saved_model)
         else:
             shape = None if FLAGS.image_size is None else (FLAGS.image_size, FLAGS.image_size, 3)
             base = keras_cnn.create_model(FLAGS.model, weights=FLAGS.weights, input_shape=shape)
@@ -65,8 +65,6 @@ def main(argv: list[str]) -> None:
             seed=FLAGS.seed, augment=augmenter(FLAGS.augment, channels=channels, image_size=size),
         )  # fmt: skip
         model = with_new_head(base, data.classes, dropout_rate=FLAGS.dropout)
-    except (FileNotFoundError, ValueError) as err:
-        raise app.UsageError(str(err)) from err
     history = finetune(model, data.train, data.validation, head_epochs=FLAGS.head_epochs, epochs=FLAGS.epochs,
                        head_lr=FLAGS.head_lr, lr=FLAGS.lr)  # fmt: skip
     os.makedirs(output_dir, exist_ok=True)
@@ -91,4 +89,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

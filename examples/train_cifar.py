@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 import common
-from absl import app, flags
-from common import define_training_flags, run_training
+from absl import flags
+from common import define_training_flags, run, run_training
 
 define_training_flags(model="resnet20", dataset="digits", image_size=32, augment="none", recipe="quick")
 flags.adopt_module_key_flags(common)  # --help lists the shared flags
@@ -29,4 +29,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

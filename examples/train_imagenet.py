@@ -15,8 +15,8 @@ import json
 import os
 
 import common
-from absl import app, flags
-from common import define_training_flags, run_training
+from absl import flags
+from common import define_training_flags, run, run_training
 
 define_training_flags(model="resnet50", dataset="imagenet2012", datasets=("imagenet2012", "folder"),
                       image_size=224, augment="imagenet", recipe="paper")  # fmt: skip
@@ -47,4 +47,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 
 import keras
@@ -180,7 +181,7 @@ def finish(
         path = resolve(weights, model=name, include_top=include_top, classes=classes, input_shape=model.input_shape[1:])
         try:
             model.load_weights(path)
-        except (ValueError, KeyError, OSError) as err:
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
             raise ValueError(
                 f"Weights file {path!r} does not fit {name!r} as built (include_top={include_top}, "
                 f"output shape {model.output_shape}), or is not a weights file: {err}"

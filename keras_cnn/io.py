@@ -36,3 +36,22 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object], *, suf
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def load_model(path: str | os.PathLike):
+    """`keras.saving.load_model` in safe mode (no pickled code runs), with errors that name the file: a
+    missing file, and one that is not a Keras archive (truncated, corrupt, another format)."""
+    import zipfile
+
+    import keras
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file {path!r} does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a valid Keras archive (a .keras file is a zip archive; this one is "
+                         "truncated, corrupt or of another format).")  # fmt: skip
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path!r} is not a valid Keras model archive: {err}") from err

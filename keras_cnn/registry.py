@@ -28,6 +28,7 @@ class ModelInfo:
 
     `params` is the trainable count of the default config (Keras totals add BN moving statistics);
     `macs` is the multiply-accumulate count of conv and dense layers at `input_size`, as published.
+    `quick_lr` is the peak rate of the "quick" recipe for models that diverge at its default (None: 0.05).
     """
 
     name: str
@@ -42,6 +43,7 @@ class ModelInfo:
     recipe: Recipe
     notes: str = ""
     defaults: dict = field(default_factory=dict)
+    quick_lr: float | None = None
 
 
 _REGISTRY: dict[str, tuple[Callable[..., keras.Model], ModelInfo]] = {}
@@ -60,6 +62,7 @@ def register(
     input_size: tuple[int, int, int] = (224, 224, 3),
     classes: int = 1000,
     notes: str = "",
+    quick_lr: float | None = None,
     **defaults,
 ) -> Callable:
     """Register a builder under `name`; `defaults` are keyword arguments fixed for this name (e.g. depth=20)."""
@@ -82,6 +85,7 @@ def register(
             recipe=RECIPES[recipe],
             notes=notes,
             defaults=dict(defaults),
+            quick_lr=quick_lr,
         )
         _REGISTRY[name] = (builder, info)
         return builder

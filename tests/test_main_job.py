@@ -72,8 +72,9 @@ def test_resume_and_overwrite_are_explicit(tmp_path):
     assert result.returncode != 0 and "--resume needs the --output_dir" in result.stderr
     (tmp_path / "metrics.json").write_text("{}")
     result = _run("--epochs=1", f"--output_dir={tmp_path}")
-    assert result.returncode != 0 and "holds a finished run" in result.stderr
+    assert result.returncode != 0 and "files a run would write (metrics.json)" in result.stderr
     assert (tmp_path / "metrics.json").read_text() == "{}"  # untouched
+    assert len(result.stderr.split("Error")[-1].splitlines()) < 10  # the reason, not the whole --help
 
 
 @pytest.mark.slow

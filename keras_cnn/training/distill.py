@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 import keras
@@ -129,6 +130,12 @@ class _TeacherStudent(keras.Model):
     """A frozen teacher and a student; `call` gives the student's logits, `compute_loss` is the method's."""
 
     def __init__(self, teacher: keras.Model, student: keras.Model, **kwargs):
+        if teacher.output_shape[-1] != student.output_shape[-1]:
+            raise ValueError(f"The teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes and the "
+                             f"student {student.name!r} {student.output_shape[-1]}: they must agree.")  # fmt: skip
+        if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+            raise ValueError(f"The teacher {teacher.name!r} takes {teacher.input_shape[1:]} and the student "
+                             f"{student.name!r} {student.input_shape[1:]}: both must see the same images.")  # fmt: skip
         super().__init__(**kwargs)
         self.teacher, self.student = _frozen(teacher), student
         self.teacher_logits, self.student_logits = logits_of(teacher), logits_of(student)
@@ -151,7 +158,7 @@ class Distiller(_TeacherStudent):
 
     def __init__(self, teacher: keras.Model, student: keras.Model, *, temperature: float = 4.0, alpha: float = 0.1,
                  **kwargs):  # fmt: skip
-        if temperature <= 0 or not 0.0 <= alpha <= 1.0:
+        if not (math.isfinite(temperature) and temperature > 0) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Need temperature > 0 and 0 <= alpha <= 1; received {temperature!r}, {alpha!r}.")
         super().__init__(teacher, student, **kwargs)
         self.temperature, self.alpha = temperature, alpha
@@ -363,6 +370,8 @@ def train_distilled(config: TrainConfig, distill: DistillConfig, **train_kwargs)
     method and the teacher, with the teacher's validation accuracy."""
     if distill.method not in METHODS:
         raise ValueError(f"Unknown distillation method {distill.method!r}; choose one of {list(METHODS)}.")
+    if distill.temperature is not None and not (math.isfinite(distill.temperature) and distill.temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0; received {distill.temperature!r}.")
     metadata = {"method": distill.method, "teacher": distill.teacher}
     teacher_path = None
     if distill.method != "rocket":
@@ -408,10 +417,11 @@ def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path:
     if distill.method == "mimic":
         return MimicDistiller(teacher, student)
     if distill.method == "kd":
-        return Distiller(teacher, student, temperature=distill.temperature or 4.0, alpha=distill.alpha)
+        temperature = 4.0 if distill.temperature is None else distill.temperature
+        return Distiller(teacher, student, temperature=temperature, alpha=distill.alpha)
     fitnet = FitNetDistiller(teacher, student, hint_layer=distill.hint_layer or middle_layer(teacher),
                              guided_layer=distill.guided_layer or middle_layer(student),
-                             temperature=distill.temperature or 3.0)  # fmt: skip
+                             temperature=3.0 if distill.temperature is None else distill.temperature)  # fmt: skip
     if distill.hint_epochs and not config.resume:  # a resumed run restores stage 2's weights from its backup
         steps = steps_per_epoch(data.train_examples, config.batch_size or resolve_recipe(config)[0].batch_size)
         if int(data.train.cardinality()) < distill.hint_epochs * steps:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -25,13 +24,15 @@ import tensorflow as tf
 from keras_cnn.augment import AUGMENTATIONS, MIXES, augmenter, batch_augmenter
 from keras_cnn.io import write_atomic, write_json_atomic
 from keras_cnn.recipes import RECIPES, Recipe
-from keras_cnn.training import distribute, optimizers
+from keras_cnn.training import distribute, optimizers, rundir
 
 if TYPE_CHECKING:
     from keras_cnn.data import Splits
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkpoints", "tensorboard", "backup")
+#: Inputs above this size are refused before anything is built: activations grow with its square, and no
+#: registered network was published at more than 331 x 331.
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclasses.dataclass
@@ -92,39 +93,54 @@ def train(
     `wrap(model, data)`, called under the strategy's scope, returns the model to fit in place of `model`: a
     `keras_cnn.distill` distiller whose `student` is `model` (its loss is its own; the checkpoints and
     `model.keras` hold the student alone)."""
-    _check(config)
+    recipe, recipe_name = _check(config)
     strategy = distribute.make_strategy(config.strategy)
     out = config.output_dir
     if not distribute.is_chief():  # workers other than the chief keep their files apart
         kind, index = distribute.task()
         out = os.path.join(out, "workers", f"{kind}{index}")
-    start_epoch = _prepare_output_dir(out, resume=config.resume, overwrite=config.overwrite)
-    recipe, recipe_name = resolve_recipe(config)
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        with rundir.RunLock(out):
+            start_epoch = rundir.prepare(out, config, resume=config.resume, overwrite=config.overwrite)
+            if config.resume:
+                _truncate_history(os.path.join(out, "history.csv"), start_epoch)
+            metrics = _train_in(config, strategy, out, start_epoch, recipe, recipe_name, callbacks, wrap)
+            metrics.update(metadata or {})
+            write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    except BaseException:
+        if created and set(os.listdir(out)) <= {rundir.STAMP}:  # nothing of the run's was written: leave no trace
+            rundir._remove(os.path.join(out, rundir.STAMP))
+            os.rmdir(out)
+        raise
+    return metrics
+
+
+def _train_in(config, strategy, out, start_epoch, recipe, recipe_name, callbacks, wrap) -> dict:
+    """The run itself, in its prepared and locked folder."""
     epochs = config.epochs or recipe.epochs
     batch_size = config.batch_size or recipe.batch_size
-    if not epochs or not batch_size:
-        raise ValueError(f"Recipe {recipe_name!r} states no epochs or batch size; pass them.")
     if start_epoch >= epochs:
         raise ValueError(f"The backup in {out!r} is at epoch {start_epoch}, past the {epochs} epochs asked for.")
     channels = config.channels or (1 if config.dataset in ("digits", "mnist") else 3)
-
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
-        metrics = _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels,
-                       callbacks, wrap)  # fmt: skip
+        return _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels,
+                    callbacks, wrap)  # fmt: skip
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    metrics.update(metadata or {})
-    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
-    return metrics
 
 
-def _check(config: TrainConfig) -> None:
+def _check(config: TrainConfig) -> tuple[Recipe, str]:
+    """Everything about `config` that can be checked before the output folder is touched: names, numbers,
+    the data's location and write access. Returns the recipe and its name."""
     from keras_cnn.data import DATASETS
+    from keras_cnn.registry import model_info
 
     choices = {"dataset": DATASETS, "augment": AUGMENTATIONS, "mix": MIXES, "precision": PRECISIONS,
                "strategy": distribute.STRATEGIES}  # fmt: skip
@@ -133,42 +149,31 @@ def _check(config: TrainConfig) -> None:
             raise ValueError(f"Unknown {field} {getattr(config, field)!r}; choose one of {list(allowed)}.")
     for field in ("epochs", "batch_size", "lr"):
         value = getattr(config, field)
-        if value is not None and value <= 0:
-            raise ValueError(f"{field} must be positive; received {value!r}.")
-    if not isinstance(config.image_size, int) or config.image_size < 8:
-        raise ValueError(f"image_size must be an integer >= 8; received {config.image_size!r}.")
-
-
-def _prepare_output_dir(out: str, *, resume: bool, overwrite: bool) -> int:
-    """The epoch to start at (0, or the backup's with `resume`); refuses to overwrite a run's files."""
-    backup = os.path.join(out, "backup", "training_metadata.json")
-    finished = os.path.exists(os.path.join(out, "metrics.json"))
-    if resume:
-        if not os.path.exists(backup):
-            state = "finished" if finished else "has no interrupted run"
-            raise FileNotFoundError(f"Cannot resume: {out!r} {state} (no backup/training_metadata.json).")
-        with open(backup) as f:
-            start = int(json.load(f)["epoch"])
-        _truncate_history(os.path.join(out, "history.csv"), start)
-        return start
-    if os.path.exists(backup) and not overwrite:
-        raise FileExistsError(
-            f"{out!r} holds an interrupted run: pass resume=True (--resume) to continue it, "
-            "overwrite=True (--overwrite) to discard it, or choose another output directory."
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{field} must be a finite positive number; received {value!r}.")
+        if field != "lr" and value != int(value):
+            raise ValueError(f"{field} must be a whole number; received {value!r}.")
+    if not isinstance(config.image_size, int) or not 8 <= config.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be an integer from 8 to {MAX_IMAGE_SIZE} (activations grow with its square; no "
+            f"registered network was published above 331); received {config.image_size!r}."
         )
-    if finished and not overwrite:
-        raise FileExistsError(
-            f"{out!r} holds a finished run (metrics.json): pass overwrite=True (--overwrite) "
-            "or choose another output directory."
-        )
-    for name in RUN_FILES:
-        path = os.path.join(out, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-    os.makedirs(out, exist_ok=True)
-    return 0
+    if config.channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3; received {config.channels!r}.")
+    info = model_info(config.model)  # an unknown name is an error with suggestions
+    recipe, recipe_name = resolve_recipe(config)
+    if recipe_name == "quick" and info.quick_lr is not None:
+        recipe = dataclasses.replace(recipe, lr=info.quick_lr)
+    if config.data_dir is not None and not os.path.exists(config.data_dir):
+        raise FileNotFoundError(f"data_dir {config.data_dir!r} does not exist.")
+    if config.resume and config.overwrite:
+        raise ValueError("resume=True continues the run in output_dir and overwrite=True replaces it: pass one.")
+    if not (config.epochs or recipe.epochs) or not (config.batch_size or recipe.batch_size):
+        raise ValueError(f"Recipe {recipe_name!r} states no epochs or batch size; pass them.")
+    rundir.check_writable(config.output_dir)
+    return recipe, recipe_name
 
 
 def _truncate_history(path: str, epochs: int) -> None:
@@ -225,7 +230,8 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
     monitor = "val_accuracy" if len(outputs) == 1 else f"val_{main}_accuracy"
     timer = _TrainTimer()
     fit_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True),
+        rundir.AtomicBackupAndRestore(os.path.join(out, "backup"), double_checkpoint=True),
+        DivergenceGuard(lr=config.lr if config.lr is not None else recipe.lr),
         _ResumeCheck(start_epoch * steps),
         keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), profile_batch=0),
@@ -355,6 +361,38 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if value is not None and value > self.best:
             self.best = float(value)
             _save_model_atomic(model, os.path.join(self.directory, "best.keras"))
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite, or exploded: training cannot recover at this learning rate."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops the fit with `DivergenceError` when the running loss is not finite, or exceeds `factor` times the
+    first batch's loss plus `margin` (a cross-entropy that has exploded), naming the epoch, the step and `lr`."""
+
+    def __init__(self, *, lr: float, factor: float = 10.0, margin: float = 10.0):
+        super().__init__()
+        self.lr, self.factor, self.margin = lr, factor, margin
+        self.first, self.epoch = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if self.first is None and math.isfinite(loss):
+            self.first = loss
+        limit = None if self.first is None else self.factor * self.first + self.margin
+        if not math.isfinite(loss) or (limit is not None and loss > limit):
+            what = f"is {loss}" if not math.isfinite(loss) else f"reached {loss:.4g} (first batch {self.first:.4g})"
+            raise DivergenceError(
+                f"Training diverged in epoch {self.epoch + 1}, step {batch + 1}: the loss {what}. The learning rate "
+                f"{self.lr:g} is too high for this model and data: pass a lower one (--lr, e.g. {self.lr / 10:g})."
+            )
 
 
 class _ResumeCheck(keras.callbacks.Callback):

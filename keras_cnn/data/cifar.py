@@ -18,6 +18,7 @@ _LAYOUT = {  # dataset -> (folder inside the archive, train members, test member
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels"),
     "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels"),
 }
+_CLASSES = {"cifar10": 10, "cifar100": 100}
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -36,7 +37,7 @@ class _BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"CIFAR batches hold only arrays, lists and bytes; refusing {module}.{name}.")
 
 
-def _read_batch(raw: bytes, source: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(raw: bytes, source: str, label_key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -45,6 +46,10 @@ def _read_batch(raw: bytes, source: str, label_key: bytes) -> tuple[np.ndarray, 
         raise ValueError(f"{source} is not a CIFAR python batch ({err}).") from err
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise ValueError(f"{source}: expected N x 3072 uint8 rows and N labels; found {data.shape}, {labels.shape}.")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise ValueError(f"{source}: label {labels[bad[0]]} at row {bad[0]} is outside 0..{classes - 1} "
+                         f"({bad.size} such rows).")  # fmt: skip
     # Rows are channel-major 32x32 planes (R, G, B); return NHWC.
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
@@ -77,10 +82,11 @@ def load_cifar_archive(path: str | os.PathLike, dataset: str = "cifar10") -> dic
             f"No CIFAR archive at {path!r}: pass cifar-10-python.tar.gz / cifar-100-python.tar.gz (from "
             "https://www.cs.toronto.edu/~kriz/cifar.html) or the folder it extracts to."
         )
-    train = [_read_batch(raw[m], f"{path}:{m}", label_key) for m in train_members]
+    classes = _CLASSES[dataset]
+    train = [_read_batch(raw[m], f"{path}:{m}", label_key, classes) for m in train_members]
     return {
         "train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
-        "test": _read_batch(raw[test_member], f"{path}:{test_member}", label_key),
+        "test": _read_batch(raw[test_member], f"{path}:{test_member}", label_key, classes),
     }
 
 

@@ -149,6 +149,8 @@ def load_dataset(
         raise ValueError(f"Unknown dataset {name!r}; choose one of {list(DATASETS)}.")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; received {channels!r}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
     if name == "digits":
         train, val, classes = digits_arrays(image_size or 32, channels, validation_fraction=validation_fraction,
                                             seed=seed)  # fmt: skip

@@ -29,6 +29,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
                   "name:image_size:batch_size entries (resnet20/32/44/56/110, densenet_bc, resnet50).")  # fmt: skip
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16.")
+flags.DEFINE_bool("jit", False, "Compile our train and inference steps with XLA (jit_compile=True).")
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
@@ -76,8 +77,10 @@ def torch_cifar_resnet(depth: int, classes: int):
 
 def torch_model(name: str, classes: int):
     from torch import nn
-    from torchvision import models
 
+    from keras_cnn.convert import import_torchvision
+
+    models = import_torchvision().models
     if name in CIFAR_RESNET_DEPTHS:
         return torch_cifar_resnet(CIFAR_RESNET_DEPTHS[name], classes)
     if name == "densenet_bc":  # Huang et al. 2017's CIFAR DenseNet-BC (L=100, k=12): a 3x3 stem of 2k filters
@@ -100,13 +103,13 @@ def keras_model(name: str, size: int, classes: int):
     return keras_cnn.create_model(name, **kwargs)
 
 
-def keras_steps(model, x, y):
+def keras_steps(model, x, y, *, jit: bool = False):
     """(inference, train) callables of the compiled Keras model on fixed tensors."""
     import keras
     import tensorflow as tf
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss, jit_compile=jit)
     x, y = tf.constant(x), tf.constant(y)
     return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 
@@ -170,10 +173,12 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
         counts = f"{trainable_params(ours):,} trainable here, {trainable_torch(theirs):,} in PyTorch"
         raise RuntimeError(f"{name} is not the same network in both: {counts}.")
     bf16 = precision == "bfloat16"
-    keras_infer, keras_train = keras_steps(ours, x, y)
+    keras_infer, keras_train = keras_steps(ours, x, y, jit=FLAGS.jit)
     layouts = {}
-    for channels_last in (False, True):  # warm up both layouts, keep the faster for training
-        infer, train = torch_steps(theirs, x, y, bf16=bf16, channels_last=channels_last)
+    for channels_last in (False, True):  # warm up both layouts (each its own copy), keep the faster for training
+        torch.manual_seed(0)
+        net = torch_model(name, classes) if channels_last else theirs
+        infer, train = torch_steps(net, x, y, bf16=bf16, channels_last=channels_last)
         infer(), train()
         layouts[channels_last] = (images_per_s(train, batch, 2), infer, train)
     channels_last = max(layouts, key=lambda k: layouts[k][0])
@@ -190,7 +195,8 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
         k, t = statistics.median(samples[f"keras_{mode}"]), statistics.median(samples[f"torch_{mode}"])
         rows.append({"model": name, "image_size": size, "batch_size": batch, "precision": precision, "mode": mode,
                      "keras_cnn_img_s": round(k, 1), "pytorch_img_s": round(t, 1), "ratio": round(k / t, 3),
-                     "torch_channels_last": channels_last, "trainable_params": trainable_params(ours)})  # fmt: skip
+                     "torch_channels_last": channels_last, "trainable_params": trainable_params(ours),
+                     "jit": FLAGS.jit})  # fmt: skip
     return rows
 
 

@@ -14,7 +14,7 @@ DATASETS = ("digits", "photos", "cifar10", "cifar100", "mnist", "svhn_cropped", 
             "cifar100_archive", "folder")  # fmt: skip
 AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
 MIXES = ("none", "mixup", "cutmix")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 DISTILL_METHODS = ("kd", "mimic", "fitnets", "rocket")
 
@@ -52,7 +52,9 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_bool("randaugment", False, "Keras RandAugment on every training batch (RGB only).")
     flags.DEFINE_enum("mix", "none", MIXES, "Keras MixUp or CutMix on training batches (labels become one-hot).")
     flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto: multi_worker if TF_CONFIG is set, mirrored on >1 GPU.")
-    flags.DEFINE_enum("mixed_precision", "float32", PRECISIONS, "Dtype policy; the classifier stays float32.")
+    flags.DEFINE_enum("mixed_precision", "auto", PRECISIONS,
+                      "Dtype policy (the classifier stays float32); auto: mixed_bfloat16 on hardware with native "
+                      "bf16 (AMX/AVX512-BF16 CPUs, GPUs of compute capability 8+), else float32.")  # fmt: skip
     flags.DEFINE_bool("jit", False, "Compile the train step with XLA.")
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (bit-identical reruns, slower on GPU).")
     flags.DEFINE_string("output_dir", None, "Run directory (default: runs/<model>-<dataset>-<time>).")

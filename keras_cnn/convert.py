@@ -19,12 +19,28 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import types
 from collections.abc import Callable
 
 import keras
 import numpy as np
 
 BN = ("weight", "bias", "running_mean", "running_var")  # Keras order: gamma, beta, moving mean, moving variance
+
+
+def import_torchvision():
+    """torchvision, also where its wheel's custom operators (nms, ...: a CUDA build) fail to register against a
+    CPU-only torch. The models and their state dicts do not use those operators, so that registration is
+    skipped when it fails."""
+    try:
+        import torchvision
+    except RuntimeError:
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
+    return torchvision
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:

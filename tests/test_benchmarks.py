@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +28,50 @@ def test_throughput_refuses_models_without_a_peer(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--models=ResNet20", f"--output={tmp_path}/x.json"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "must name a builder of both" in result.stderr
+
+
+@pytest.mark.slow
+def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "vs.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/vs_pytorch.py"), "--models=resnet20:32:4,densenet_bc:32:2",
+           "--precisions=float32,bfloat16", "--steps=1", "--rounds=1", f"--output={out}"]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["precision"], r["mode"]) for r in rows] == [
+        (m, p, mode)
+        for m in ("resnet20", "densenet_bc")
+        for p in ("float32", "bfloat16")
+        for mode in ("train", "inference")
+    ]
+    for row in rows:
+        assert row["ratio"] == pytest.approx(row["keras_cnn_img_s"] / row["pytorch_img_s"], rel=0.01)
+    # the same networks: He et al.'s ResNet-20 (0.27M) and Huang et al.'s DenseNet-BC-100-12 (0.8M) on RGB
+    assert {r["model"]: r["trainable_params"] for r in rows} == {"resnet20": 269_722, "densenet_bc": 769_162}
+
+
+def test_input_pipeline_reports_input_and_train_rates(tmp_path):
+    out = tmp_path / "input.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/input_pipeline.py"), "--model=lenet5", "--batches=2",
+           "--rounds=1", f"--output={out}"]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(out.read_text())
+    assert result["input"] > 0 and result["ratio"] == pytest.approx(result["input"] / result["train"], rel=0.02)
+
+
+@pytest.mark.slow
+def test_degradation_trains_plain_and_residual_nets_and_plots(tmp_path):
+    from tests.test_data_sources import _write_jpeg_tree
+
+    _write_jpeg_tree(tmp_path / "data", np.random.default_rng(0),
+                     {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}}, size=(32, 32))  # fmt: skip
+    out = tmp_path / "degradation-test.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/degradation.py"), f"--data_dir={tmp_path / 'data'}",
+           "--models=plain20,resnet20", "--epochs=2", f"--runs_dir={tmp_path / 'runs'}", f"--output={out}"]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    results = json.loads(out.read_text())["results"]
+    for name in ("plain20", "resnet20"):
+        history = (tmp_path / "runs" / name / "history.csv").read_text().splitlines()
+        assert len(results[name]["test_error"]) == 2 == len(history) - 1
+        assert results[name]["test_error"][-1] == pytest.approx(1 - float(history[-1].split(",")[3]))
+    assert (tmp_path / "degradation-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

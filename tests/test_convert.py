@@ -1,7 +1,6 @@
 """keras_cnn.convert: torchvision models with random weights (and random BN statistics), converted into our
 builders, give the same logits. Skipped only when torch or torchvision is not installed."""
 
-import sys
 import types
 
 import numpy as np
@@ -13,18 +12,10 @@ torch = pytest.importorskip("torch")
 
 
 def _torchvision():
-    """torchvision's PyPI wheel is a CUDA build whose custom operators (nms, ...) fail to register against a
-    CPU-only torch; the models do not use them, so that registration is skipped when it fails."""
     try:
-        import torchvision
+        return convert.import_torchvision()
     except ImportError:
         pytest.skip("torchvision is not installed", allow_module_level=True)
-    except RuntimeError:
-        for name in [m for m in sys.modules if m.startswith("torchvision")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision
 
 
 torchvision = _torchvision()

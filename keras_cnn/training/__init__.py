@@ -9,6 +9,7 @@ from keras_cnn.training.run import (
     label_every_output,
     output_heads,
     plot_history,
+    resolve_precision,
     resolve_recipe,
     train,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "optimizer",
     "output_heads",
     "plot_history",
+    "resolve_precision",
     "resolve_recipe",
     "steps_per_epoch",
     "train",

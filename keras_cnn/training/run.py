@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from keras_cnn.training import distribute, optimizers, rundir
 if TYPE_CHECKING:
     from keras_cnn.data import Splits
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 #: Inputs above this size are refused before anything is built: activations grow with its square, and no
 #: registered network was published at more than 331 x 331.
 MAX_IMAGE_SIZE = 1024
@@ -40,7 +41,8 @@ class TrainConfig:
     """One training run. `recipe` is a name in `keras_cnn.recipes.RECIPES` or "paper" (the model's own);
     `epochs`, `batch_size` (global, across replicas) and `lr` override it. `verbose` is `fit`'s ("auto": a
     progress bar; 2: one line per epoch; 0: silent). `channels` defaults to 1 for the
-    grey datasets (digits, mnist) and 3 otherwise."""
+    grey datasets (digits, mnist) and 3 otherwise. `precision` "auto" trains in mixed bfloat16 where the
+    hardware has native bf16 units (`native_bf16`) and in float32 elsewhere; "float32" turns that off."""
 
     model: str = "resnet20"
     dataset: str = "digits"
@@ -55,7 +57,7 @@ class TrainConfig:
     randaugment: bool = False
     mix: str = "none"
     strategy: str = "auto"
-    precision: str = "float32"
+    precision: str = "auto"
     jit: bool = False
     deterministic: bool = False
     seed: int = 0
@@ -64,6 +66,28 @@ class TrainConfig:
     overwrite: bool = False
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     verbose: int | str = "auto"
+
+
+def native_bf16() -> bool:
+    """Whether this machine computes bfloat16 matrix products natively: an NVIDIA GPU of compute capability 8.0
+    or newer, or (without a GPU) a CPU with AMX-BF16 or AVX512-BF16 units (Linux's /proc/cpuinfo flags)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+        return tuple(capability) >= (8, 0)
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
+
+
+def resolve_precision(precision: str) -> str:
+    """The dtype policy for `precision`: "auto" is "mixed_bfloat16" where `native_bf16()`, else "float32"."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if native_bf16() else "float32"
 
 
 def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
@@ -128,7 +152,7 @@ def _train_in(config, strategy, out, start_epoch, recipe, recipe_name, callbacks
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.precision)
+    keras.config.set_dtype_policy(resolve_precision(config.precision))
     try:
         return _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels,
                     callbacks, wrap)  # fmt: skip
@@ -267,7 +291,7 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
         "trainable_params": trainable_params(model),
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
-        "precision": config.precision,
+        "precision": resolve_precision(config.precision),
         "jit": config.jit,
         "seed": config.seed,
         **others,

@@ -145,7 +145,7 @@ def augmenter(name: str, *, channels: int, image_size: int, pca_seed: int = 0):
         return None
     if name == "cifar":
         return lambda image, seed: pad_crop_flip(image, seed=seed)
-    lighting = PCALighting(seed=pca_seed)
+    lighting = PCALighting(seed=pca_seed, dtype="float32")  # data, whatever the model's dtype policy
     if name == "cifar_pca":
 
         def cifar_pca(image, seed):
@@ -172,9 +172,9 @@ def batch_augmenter(*, randaugment: bool, mix: str, classes: int, channels: int,
         raise ValueError(f"RandAugment changes colours and needs RGB images; received {channels} channel(s).")
     if not randaugment and mix == "none":
         return None
-    rand = keras.layers.RandAugment(value_range=(0, 1), seed=seed) if randaugment else None
+    rand = keras.layers.RandAugment(value_range=(0, 1), seed=seed, dtype="float32") if randaugment else None
     mixer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}.get(mix)
-    mixer = mixer(seed=seed) if mixer is not None else None
+    mixer = mixer(seed=seed, dtype="float32") if mixer is not None else None  # data: float32 under any policy
 
     def apply(images, labels):
         if rand is not None:

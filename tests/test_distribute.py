@@ -20,7 +20,7 @@ _WORKER = textwrap.dedent(
     from keras_cnn.training import TrainConfig, train
 
     config = TrainConfig(model="lenet5", epochs=1, batch_size=32, lr=0.002, strategy=sys.argv[2], seed=3,
-                         output_dir=sys.argv[1], verbose=0)
+                         precision="float32", output_dir=sys.argv[1], verbose=0)  # float32: results compared
     metrics = train(config)
     print(metrics["strategy"], metrics["replicas"])
     """

@@ -186,7 +186,7 @@ def LeNet5(
         x = keras.layers.Flatten(name="flatten")(x)
         x = keras.layers.Dense(84, activation=act, name="f6", **init(x.shape[-1]))(x)
         if paper:
-            x = EuclideanRBF(classes, name="rbf")(x)
+            x = EuclideanRBF(classes, name="rbf", dtype="float32")(x)  # the classifier: float32 in mixed precision
             return keras.layers.Activation(classifier_activation or "linear", name="predictions", dtype="float32")(x)
         return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
 

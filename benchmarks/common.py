@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 
@@ -29,3 +31,15 @@ def measure_in_child(script: str, child: str, steps: int, extra: list[str] = ())
     if done.returncode:
         raise RuntimeError(f"Measuring {child} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_results(path: str, rows: list[dict], **fields) -> None:
+    """`rows` with the machine and the Keras version they were measured on, and `fields`, as JSON (atomic)."""
+    import keras
+
+    from keras_cnn.io import write_json_atomic
+
+    machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    result = {"machine": machine, "keras": keras.__version__, "backend": keras.backend.backend(), **fields}
+    write_json_atomic(path, {**result, "rows": rows})
+    print(f"wrote {path}")

@@ -9,14 +9,11 @@ ratio ours / keras.applications and writes it as JSON to --output.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 
 from absl import app, flags
-
-from keras_cnn.io import write_json_atomic
+from common import write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["ResNet50", "VGG16"], "Builders present in both keras_cnn and keras.applications.")
@@ -80,18 +77,7 @@ def main(argv: list[str]) -> None:
     for r in rows:
         print(f"{r['model']:10s} {r['mode']:10s} {r['keras_cnn_img_s']:16.2f} {r['keras_applications_img_s']:25.2f}"
               f" {r['ratio']:7.3f}")  # fmt: skip
-    result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "image_size": size,
-        "batch_size": batch,
-        "steps": FLAGS.steps,
-        "rounds": FLAGS.rounds,
-        "rows": rows,
-    }
-    write_json_atomic(FLAGS.output, result)
-    print(f"wrote {FLAGS.output}")
+    write_results(FLAGS.output, rows, image_size=size, batch_size=batch, steps=FLAGS.steps, rounds=FLAGS.rounds)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,11 @@ median is kept, so the machine's drift falls on both. Prints the ratios ours / P
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 
 from absl import app, flags
-from common import model_entries
-
-from keras_cnn.io import write_json_atomic
+from common import model_entries, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
@@ -202,7 +199,6 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
 
 def main(argv: list[str]) -> None:
     del argv
-    import keras
     import tensorflow as tf
     import torch
 
@@ -217,18 +213,8 @@ def main(argv: list[str]) -> None:
             for r in rows[-2:]:
                 print(f"{r['model']:12s} {r['precision']:9s} {r['mode']:9s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
                       f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}", flush=True)  # fmt: skip
-    result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "steps": FLAGS.steps,
-        "rounds": FLAGS.rounds,
-        "rows": rows,
-    }
-    write_json_atomic(FLAGS.output, result)
-    print(f"wrote {FLAGS.output}")
+    write_results(FLAGS.output, rows, tensorflow=tf.__version__, torch=torch.__version__,
+                  torch_threads=torch.get_num_threads(), steps=FLAGS.steps, rounds=FLAGS.rounds)  # fmt: skip
 
 
 if __name__ == "__main__":

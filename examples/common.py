@@ -40,6 +40,7 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_enum(
         "dataset", dataset, datasets, "Dataset; 'digits' and 'photos' (colour) are embedded, no download."
     )
+    flags.DEFINE_string("weights", None, "Start from a weight set of --model or a weights / .keras file.")
     flags.DEFINE_string("data_dir", None, "TFDS data_dir, CIFAR python archive (or its folder), or image folder.")
     flags.DEFINE_string("recipe", recipe, "'quick' (SGD Nesterov, cosine), 'paper' (the model's), or a recipe name.")
     flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's; quick: 15).", lower_bound=1)
@@ -100,6 +101,6 @@ def training_config(FLAGS, output_dir: str):
         batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,
         randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
         jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
-        resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+        resume=FLAGS.resume, overwrite=FLAGS.overwrite, weights=FLAGS.weights,
         verbose=FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose),
     )  # fmt: skip

@@ -141,27 +141,6 @@ def test_decode_predictions_and_files_that_are_not_weights(tmp_path):
         keras_cnn.ResNet20(weights=text)
 
 
-#: The ten CIFAR-10 classes in the order of the dataset's label indices (Krizhevsky 2009, batches.meta).
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def test_shipped_cifar10_resnet20_loads_by_name_with_its_figures():
-    """The real-CIFAR-10 set: its stated top-1 on the 10,000 real test images is at least 91.0 % (He et al.
-    2016: 91.25 %), it loads through both entry points, reads 0-255 RGB, and names CIFAR-10's classes."""
-    ws = wts.weight_set("resnet20", "cifar10", include_top=True)
-    assert ws.input_shape == (32, 32, 3) and ws.classes == 10 and ws.class_names == CIFAR10_CLASSES
-    assert ws.accuracy["test_top1"] >= 0.910 and "10,000" in ws.data and "JPEG" in ws.data
-    assert ws.command.startswith("python examples/train_cifar.py") and "--data_dir" in ws.command
-    by_name = keras_cnn.create_model("resnet20", weights="cifar10")
-    builder = keras_cnn.ResNet20(weights="cifar10")
-    for a, b in zip(by_name.get_weights(), builder.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
-    np.testing.assert_allclose(wts.preprocess_input(pixels, model="resnet20", weights="cifar10"), pixels / 255.0)
-    decoded = wts.decode_predictions(np.eye(10)[[0, 9]], model="resnet20", weights="cifar10", top=1)
-    assert [row[0][0] for row in decoded] == ["airplane", "truck"]
-
-
 def test_publish_ships_a_run_with_its_class_names(tmp_path, monkeypatch):
     from keras_cnn.training import TrainConfig, train
 

@@ -41,8 +41,10 @@ class TrainConfig:
     """One training run. `recipe` is a name in `keras_cnn.recipes.RECIPES` or "paper" (the model's own);
     `epochs`, `batch_size` (global, across replicas) and `lr` override it. `verbose` is `fit`'s ("auto": a
     progress bar; 2: one line per epoch; 0: silent). `channels` defaults to 1 for the
-    grey datasets (digits, mnist) and 3 otherwise. `precision` "auto" trains in mixed bfloat16 where the
-    hardware has native bf16 units (`native_bf16`) and in float32 elsewhere; "float32" turns that off."""
+    grey datasets (digits, mnist) and 3 otherwise. `weights` starts from a weight set or file (the builder's
+    `weights`: a warm restart continues a finished run from its `model.keras`). `precision` "auto" trains in
+    mixed bfloat16 where the hardware has native bf16 units (`native_bf16`) and in float32 elsewhere;
+    "float32" turns that off."""
 
     model: str = "resnet20"
     dataset: str = "digits"
@@ -65,6 +67,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     model_kwargs: dict = dataclasses.field(default_factory=dict)
+    weights: str | None = None
     verbose: int | str = "auto"
 
 
@@ -192,6 +195,10 @@ def _check(config: TrainConfig) -> tuple[Recipe, str]:
         recipe = dataclasses.replace(recipe, lr=info.quick_lr)
     if config.data_dir is not None and not os.path.exists(config.data_dir):
         raise FileNotFoundError(f"data_dir {config.data_dir!r} does not exist.")
+    if config.weights is not None:
+        from keras_cnn.applications import check_weights
+
+        check_weights(config.weights)
     if config.resume and config.overwrite:
         raise ValueError("resume=True continues the run in output_dir and overwrite=True replaces it: pass one.")
     if not (config.epochs or recipe.epochs) or not (config.batch_size or recipe.batch_size):
@@ -237,7 +244,7 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
     steps = optimizers.steps_per_epoch(data.train_examples, batch_size)
     with strategy.scope():
         model = create_model(config.model, input_shape=(config.image_size, config.image_size, channels),
-                             classes=data.classes, **config.model_kwargs)  # fmt: skip
+                             classes=data.classes, weights=config.weights, **config.model_kwargs)  # fmt: skip
         schedule = optimizers.learning_rate(recipe, steps_per_epoch=steps, epochs=epochs, lr=config.lr)
         carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
         optimizer = optimizers.optimizer(recipe, schedule, l2=0.0 if carries_l2 else None)

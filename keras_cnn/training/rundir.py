@@ -27,7 +27,7 @@ RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkp
 RUN_DIRS = ("backup", "tensorboard/train", "tensorboard/validation")
 #: TrainConfig fields that decide what a run computes; a resumed run must agree on all of them.
 IDENTITY = ("model", "dataset", "data_dir", "recipe", "epochs", "batch_size", "lr", "image_size", "channels",
-            "augment", "randaugment", "mix", "precision", "seed", "model_kwargs")  # fmt: skip
+            "augment", "randaugment", "mix", "precision", "seed", "model_kwargs", "weights")  # fmt: skip
 
 
 def check_writable(out: str) -> None:

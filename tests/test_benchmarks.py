@@ -44,8 +44,9 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
         for p in ("float32", "bfloat16")
         for mode in ("train", "inference")
     ]
-    for row in rows:
-        assert row["ratio"] == pytest.approx(row["keras_cnn_img_s"] / row["pytorch_img_s"], rel=0.01)
+    for row in rows:  # the img/s figures are rounded to 0.1, the ratio is of the unrounded ones
+        ours, theirs = row["keras_cnn_img_s"], row["pytorch_img_s"]
+        assert (ours - 0.05) / (theirs + 0.05) - 1e-3 <= row["ratio"] <= (ours + 0.05) / (theirs - 0.05) + 1e-3
     # the same networks: He et al.'s ResNet-20 (0.27M) and Huang et al.'s DenseNet-BC-100-12 (0.8M) on RGB
     assert {r["model"]: r["trainable_params"] for r in rows} == {"resnet20": 269_722, "densenet_bc": 769_162}
 

@@ -399,7 +399,8 @@ def _teacher(config: TrainConfig, distill: DistillConfig) -> tuple[str, float | 
             raise FileExistsError(f"{out!r} holds a {metrics['model']} teacher trained on {metrics['dataset']}; "
                                   "choose another output directory.")  # fmt: skip
     else:
-        metrics = train(dataclasses.replace(config, model=distill.teacher, output_dir=out, model_kwargs={}))
+        teacher = dataclasses.replace(config, model=distill.teacher, output_dir=out, model_kwargs={}, weights=None)
+        metrics = train(teacher)
     return os.path.join(out, "model.keras"), metrics["final_val_accuracy"]
 
 

@@ -9,9 +9,8 @@ Classes are the sorted subfolder names, and the files of each split are put in o
 class-sorted list would fill the pipeline's shuffle buffer with one or two classes at a time). Every file's
 header is read while listing, so a file that is not an image is named before any training starts. When all
 images of a split have one size and fit the memory budget (a quarter of the machine's memory by default), they
-are decoded once (Pillow, libjpeg's accurate integer
-DCT) and kept as one uint8 array: H x W x 3 bytes per image, 154 MB for CIFAR-10's 50,000 training images.
-Otherwise each epoch decodes the files in the tf.data map.
+are decoded once (Pillow, libjpeg's accurate integer DCT) and kept as one uint8 array: H x W x 3 bytes per
+image, 154 MB for CIFAR-10's 50,000 training images. Otherwise each epoch decodes the files in the tf.data map.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     python benchmarks/vs_pytorch.py --models resnet20:32:64 --precisions bfloat16 --rounds 3
 
 Each `name:image_size:batch_size` entry is built twice: with `keras_cnn.create_model` (logits out) and as the
-same network in PyTorch (torchvision's where it has it: ResNet-50 v1.5 is our `ResNeXt(50, C=1, d=64)`, and
+same network in PyTorch (torchvision's where it has it: ResNet-50 v1.5 is our `ResNeXt(depth=50, C=1, d=64)`, and
 DenseNet-BC-100-12 is torchvision's DenseNet with the CIFAR stem; the CIFAR ResNets with option-A shortcuts are
 written below, as torchvision has none). Their trainable parameter counts must be equal. Both train with SGD
 (momentum 0.9) and cross-entropy on the same random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
@@ -96,7 +96,7 @@ def keras_model(name: str, size: int, classes: int):
 
     kwargs = {"input_shape": (size, size, 3), "classes": classes, "classifier_activation": None}
     if name == "resnet50":  # torchvision's ResNet-50 is v1.5: the stride in the 3x3, no conv biases
-        return ResNeXt(50, C=1, d=64, **kwargs)
+        return ResNeXt(depth=50, C=1, d=64, **kwargs)
     return keras_cnn.create_model(name, **kwargs)
 
 

@@ -7,6 +7,8 @@ error (keras ignores them silently), and every error names the allowed values.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import os
 import sys
@@ -16,12 +18,87 @@ from collections.abc import Callable, Sequence
 import keras
 
 POOLINGS = (None, "avg", "max")
+#: keras.applications' positional order; every builder takes these first, its architecture's arguments by keyword.
+CONTRACT = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+)
 
 # Keras maps a functional graph (and its saved config) recursively, one Python frame per layer along the
 # longest path; ResNet-1202 and pre-act ResNet-1001 are ~5,000 layers deep, past Python's default of 1,000.
 RECURSION_LIMIT = 30_000
 if sys.getrecursionlimit() < RECURSION_LIMIT:
     sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+def keras_order(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """`builder` taking keras.applications' positional order (`CONTRACT`), so `ResNet50(False)` means
+    include_top=False as in keras.applications; the architecture's own arguments (depth, k, T, ...) are
+    keyword-only. help() shows that signature."""
+    params = inspect.signature(builder).parameters
+    missing = [name for name in CONTRACT if name not in params]
+    if missing:
+        raise TypeError(f"{builder.__name__} lacks the builder contract's arguments {missing}.")
+
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        if len(args) > len(CONTRACT):
+            raise TypeError(
+                f"{builder.__name__}() takes at most {len(CONTRACT)} positional arguments; received {len(args)}."
+            )
+        for name, value in zip(CONTRACT, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"{builder.__name__}() got multiple values for argument {name!r}.")
+            kwargs[name] = value
+        include_top = kwargs.get("include_top", True)
+        if not isinstance(include_top, bool):
+            raise TypeError(
+                f"include_top must be True or False; received {include_top!r}. Builders take keras.applications' "
+                f"positional order ({', '.join(CONTRACT)}) and the architecture's own arguments by keyword, "
+                f"e.g. {builder.__name__}({_first_own(params)}=...)."
+            )
+        _refuse_unfit_weights(params, kwargs)
+        return builder(**kwargs)
+
+    build.__signature__ = inspect.Signature(
+        [params[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in CONTRACT]
+        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in params.items() if name not in CONTRACT],
+        return_annotation=inspect.signature(builder).return_annotation,
+    )
+    del build.__wrapped__
+    return build
+
+
+def renamed(model: keras.Model, name: str | None) -> keras.Model:
+    """`model` called `name`: builders build under their registry name, where weight sets are looked up,
+    and take the user's name after."""
+    if name is not None and name != model.name:
+        model.name = name
+    return model
+
+
+def _refuse_unfit_weights(params, kwargs) -> None:
+    """A weight set that cannot fit the model asked for is refused before a layer is built (as
+    keras.applications does), where the model's name is known before building."""
+    from keras_cnn.weights import check_fit
+
+    args = {name: kwargs.get(name, params[name].default) for name in CONTRACT}
+    weights, model = args["weights"], args["name"]
+    if isinstance(weights, (str, os.PathLike)) and isinstance(model, str):
+        shape = args["input_shape"]
+        check_fit(weights, model=model, include_top=bool(args["include_top"]), classes=args["classes"],
+                  input_shape=None if shape is None or None in tuple(shape) else shape)  # fmt: skip
+
+
+def _first_own(params) -> str:
+    own = [name for name in params if name not in CONTRACT]
+    return own[0] if own else "include_top"
 
 
 def _check_size(input_shape, *, default_size: int, min_size: int, channels: int, require_static: bool):

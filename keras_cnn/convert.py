@@ -9,7 +9,7 @@ a ValueError that lists what did not match. Convolution kernels go from (out, in
 dense kernels are transposed, and the first dense layer after a flatten has its rows reordered from PyTorch's
 channels-first flatten to Keras' channels-last one. torchvision's ResNet-50/101/152 are "v1.5" (stride in the
 3x3 convolution, no convolution biases) while our `resnet50` keeps keras.applications' v1, so they convert into
-`ResNeXt(depth, C=1, d=64)`, which is exactly that network, and torchvision's GoogLeNet (BN, 3x3 where the
+`ResNeXt(depth=depth, C=1, d=64)`, which is exactly that network, and torchvision's GoogLeNet (BN, 3x3 where the
 paper has 5x5) into `GoogLeNet(layout="torchvision")`; its pretrained weights expect inputs in [-1, 1] (its
 `transform_input`), `keras_cnn.weights` "tf" preprocessing. MobileNetV2 converts into
 `MobileNetV2(layout="torchvision")` (symmetric padding, PyTorch's BN epsilon).
@@ -205,7 +205,7 @@ def from_torchvision(
 ) -> keras.Model:
     """Build `architecture` (a registry name in `ARCHITECTURES`) for the state dict's class count and load a
     torchvision state dict (a file path, or a dict of arrays) into it. "resnet50", "resnet101" and "resnet152"
-    give torchvision's v1.5 network (`ResNeXt(depth, C=1, d=64)`, named `resnet50_v1_5`, ...), "googlenet"
+    give torchvision's v1.5 network (`ResNeXt(depth=depth, C=1, d=64)`, named `resnet50_v1_5`, ...), "googlenet"
     `GoogLeNet(layout="torchvision")` (with its auxiliary outputs when the state dict has them), "mobilenet_v2"
     `MobileNetV2(layout="torchvision")`."""
     from keras_cnn.registry import create_model
@@ -226,7 +226,7 @@ def from_torchvision(
     if architecture in V1_5_RESNETS:  # torchvision's ResNet-50/101/152: a ResNeXt of cardinality 1
         from keras_cnn.models.resnext import ResNeXt
 
-        model = ResNeXt(V1_5_RESNETS[architecture], C=1, d=64, name=f"{architecture}_v1_5", **kwargs)
+        model = ResNeXt(depth=V1_5_RESNETS[architecture], C=1, d=64, name=f"{architecture}_v1_5", **kwargs)
     elif architecture == "mobilenet_v2":
         from keras_cnn.models.mobilenet import MobileNetV2
 

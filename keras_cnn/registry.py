@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from keras_cnn.applications import CONTRACT, renamed
 from keras_cnn.recipes import RECIPES, Recipe
 
 
@@ -87,10 +88,28 @@ def register(
             defaults=dict(defaults),
             quick_lr=quick_lr,
         )
+        if inspect.signature(builder).parameters["name"].default == name:
+            builder = _built_under(name, builder)
         _REGISTRY[name] = (builder, info)
         return builder
 
     return decorate
+
+
+def _built_under(registry_name: str, builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """`builder` building under `registry_name`, where its weight sets are looked up, and taking the name the
+    user gave it after, so that `ResNet20(weights="digits", name="mine")` loads the set."""
+
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        name_given_positionally = len(args) == len(CONTRACT)  # name is the contract's last positional argument
+        name = args[-1] if name_given_positionally else kwargs.pop("name", registry_name)
+        args = args[:-1] if name_given_positionally else args
+        return renamed(builder(*args, **kwargs, name=registry_name), name)
+
+    build.__signature__ = inspect.signature(builder)
+    del build.__wrapped__
+    return build
 
 
 def variant(

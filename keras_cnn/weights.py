@@ -223,23 +223,33 @@ def fetch(ws: WeightSet) -> str:
 def resolve(weights, *, model: str, include_top: bool, classes: int | None, input_shape) -> str:
     """The file to load for a builder's `weights` argument (a set name or a path), after checking that the
     set fits the model as built (class count, input size with the classifier)."""
+    ws = check_fit(weights, model=model, include_top=include_top, classes=classes, input_shape=input_shape)
+    return os.fspath(weights) if ws is None else fetch(ws)
+
+
+def check_fit(weights, *, model: str, include_top: bool, classes: int | None, input_shape) -> WeightSet | None:
+    """The registered set `weights` names for `model` (None for a path), refused when it cannot fit a model
+    built with these arguments: `classes` and `input_shape` (None: not known yet) are checked with the
+    classifier, the channel count without it. Builders call it before building anything."""
     path = os.fspath(weights)
     if os.path.isfile(path) or weights not in set_names():
-        return path
+        return None
     ws = weight_set(model, weights, include_top=include_top)
-    if include_top and classes != ws.classes:
+    if include_top and classes is not None and classes != ws.classes:
         raise ValueError(
             f"weights={weights!r} for {model!r} classify {ws.classes} classes; received classes={classes}. Build "
             f"with include_top=False for the backbone, or keep classes={ws.classes} and give the model a new head "
             "with keras_cnn.training.with_new_head(model, classes)."
         )
+    if input_shape is None:
+        return ws
     if include_top and tuple(input_shape) != ws.input_shape:
         raise ValueError(f"weights={weights!r} with include_top=True need input_shape={ws.input_shape}; received "
                          f"{tuple(input_shape)} (include_top=False takes other sizes).")  # fmt: skip
     if not include_top and input_shape[-1] != ws.input_shape[-1]:
         raise ValueError(f"weights={weights!r} need {ws.input_shape[-1]} input channels; received "
                          f"input_shape={tuple(input_shape)}.")  # fmt: skip
-    return fetch(ws)
+    return ws
 
 
 def _any_set(model: str, weights: str) -> WeightSet:

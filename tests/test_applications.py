@@ -1,5 +1,7 @@
 """The builder contract every model shares: argument checks, heads, weights paths, stage outputs."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -109,3 +111,60 @@ def test_reloaded_models_need_layer_names_for_features(tmp_path):
         keras_cnn.feature_extractor(reloaded)
     features = keras_cnn.feature_extractor(reloaded, layer_names=model.stage_names)
     assert len(features.outputs) == 4
+
+
+CONTRACT = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+)
+
+
+@pytest.mark.parametrize("builder", sorted(keras_cnn.models.__all__))
+def test_every_builder_takes_keras_applications_positional_order(builder):
+    """keras.applications' order (include_top, weights, input_tensor, input_shape, pooling, classes,
+    classifier_activation, name) first, the architecture's own arguments keyword-only."""
+    params = list(inspect.signature(getattr(keras_cnn, builder)).parameters.values())
+    assert [p.name for p in params[: len(CONTRACT)]] == list(CONTRACT)
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params[: len(CONTRACT)])
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[len(CONTRACT) :])
+
+
+def test_positional_arguments_mean_what_they_mean_in_keras_applications():
+    model = keras_cnn.ResNet20(False, None, None, (16, 16, 3), "max", 10, None, "mine")
+    assert model.name == "mine" and model.output_shape == (None, 64)
+    assert isinstance(model.get_layer("max_pool"), keras.layers.GlobalMaxPooling2D)
+    model = keras_cnn.CifarResNet(True, None, None, (16, 16, 3), None, 3, None, depth=8)
+    assert model.output_shape == (None, 3) and model.name == "resnet8"
+    assert keras_cnn.VGG11(False, input_shape=(32, 32, 3)).output_shape == (None, 1, 1, 512)
+
+
+@pytest.mark.parametrize("call", [lambda: keras_cnn.DenseNetBC(40, 12), lambda: keras_cnn.ResNet20(20)])
+def test_paper_arguments_given_positionally_get_a_clear_error(call):
+    with pytest.raises(TypeError, match=r"include_top must be True or False; received \d+.*by keyword"):
+        call()
+
+
+def test_a_weight_set_that_cannot_fit_is_refused_before_anything_is_built(monkeypatch):
+    def no_building(*args, **kwargs):
+        raise AssertionError("a layer was built before the weights were refused")
+
+    monkeypatch.setattr(keras, "Input", no_building)
+    with pytest.raises(ValueError, match="classify 10 classes; received classes=7"):
+        keras_cnn.ResNet20(weights="digits", classes=7)
+    with pytest.raises(ValueError, match=r"need input_shape=\(32, 32, 1\); received \(32, 32, 3\)"):
+        keras_cnn.ResNet20(True, "digits", None, (32, 32, 3))
+
+
+def test_a_model_named_by_the_user_still_finds_its_weight_set():
+    named = keras_cnn.ResNet20(weights="digits", input_shape=(32, 32, 1), name="my_digits")
+    assert named.name == "my_digits"
+    for ours, shipped in zip(
+        named.weights, keras_cnn.ResNet20(weights="digits", input_shape=(32, 32, 1)).weights, strict=True
+    ):
+        np.testing.assert_array_equal(ours.numpy(), shipped.numpy())

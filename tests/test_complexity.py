@@ -21,4 +21,4 @@ def test_trainable_params_leave_out_bn_moving_statistics():
 
 
 def test_macs_of_stochastic_depth_branches_are_counted():
-    assert keras_cnn.count_macs(keras_cnn.CifarResNet(20, p_L=0.5)) == keras_cnn.count_macs(keras_cnn.ResNet20())
+    assert keras_cnn.count_macs(keras_cnn.CifarResNet(depth=20, p_L=0.5)) == keras_cnn.count_macs(keras_cnn.ResNet20())

@@ -74,7 +74,20 @@ def test_anytime_accuracy_of_each_exit_and_of_the_running_ensemble():
 @pytest.fixture(scope="module")
 def small_msdnet():
     keras.utils.set_random_seed(0)
-    return keras_cnn.MSDNet(3, 1, 1, structure="cifar", channels=8, growth_rate=4, input_shape=(20, 20, 3), classes=5)
+    return keras_cnn.MSDNet(
+        blocks=3, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(20, 20, 3), classes=5
+    )
+
+
+def _away_from_ties(full, thresholds):
+    """Fitted thresholds equal some sample's top probability; the early-exit run computes later segments on
+    fewer samples, which changes float32 round-off, so each threshold moves halfway down to the next lower
+    top probability: the same assignment, with a margin no round-off crosses."""
+    moved = []
+    for p, t in zip(full, thresholds, strict=True):
+        below = p.max(axis=-1)[p.max(axis=-1) < t]
+        moved.append((t + below.max()) / 2 if np.isfinite(t) and below.size else t)
+    return moved
 
 
 def test_early_exit_equals_the_full_model_at_the_exit_each_sample_takes(small_msdnet):
@@ -85,7 +98,7 @@ def test_early_exit_equals_the_full_model_at_the_exit_each_sample_takes(small_ms
         result = EarlyExit(model, thresholds)(x)
         assert set(np.asarray(result["exits"])) == {expected}
         np.testing.assert_allclose(result["probabilities"], full[expected], atol=1e-6)
-    thresholds = fit_thresholds(full, early_exit.exit_fractions(1.0, 3))
+    thresholds = _away_from_ties(full, fit_thresholds(full, early_exit.exit_fractions(1.0, 3)))
     runner = EarlyExit(model, thresholds)
     result = runner(x)
     exits = np.asarray(result["exits"])
@@ -119,8 +132,10 @@ def test_later_segments_only_compute_the_samples_still_running(small_msdnet):
 
 
 def test_logit_exits_and_bad_input():
-    model = keras_cnn.MSDNet(2, 1, 1, structure="cifar", channels=8, growth_rate=4, input_shape=(17, 17, 3), classes=3,
-                             classifier_activation=None)  # fmt: skip
+    model = keras_cnn.MSDNet(
+        blocks=2, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(17, 17, 3), classes=3,
+        classifier_activation=None,
+    )  # fmt: skip
     x = np.random.default_rng(4).random((6, 17, 17, 3)).astype("float32")
     result = EarlyExit(model, [np.inf, -np.inf])(x)
     np.testing.assert_allclose(result["probabilities"], keras.ops.softmax(model(x)[1]), atol=1e-6)
@@ -161,7 +176,9 @@ def test_evaluate_exits_example_reports_anytime_budget_and_served_figures(tmp_pa
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    model = keras_cnn.MSDNet(3, 1, 1, structure="cifar", channels=8, growth_rate=4, input_shape=(32, 32, 1), classes=10)
+    model = keras_cnn.MSDNet(
+        blocks=3, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(32, 32, 1), classes=10
+    )
     model.save(tmp_path / "model.keras")
     cmd = [sys.executable, str(root / "examples/evaluate_exits.py"), f"--saved_model={tmp_path / 'model.keras'}",
            "--serve_q=0.5"]  # fmt: skip

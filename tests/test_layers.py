@@ -68,9 +68,9 @@ def test_scaled_tanh_constants():
 
 def test_lenet_variants_and_their_counts():
     assert keras_cnn.trainable_params(keras_cnn.LeNet5()) == 60_000
-    assert keras_cnn.trainable_params(keras_cnn.LeNet5("modern")) == 61_706
+    assert keras_cnn.trainable_params(keras_cnn.LeNet5(variant="modern")) == 61_706
     with pytest.raises(ValueError, match="Unknown LeNet-5 variant='tutorial'"):
-        keras_cnn.LeNet5("tutorial")
+        keras_cnn.LeNet5(variant="tutorial")
 
 
 def test_group_norm_option():

@@ -85,8 +85,8 @@ def test_model_names_default_to_the_registry_name():
     for name in ("vgg16_bn", "plain20", "sd_resnet110", "resnet50_v2"):
         model = keras_cnn.create_model(name, input_shape=(32, 32, 3), include_top=False)
         assert isinstance(model, keras.Model) and model.name == name
-    assert keras_cnn.ResNetV2(101, input_shape=(32, 32, 3), include_top=False).name == "resnet101_v2"
-    assert keras_cnn.CifarResNet(8, residual=False).name == "plain8"
+    assert keras_cnn.ResNetV2(depth=101, input_shape=(32, 32, 3), include_top=False).name == "resnet101_v2"
+    assert keras_cnn.CifarResNet(depth=8, residual=False).name == "plain8"
 
 
 def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():

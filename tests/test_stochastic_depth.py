@@ -107,7 +107,7 @@ def test_every_resnet_family_takes_a_survival_schedule(builder):
 
 
 def test_stochastic_depth_model_trains_and_round_trips(tmp_path):
-    model = keras_cnn.CifarResNet(20, p_L=0.5, input_shape=(16, 16, 3), classes=3)
+    model = keras_cnn.CifarResNet(depth=20, p_L=0.5, input_shape=(16, 16, 3), classes=3)
     model.compile("sgd", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x, y = rng.random((16, 16, 16, 3), dtype=np.float32), rng.integers(0, 3, 16)

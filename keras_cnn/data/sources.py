@@ -21,6 +21,7 @@ TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "mnist": ("
         "svhn_cropped": ("train", "test"), "imagenet2012": ("train", "validation")}  # fmt: skip
 ARCHIVES = {"cifar10_archive": "cifar10", "cifar100_archive": "cifar100"}
 DATASETS = ("digits", "photos", *TFDS, *ARCHIVES, "folder")
+#: Shuffle buffer for sources read from disk; sources held in memory are shuffled whole (a uniform permutation).
 SHUFFLE_BUFFER = 10_000
 
 
@@ -94,13 +95,15 @@ def pipeline(
         return seeded.batch(batch_size)
 
     examples = int(ds.cardinality())
+    # A 10,000-image window over a fixed file order would keep every image near its place in every epoch.
+    buffer = examples if in_memory and examples > 0 else SHUFFLE_BUFFER
     if training and epochs is not None:
 
         def one_epoch(epoch):  # batched within the epoch, so epochs never share a batch
             # This function's own graph seed, so the shuffle's seed is the tensor below whatever the global
             # seed is (TF compares a seed pair to (0, 0) in Python, which a tensor op seed cannot take part in).
             tf.random.set_seed(1)
-            shuffled = ds.shuffle(SHUFFLE_BUFFER, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+            shuffled = ds.shuffle(buffer, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
             pairs = lambda i, xy: (tf.stack([tf.cast(seed, tf.int64), epoch * 2**32 + i]), xy)  # noqa: E731
             return augment_and_batch(shuffled.enumerate().map(pairs))
 
@@ -108,7 +111,7 @@ def pipeline(
         if examples >= 0:  # lets Keras see where the stream ends
             ds = ds.apply(tf.data.experimental.assert_cardinality((epochs[1] - epochs[0]) * -(-examples // batch_size)))
     elif training:
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         ds = augment_and_batch(
             tf.data.Dataset.zip(tf.data.Dataset.random(seed, rerandomize_each_iteration=True).batch(2), ds)
         )

@@ -4,7 +4,7 @@
 by TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) when the backend is TensorFlow:
 one op instead of Keras 3's separate moments, normalization and casts, about twice as fast for small CIFAR
 networks on CPU. Other backends, masks, renorm, synchronized statistics and inputs that are not 4-D
-channels-last fall back to Keras' own computation.
+channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and not self.synchronized
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
+            and self.compute_dtype in ("float32", "float16", "bfloat16")
+            and self.variable_dtype == "float32"
         )
 
     def call(self, inputs, training=None, mask=None):
@@ -53,8 +55,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
         scale = self.gamma if self.scale else tf.ones((channels,), "float32")
         offset = self.beta if self.center else tf.zeros((channels,), "float32")
         x = tf.cast(inputs, self.compute_dtype) if inputs.dtype != self.compute_dtype else inputs
-        if x.dtype not in (tf.float32, tf.float16, tf.bfloat16):
-            x = tf.cast(x, tf.float32)
         if training and self.trainable:
             empty = tf.constant([], tf.float32)
             y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(

@@ -76,6 +76,7 @@ def _alexnet(
     source="torchvision AlexNet_Weights.IMAGENET1K_V1 [TV]",
     recipe="torchvision_imagenet",
 )
+@applications.keras_order
 def AlexNet(
     *,
     dropout_rate: float = 0.5,
@@ -111,6 +112,7 @@ def AlexNet(
     recipe="alexnet",
     input_size=(227, 227, 3),
 )
+@applications.keras_order
 def AlexNetV1(
     *,
     dropout_rate: float = 0.5,

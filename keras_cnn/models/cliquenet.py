@@ -216,6 +216,7 @@ _DEFAULTS = {  # structure -> k, T, attention, bottleneck, compression, dropout_
 }
 
 
+@applications.keras_order
 def CliqueNet(
     include_top: bool = True,
     weights=None,
@@ -234,6 +235,7 @@ def CliqueNet(
     structure: Literal["auto", "cifar", "imagenet"] = "auto",
     constants: Literal["reference", "keras"] = "reference",
     weight_decay: float | None = None,
+    multiscale: bool = False,
     name: str = "cliquenet",
 ) -> keras.Model:
     """CliqueNet with k maps per clique layer and T layers (Yang et al. 2018, Tables 2-3; Fig. 3 head).
@@ -247,8 +249,9 @@ def CliqueNet(
     attention (A) adds the channel attention to each transition, bottleneck (B) makes the clique kernels
     1x1 followed by a shared 3x3 conv, compression (C) halves each block feature before its pooling.
     The head concatenates the BN-ReLU'd, average-pooled block features of every block (shallow first) and
-    classifies them with one dense layer; with include_top=False, pooling "avg"/"max" returns that
-    multi-scale vector and pooling None the last block's map.
+    classifies them with one dense layer. With include_top=False, pooling None returns the last block's map
+    and pooling "avg"/"max" that map pooled (as wide as the map, the keras.applications contract);
+    `multiscale=True` pools every block's map instead and returns the head's multi-scale vector.
 
     constants "reference" uses the reference code's BN constants and initializers (TF: BN momentum 0.999,
     eps 1e-3, truncated He fan-in convs per edge, Xavier FCs; PyTorch: Torch BN, He fan-out normal, Torch
@@ -287,19 +290,22 @@ def CliqueNet(
         _, x = style.imagenet_stem(img_input, 64, pool_name="pool1")
     else:
         x = style.conv(img_input, 64, 3, 1, "conv1")
-    features = []
+    features, transits = [], []
     for b, (n, k_b) in enumerate(zip(layers, ks, strict=True), start=1):
         block_feature, transit = clique_block(x, n, k_b, style, bottleneck=bottleneck, name=f"block{b}")
+        transits.append(transit)
         if compression:
             block_feature = compress(block_feature, style, f"block{b}_compress")
         features.append(style.norm_act(block_feature, f"block{b}_head"))
         if b < blocks:
             x = transition(transit, style, attend=attention_on, name=f"transition{b}")
-    head_pooling = "avg" if include_top else pooling
-    x = _multiscale_pool(features, head_pooling) if head_pooling else features[-1]
+    if include_top or (multiscale and pooling):
+        x, pooling, stages = _multiscale_pool(features, "avg" if include_top else pooling), None, features
+    else:  # the earlier block heads are not part of this model: those stages are the blocks' outputs
+        x, stages = features[-1], [*transits[:-1], features[-1]]
     return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=None, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=features,
+        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
         top=lambda v, classes, activation: style.dense(
             v, classes, "predictions", activation, dtype="float32", **style.dense_init
         ),

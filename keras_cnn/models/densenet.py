@@ -61,6 +61,7 @@ def transition(x, theta: float, style: Style, name: str):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
+@applications.keras_order
 def DenseNet(
     blocks: Sequence[int] = (6, 12, 24, 16),
     growth_rate: int = 32,
@@ -128,8 +129,8 @@ def DenseNet(
     )  # fmt: skip
     if memory_efficient and weights is not None:
         _load_into_memory_efficient(model, weights, lambda: DenseNet(
-            blocks, growth_rate, theta=theta, bottleneck=bottleneck, stem=stem, stem_channels=stem_channels,
-            dropout_rate=dropout_rate, include_top=include_top, weights=weights,
+            blocks=blocks, growth_rate=growth_rate, theta=theta, bottleneck=bottleneck, stem=stem,
+            stem_channels=stem_channels, dropout_rate=dropout_rate, include_top=include_top, weights=weights,
             input_shape=tuple(img_input.shape[1:]), pooling=pooling, classes=classes,
             classifier_activation=classifier_activation, name=name,
         ))  # fmt: skip
@@ -147,6 +148,7 @@ def _load_into_memory_efficient(model: keras.Model, weights, build_plain) -> Non
         model.set_weights(build_plain().get_weights())
 
 
+@applications.keras_order
 def DenseNetBC(
     L: int = 100,
     k: int = 12,
@@ -178,10 +180,10 @@ def DenseNetBC(
     n = (L - 4) // (3 * convs_per_layer)
     plain = not bottleneck and theta == 1.0
     return DenseNet(
-        (n, n, n), k, theta=theta, bottleneck=bottleneck, stem="cifar", stem_channels=16 if plain else 2 * k,
-        dropout_rate=dropout_rate, memory_efficient=memory_efficient, include_top=include_top, weights=weights,
-        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation,
+        blocks=(n, n, n), growth_rate=k, theta=theta, bottleneck=bottleneck, stem="cifar",
+        stem_channels=16 if plain else 2 * k, dropout_rate=dropout_rate, memory_efficient=memory_efficient,
+        include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
+        pooling=pooling, classes=classes, classifier_activation=classifier_activation,
         name=name or (f"densenet{L}" if plain else f"densenet_bc_{L}_{k}"),
     )  # fmt: skip
 

@@ -86,6 +86,7 @@ def _max_pool(x, name: str, size: int = 3):
     recipe="torchvision_imagenet",
     notes="6,998,552 without the auxiliary heads; 13,378,280 with them (aux1 3,188,840, aux2 3,190,888).",
 )
+@applications.keras_order
 def GoogLeNet(
     *,
     aux_logits: bool = False,

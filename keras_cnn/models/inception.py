@@ -135,6 +135,7 @@ def module_e(x, names: _KerasNames, index: int):
     notes="Paper recipe: RMSprop (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, label smoothing 0.1, "
     "an auxiliary classifier on the last 17x17 layer (not in keras.applications, hence not here).",
 )
+@applications.keras_order
 def InceptionV3(
     *,
     include_top: bool = True,
@@ -226,6 +227,7 @@ def inception_resnet_block(x, kind: str, index: int, scale: float, names: _Keras
     notes="Paper recipe: RMSProp (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, 20 replicas, "
     "residual scaling 0.1-0.3.",
 )
+@applications.keras_order
 def InceptionResNetV2(
     *,
     include_top: bool = True,

@@ -135,6 +135,7 @@ class EuclideanRBF(keras.layers.Layer):
     notes="Paper variant: 60,000 trainable (C3 table, trainable S2/S4, fixed RBF); 'modern' variant: 61,706.",
     quick_lr=0.002,  # the RBF output layer diverges at the quick recipe's 0.05 (loss ~92 in epoch 1)
 )
+@applications.keras_order
 def LeNet5(
     variant: Literal["paper", "modern"] = "paper",
     *,

@@ -79,6 +79,7 @@ def depthwise_separable(x, filters: int, stride: int, depth_multiplier: int, blo
     recipe="torchvision_imagenet",
     notes="The paper trains with asynchronous RMSprop as Inception-v3 and gives no schedule.",
 )
+@applications.keras_order
 def MobileNet(
     *,
     alpha: float = 1.0,
@@ -155,6 +156,7 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: d
     recipe="torchvision_imagenet",
     notes="Paper recipe: RMSprop (decay 0.9, momentum 0.9), lr 0.045 x 0.98 per epoch, weight decay 4e-5.",
 )
+@applications.keras_order
 def MobileNetV2(
     *,
     alpha: float = 1.0,

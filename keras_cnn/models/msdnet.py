@@ -158,6 +158,7 @@ def _check(blocks, step, base, step_mode, structure, growth_rate, scale_factors,
         raise ValueError(f"reduction must be in (0, 1]; received reduction={reduction!r}.")
 
 
+@applications.keras_order
 def MSDNet(
     blocks: int = 5,
     step: int = 4,

@@ -132,6 +132,7 @@ def _stages(x, depths, widths, strides, block: Callable, survival, style: Style,
     return x, outputs
 
 
+@applications.keras_order
 def CifarResNet(
     depth: int = 20,
     *,
@@ -182,6 +183,7 @@ def CifarResNet(
 IMAGENET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
+@applications.keras_order
 def ResNet(
     depth: int = 50,
     *,
@@ -224,6 +226,7 @@ def ResNet(
     )  # fmt: skip
 
 
+@applications.keras_order
 def ResNetV2(
     depth: int = 50,
     *,
@@ -261,6 +264,7 @@ def ResNetV2(
     )  # fmt: skip
 
 
+@applications.keras_order
 def PreActResNet(
     depth: int = 164,
     *,

@@ -32,6 +32,7 @@ def aggregated_block(x, planes: int, stride: int, style: Style, *, C: int, d: in
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
+@applications.keras_order
 def ResNeXt(
     depth: int = 50,
     *,
@@ -67,6 +68,7 @@ def ResNeXt(
     )  # fmt: skip
 
 
+@applications.keras_order
 def CifarResNeXt(
     depth: int = 29,
     *,

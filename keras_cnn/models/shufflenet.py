@@ -79,6 +79,7 @@ def group_unit(x, out_channels: int, stride: int, g: int, style: Style, name: st
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
+@applications.keras_order
 def ShuffleNet(
     g: int = 3,
     s: float = 1.0,
@@ -122,6 +123,7 @@ def ShuffleNet(
     )  # fmt: skip
 
 
+@applications.keras_order
 def ShuffleNetV2(
     width: float = 1.0,
     *,

@@ -21,6 +21,7 @@ CONFIGS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2
 WIDTHS = (64, 128, 256, 512, 512)
 
 
+@applications.keras_order
 def VGG(
     depth: int = 16,
     *,

@@ -60,6 +60,7 @@ def middle_block(x, block: int):
     notes="Paper recipe: SGD momentum 0.9, lr 0.045 x 0.94 every 2 epochs, Polyak averaging; dropout 0.5 "
     "before the logits.",
 )
+@applications.keras_order
 def Xception(
     *,
     include_top: bool = True,

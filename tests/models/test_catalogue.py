@@ -122,6 +122,4 @@ def test_feature_contract_pooled_extractor_without_the_classifier(name):
         model = keras_cnn.create_model(name, include_top=False, pooling="avg", input_shape=(size, size, channels))
     assert len(model.output_shape) == 2 and "predictions" not in [layer.name for layer in model.layers]
     shapes = [tuple(o.shape[1:]) for o in keras_cnn.feature_extractor(model).outputs]
-    # The head pools the deepest stage; CliqueNet's multi-scale head pools every block and concatenates them.
-    pooled = sum(s[-1] for s in shapes) if name.startswith("cliquenet") else shapes[-1][-1]
-    assert model.output_shape[-1] == pooled
+    assert model.output_shape[-1] == shapes[-1][-1]  # pooling pools the deepest stage (CliqueNet's too)

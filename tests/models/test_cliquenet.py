@@ -180,10 +180,25 @@ def test_reference_constants_and_coupled_weight_decay():
 
 
 def test_multiscale_head_pools_every_block():
-    model = keras_cnn.CliqueNet(**SMALL, include_top=False, pooling="max")
+    model = keras_cnn.CliqueNet(**SMALL, include_top=False, pooling="max", multiscale=True)
     widths = [model.get_layer(f"block{b}_head_relu").output.shape[-1] for b in (1, 2, 3)]
     assert model.output_shape == (None, sum(widths))
+    assert isinstance(model.get_layer("block1_max_pool"), keras.layers.GlobalMaxPooling2D)
     assert keras_cnn.CliqueNet(**SMALL, include_top=False).output_shape == (None, 4, 4, widths[-1])
+    top = keras_cnn.CliqueNet(**SMALL, classes=3)
+    assert top.get_layer("predictions").input.shape[-1] == sum(widths)
+    assert isinstance(top.get_layer("block1_avg_pool"), keras.layers.GlobalAveragePooling2D)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_pooled_features_are_as_wide_as_the_map_as_the_contract_says(pooling):
+    """keras.applications: pooling=avg/max gives a vector as wide as the include_top=False map."""
+    no_top = keras_cnn.CliqueNet(**SMALL, include_top=False)
+    pooled = keras_cnn.CliqueNet(**SMALL, include_top=False, pooling=pooling)
+    assert pooled.output_shape == (None, no_top.output_shape[-1])
+    assert isinstance(
+        pooled.layers[-1], keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    )
 
 
 def test_fit_lowers_the_loss():

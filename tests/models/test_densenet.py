@@ -21,52 +21,60 @@ def _train_step(model, x, y):
     "kwargs", [{"L": 40, "k": 12, "bottleneck": True}, {"L": 22, "k": 6, "theta": 1.0, "bottleneck": False}]
 )
 def test_memory_efficient_mode_matches_the_normal_mode(kwargs):
+    """In float64, so that float32 round-off (amplified by 40 training-mode BN layers on a batch of 4, and
+    different in the recomputed graph) cannot pass for, or hide, a difference in what is computed."""
     kwargs |= {"input_shape": (16, 16, 3), "classes": 5}
-    normal = keras_cnn.DenseNetBC(**kwargs)
-    efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        normal = keras_cnn.DenseNetBC(**kwargs)
+        efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
     assert [w.name for w in normal.weights] == [w.name for w in efficient.weights]
     recomputed = [layer for layer in efficient.layers if isinstance(layer, RecomputedBottleneck)]
     assert recomputed and all((layer.post_norm is not None) == kwargs["bottleneck"] for layer in recomputed)
     efficient.set_weights(normal.get_weights())
     rng = np.random.default_rng(0)
-    x, y = rng.random((4, 16, 16, 3), dtype=np.float32), np.array([0, 1, 2, 3])
+    x, y = rng.random((4, 16, 16, 3)), np.array([0, 1, 2, 3])
     out_n, grads_n = _train_step(normal, x, y)
     out_e, grads_e = _train_step(efficient, x, y)
-    np.testing.assert_allclose(out_e, out_n, atol=1e-6)
+    assert normal.get_layer("conv1_conv").kernel.dtype == "float64"
+    np.testing.assert_allclose(out_e, out_n, rtol=1e-9, atol=1e-12)
     for g_e, g_n in zip(grads_e, grads_n, strict=True):
-        np.testing.assert_allclose(g_e, g_n, atol=1e-5)
+        np.testing.assert_allclose(g_e, g_n, rtol=1e-7, atol=1e-10)
     # moving statistics updated once per step, exactly as the plain BN layers do (no double update)
     for w_e, w_n in zip(efficient.non_trainable_weights, normal.non_trainable_weights, strict=True):
-        np.testing.assert_allclose(w_e.numpy(), w_n.numpy(), atol=1e-6)
-    np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
+        np.testing.assert_allclose(w_e.numpy(), w_n.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), rtol=1e-9, atol=1e-12)
 
 
 def test_dropout_keeps_the_bottleneck_bn_out_of_the_recomputation():
     """A recomputed dropout would draw a different mask, so with dropout only concat-BN-ReLU-1x1 is recomputed."""
-    model = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), dropout_rate=0.2, memory_efficient=True)
+    model = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), dropout_rate=0.2, memory_efficient=True)
     recomputed = [layer for layer in model.layers if isinstance(layer, RecomputedBottleneck)]
     assert recomputed and all(layer.post_norm is None for layer in recomputed)
     assert isinstance(model.get_layer("conv2_block1_1_drop"), keras.layers.Dropout)
-    plain = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), dropout_rate=0.2)
+    plain = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), dropout_rate=0.2)
     assert [w.name for w in plain.weights] == [w.name for w in model.weights]
 
 
 def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_path):
-    normal = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3))
+    normal = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3))
     normal.save_weights(tmp_path / "normal.weights.h5")
-    efficient = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
+    efficient = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True,
                                      weights=tmp_path / "normal.weights.h5")  # fmt: skip
     x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
     np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
     efficient.save_weights(tmp_path / "efficient.weights.h5")
-    again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), memory_efficient=True,
+    again = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True,
                                  weights=tmp_path / "efficient.weights.h5")  # fmt: skip
     np.testing.assert_array_equal(again(x, training=False), efficient(x, training=False))
-    normal_again = keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3))
+    normal_again = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3))
     normal_again.set_weights(again.get_weights())
     np.testing.assert_allclose(normal_again(x, training=False), normal(x, training=False), atol=1e-6)
     with pytest.raises(ValueError, match="does not fit"):
-        keras_cnn.DenseNetBC(40, 12, input_shape=(16, 16, 3), classes=3, memory_efficient=True,
+        keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), classes=3, memory_efficient=True,
                              weights=tmp_path / "efficient.weights.h5")  # fmt: skip
     efficient.save(tmp_path / "efficient.keras")
     reloaded = keras.saving.load_model(tmp_path / "efficient.keras", safe_mode=True)
@@ -74,7 +82,7 @@ def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_pa
 
 
 def test_memory_efficient_model_trains_with_fit():
-    model = keras_cnn.DenseNetBC(40, 12, memory_efficient=True, input_shape=(16, 16, 3), classes=3)
+    model = keras_cnn.DenseNetBC(L=40, k=12, memory_efficient=True, input_shape=(16, 16, 3), classes=3)
     model.compile("sgd", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     history = model.fit(rng.random((8, 16, 16, 3)), rng.integers(0, 3, 8), epochs=2, batch_size=4, verbose=0)

@@ -136,7 +136,9 @@ def test_layer_wiring_concat_order_and_bottleneck_widths():
 
 
 def test_exits_train_with_equal_weights_and_the_last_is_the_main_output():
-    model = keras_cnn.MSDNet(3, 1, 1, structure="cifar", channels=8, growth_rate=4, input_shape=(20, 20, 3), classes=4)
+    model = keras_cnn.MSDNet(
+        blocks=3, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(20, 20, 3), classes=4
+    )
     assert output_heads(model) == (model.output_names, "exit3_predictions")
     compile_model(model, "sgd", recipe=RECIPES["msdnet_cifar"])
     x = np.random.default_rng(0).random((4, 20, 20, 3), dtype=np.float32)
@@ -166,12 +168,12 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="one positive integer per scale"):
         keras_cnn.MSDNet(bottleneck_factors=(1, 2))
     with pytest.raises(ValueError, match="blocks must be a positive integer"):
-        keras_cnn.MSDNet(0)
+        keras_cnn.MSDNet(blocks=0)
     with pytest.raises(ValueError, match="at least 129"):
         keras_cnn.MSDNetImageNetK4(input_shape=(128, 128, 3))
     with pytest.raises(TypeError, match="fixes"):
         keras_cnn.MSDNetCifar10Anytime(blocks=3)
     with pytest.raises(ValueError, match="has no MSDNet exit 1"):
         block_outputs(keras_cnn.ResNet20())
-    assert keras_cnn.MSDNet(2, 1, 1, structure="cifar", bottleneck=False, input_shape=(17, 17, 3)).output_shape == [
-        (None, 1000), (None, 1000)]  # fmt: skip
+    small = keras_cnn.MSDNet(blocks=2, step=1, base=1, structure="cifar", bottleneck=False, input_shape=(17, 17, 3))
+    assert small.output_shape == [(None, 1000), (None, 1000)]

@@ -12,7 +12,7 @@ from absl import app, flags
 # The package's choices, listed here so --help works before TensorFlow loads (a test checks they agree).
 DATASETS = ("digits", "photos", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
             "cifar100_archive", "folder")  # fmt: skip
-AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
+AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet", "alexnet")
 MIXES = ("none", "mixup", "cutmix")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -49,7 +49,8 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_integer("image_size", image_size, "Input height and width.", lower_bound=8)
     flags.DEFINE_enum("augment", augment, AUGMENTATIONS,
                       "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
-                      "colour jitter, PCA lighting.")  # fmt: skip
+                      "colour jitter, PCA lighting; alexnet: random crops of the 256 view, flip, PCA lighting. "
+                      "Not given: the recipe's own where it has one (alexnet's), else this default.")  # fmt: skip
     flags.DEFINE_bool("randaugment", False, "Keras RandAugment on every training batch (RGB only).")
     flags.DEFINE_enum("mix", "none", MIXES, "Keras MixUp or CutMix on training batches (labels become one-hot).")
     flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto: multi_worker if TF_CONFIG is set, mirrored on >1 GPU.")
@@ -94,11 +95,12 @@ def training_config(FLAGS, output_dir: str):
     """keras_cnn.training.TrainConfig from the shared flags."""
     if FLAGS.resume and not FLAGS.output_dir:  # before TensorFlow loads: a usage error answers at once
         raise app.UsageError("--resume needs the --output_dir of the run to continue.")
-    from keras_cnn.training import TrainConfig
+    from keras_cnn.training import TrainConfig, recipe_augment
 
+    augment = FLAGS.augment if FLAGS["augment"].present else recipe_augment(FLAGS.model, FLAGS.recipe) or FLAGS.augment
     return TrainConfig(
         model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=FLAGS.augment,
+        batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=augment,
         randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
         jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
         resume=FLAGS.resume, overwrite=FLAGS.overwrite, weights=FLAGS.weights,

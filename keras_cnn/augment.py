@@ -127,7 +127,14 @@ def resize_center_crop(image, size: int, crop_fraction: float = 0.875):
     return image[top : top + size, left : left + size]
 
 
-AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet")
+def alexnet_view(image, size: int = 256):
+    """AlexNet's fixed-resolution image (Krizhevsky et al. 2012, Sec. 2,
+    https://papers.nips.cc/paper/4824): the shorter side rescaled to `size`, then the central size x size
+    patch. Its random 224 crops train the network; its ten 224 crops (`ten_crop`) test it."""
+    return resize_center_crop(image, size, crop_fraction=1.0)
+
+
+AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet", "alexnet")
 MIXES = ("none", "mixup", "cutmix")
 
 
@@ -135,11 +142,13 @@ def augmenter(name: str, *, channels: int, image_size: int, pca_seed: int = 0):
     """The per-image training augmentation `name` as `(image, seed) -> image`, or None for "none".
 
     "cifar": pad-4 crop + flip. "cifar_pca": that plus PCA lighting (ImageNet constants). "imagenet": random
-    resized crop to `image_size`, flip, colour jitter and PCA lighting (fb.resnet.torch); it takes images of
-    any size, so pipelines using it skip the fixed resize. PCA and colour need RGB (`channels=3`)."""
+    resized crop to `image_size`, flip, colour jitter and PCA lighting (fb.resnet.torch). "alexnet" (Krizhevsky
+    et al. 2012, Secs. 2 and 4.1): `alexnet_view` at image_size * 256 / 224 (256 for 224), a random
+    image_size crop of it, flip, PCA lighting with sigma 0.1. The last two take images of any size, so
+    pipelines using them skip the fixed resize. PCA and colour need RGB (`channels=3`)."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"Unknown augmentation {name!r}; choose one of {list(AUGMENTATIONS)}.")
-    if name in ("cifar_pca", "imagenet") and channels != 3:
+    if name in ("cifar_pca", "imagenet", "alexnet") and channels != 3:
         raise ValueError(f"Augmentation {name!r} changes colours and needs RGB images; received {channels} channel(s).")
     if name == "none":
         return None
@@ -153,6 +162,18 @@ def augmenter(name: str, *, channels: int, image_size: int, pca_seed: int = 0):
             return lighting(pad_crop_flip(image, seed=crop), training=True, seed=light)
 
         return cifar_pca
+
+    if name == "alexnet":
+        view = round(image_size * 256 / 224)
+
+        def alexnet(image, seed):
+            crop, flip, light = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 3))
+            image = alexnet_view(tf.image.convert_image_dtype(image, tf.float32), view)
+            image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), seed=crop)
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip)
+            return lighting(image, training=True, seed=light)
+
+        return alexnet
 
     def imagenet(image, seed):
         crop, flip, jitter, light = tf.unstack(tf.random.experimental.stateless_split(_pair(seed), 4))

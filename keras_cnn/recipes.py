@@ -4,8 +4,10 @@ Pure data: `keras_cnn.training` turns a recipe into an optimizer and learning-ra
 paper's wording; `decay`, `milestones` and `warmup_*` are the same schedule in machine form: "step" multiplies
 the rate by `gamma` at each milestone (a fraction of the whole run, so 32k/64k iterations is 0.5), "cosine"
 anneals it to zero, "plateau" divides it by 10 when validation loss stops improving (the papers did this by
-hand). `weight_decay_mode` says how the decay was applied: "l2" is coupled L2 added to the gradient before
-momentum (SGD weight decay in Torch/Caffe), "none" where the paper used none.
+hand). `augment` names the `keras_cnn.augment` pipeline that is the recipe's own where the package has it
+(the examples use it when --augment is not given). `weight_decay_mode` says how the decay was applied: "l2" is
+coupled L2 added to the gradient before momentum (SGD weight decay in Torch/Caffe), "none" where the paper
+used none.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Recipe:
     nesterov: bool = False
     weight_decay_mode: str = "l2"
     aux_weight: float = 0.3
+    augment: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -70,6 +73,7 @@ RECIPES: dict[str, Recipe] = {
         augmentation="random 224 crops of 256x256 + flip, PCA lighting (alpha ~ N(0, 0.1)); 10-crop test",
         source="Krizhevsky et al. 2012 [M][P*]",
         decay="plateau",
+        augment="alexnet",
     ),
     "torchvision_imagenet": Recipe(
         optimizer="sgd",

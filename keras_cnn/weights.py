@@ -34,7 +34,8 @@ class WeightSet:
     (32) that Keras publishes for them. `preprocessing` is the `keras.applications.imagenet_utils` mode the
     set was trained with ("caffe", "tf", "torch"), "scale" (pixels / 255) or "digits" (scikit-learn's 8x8
     scans as keras_cnn.data prepares them). `accuracy` is on `data` as measured by `command`; `class_names`
-    name the output units in order (empty: their indices)."""
+    name the output units in order (empty: their indices); `training` records the run (recipe, epochs,
+    precision, wall time, images/s)."""
 
     model: str
     name: str
@@ -49,6 +50,7 @@ class WeightSet:
     accuracy: dict = dataclasses.field(default_factory=dict)
     command: str = ""
     class_names: tuple[str, ...] = ()
+    training: dict = dataclasses.field(default_factory=dict)
 
 
 WEIGHT_SETS: dict[tuple[str, str, bool], WeightSet] = {}
@@ -109,6 +111,10 @@ def _register_shipped() -> None:
 _register_shipped()
 
 
+#: What a published set records of its training run (from the run's metrics.json).
+RUN_FIGURES = ("recipe", "augment", "epochs", "batch_size", "precision", "wall_time_s", "images_per_s", "seed")
+
+
 def publish(
     run_dir: str | os.PathLike,
     name: str,
@@ -121,10 +127,10 @@ def publish(
 ) -> WeightSet:
     """Ship the final weights of a `train()` run directory as set `name` of its model: the file
     `weights/<model>_<name>.weights.h5` and an entry in `weights/manifest.json` (sha256, data, accuracy, the
-    class names and `command`, the command that made the run). `data` and `accuracy` default to the run's
-    held-out split and final val accuracy. Pixels are prepared as the run's pipeline did: the digits' 0-16
-    scans for "digits", 0-255 images divided by 255 for every other dataset. Refuses to replace a set unless
-    `overwrite`."""
+    class names, the run's recipe, epochs, precision and wall time, and `command`, the command that made it).
+    `data` and `accuracy` default to the run's held-out split and final val accuracy. Pixels are prepared as
+    the run's pipeline did: the digits' 0-16 scans for "digits", 0-255 images divided by 255 for every other
+    dataset. Refuses to replace a set unless `overwrite`."""
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
@@ -142,6 +148,7 @@ def publish(
         data=data or f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
         accuracy=accuracy or {"val_accuracy": metrics["final_val_accuracy"]}, command=command,
         class_names=tuple(class_names),
+        training={key: metrics[key] for key in RUN_FIGURES if key in metrics},
     ))  # fmt: skip
     write_json_atomic(MANIFEST, [dataclasses.asdict(w) for w in WEIGHT_SETS.values() if w.url is None])
     return ws

@@ -9,6 +9,7 @@ from keras_cnn.augment import (
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
     PCALighting,
+    alexnet_view,
     augmenter,
     batch_augmenter,
     color_jitter,
@@ -148,3 +149,51 @@ def test_mixup_and_randaugment_on_batches_keep_shapes_and_label_mass():
         assert out_images.shape == images.shape
         np.testing.assert_allclose(np.sum(out_labels, axis=-1), 1.0, rtol=1e-5)
         assert not np.array_equal(out_labels, labels)  # labels were mixed
+
+
+def _placement(out, view, size):
+    """(top, left, mirrored) such that `out` is that window of `view` (mirrored or not) plus one RGB vector."""
+    for top in range(view.shape[0] - size + 1):
+        for left in range(view.shape[1] - size + 1):
+            window = view[top : top + size, left : left + size]
+            for mirrored, candidate in ((False, window), (True, window[:, ::-1])):
+                shift = out - candidate
+                if np.allclose(shift, shift[:1, :1], atol=1e-5):
+                    return top, left, mirrored, shift[0, 0]
+    raise AssertionError("the output is no window of the 256 view plus a colour shift")
+
+
+def test_alexnet_augmentation_crops_the_256_view_flips_and_shifts_colour_by_pca():
+    """Krizhevsky et al. 2012: random 224 crops of the 256x256 image and their mirrors (Sec. 4.1), plus
+    eigvec @ (alpha * eigval) with alpha ~ N(0, 0.1^2) per image. Scaled down: 28 of 32 (= 224 of 256)."""
+    rng = np.random.default_rng(7)
+    image = rng.random((32, 32, 3)).astype("float32")  # already the 32x32 view: alexnet_view leaves it as is
+    augment = augmenter("alexnet", channels=3, image_size=28)
+    placements, alphas = [], []
+    for seed in range(60):
+        out = np.asarray(augment(tf.constant(image), tf.constant([seed, 0], tf.int64)))
+        assert out.shape == (28, 28, 3)
+        top, left, mirrored, shift = _placement(out, image, 28)
+        placements.append((top, left, mirrored))
+        alphas.append(np.linalg.solve(np.asarray(IMAGENET_EIGVEC), shift) / np.asarray(IMAGENET_EIGVAL))
+    assert {m for _, _, m in placements} == {False, True}  # mirrored about half the time
+    assert len({(t, l) for t, l, _ in placements}) > 10  # every position of the 5x5 grid is possible
+    assert 0.06 < np.std(alphas) < 0.14  # sigma 0.1 (60 images x 3 eigenvalues)
+
+
+def test_alexnet_view_is_the_central_square_of_the_image_scaled_to_256_on_its_shorter_side():
+    image = np.random.default_rng(8).random((30, 45, 3)).astype("float32")
+    view = np.asarray(alexnet_view(tf.constant(image), 16))
+    scaled = np.asarray(tf.image.resize(image, (16, 24)))  # shorter side 30 -> 16, so 45 -> 24
+    np.testing.assert_allclose(view, scaled[:, 4:20], atol=1e-6)  # the central 16 of 24 columns
+
+
+def test_alexnet_is_the_augmentation_of_the_alexnet_recipes_only():
+    from keras_cnn.training import recipe_augment
+
+    assert recipe_augment("alexnet_v1", "paper") == "alexnet"  # the paper's network trains on the paper's recipe
+    assert recipe_augment("alexnet", "alexnet") == "alexnet"
+    assert recipe_augment("alexnet", "paper") is None  # torchvision's layout and recipe: RandomResizedCrop
+    assert recipe_augment("resnet50", "paper") is None and recipe_augment("alexnet_v1", "quick") is None
+    with pytest.raises(ValueError, match="needs RGB"):
+        augmenter("alexnet", channels=1, image_size=224)

@@ -267,3 +267,22 @@ def test_a_file_that_is_not_an_image_is_named_before_training(tmp_path):
     broken.write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(ValueError, match=r"broken\.jpg.* is not a readable image"):
         load_image_folder(tmp_path, 0.2, 0)
+
+
+def test_ten_crop_views_are_alexnets_central_squares_of_the_decoded_images(tmp_path):
+    """examples/train_imagenet.py --ten_crop validates on `crop=True, crop_fraction=1.0`: each image's shorter
+    side scaled to the view size and its central square (Krizhevsky et al. 2012, Sec. 2), not a squashed
+    resize nor a centre crop of a larger rescale."""
+    from keras_cnn.augment import alexnet_view
+
+    written = _write_jpeg_tree(tmp_path, np.random.default_rng(9), {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}},
+                               size=(12, 20))  # fmt: skip
+    val = load_dataset("folder", data_dir=tmp_path, image_size=8, batch_size=2, crop=True, crop_fraction=1.0).validation
+    images = np.concatenate([np.asarray(x) for x, _ in val])
+    assert images.shape == (2, 8, 8, 3)
+    for path in (p for p, (split, _) in written.items() if split == "val"):  # the split's order is seeded
+        expected = np.asarray(alexnet_view(_pil_pixels(path).astype("float32") / 255.0, 8))
+        assert min(np.abs(image - expected).max() for image in images) < 1e-5
+    scaled = np.asarray(tf.image.resize(_pil_pixels(sorted(written)[0]) / 255.0, (8, 13)))
+    np.testing.assert_allclose(np.asarray(alexnet_view(_pil_pixels(sorted(written)[0]) / 255.0, 8)), scaled[:, 2:10],
+                               atol=1e-5)  # fmt: skip

@@ -159,6 +159,8 @@ def test_publish_ships_a_run_with_its_class_names(tmp_path, monkeypatch):
 
     entry = next(e for e in json.loads((tmp_path / "weights" / "manifest.json").read_text()) if e["name"] == "mine")
     assert entry["class_names"] == list(names) and entry["file_hash"] == ws.file_hash
+    assert entry["training"]["epochs"] == 1 and entry["training"]["recipe"] == "quick"
+    assert entry["training"]["wall_time_s"] > 0
     with pytest.raises(FileExistsError, match="exists: pass overwrite=True"):
         wts.publish(run, "mine", command="python x.py")
     (tmp_path / "weights" / ws.filename).write_bytes(b"tampered")

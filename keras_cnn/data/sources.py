@@ -50,6 +50,7 @@ def pipeline(
     crop: bool = False,
     cache: bool = True,
     epochs: tuple[int, int] | None = None,
+    crop_fraction: float = 0.875,
 ) -> tf.data.Dataset:
     """(image, label) pairs -> batches of float32 images in [0, 1] with `channels`, and int32 labels (one-hot
     float32 over `one_hot` classes when given, as MixUp/CutMix need).
@@ -57,7 +58,8 @@ def pipeline(
     Images are resized to `image_size` in a parallel map and cached (`cache`) unless the source already holds
     them in memory at that size (then they stay as they are, uint8 included); with `crop` (ImageNet) they
     keep their size and training images go through `augment` (which must crop to `image_size`), validation
-    images through `resize_center_crop`. Training data is shuffled and augmented per image by
+    images through `resize_center_crop` (shorter side to image_size / crop_fraction, then the centre; 1.0 gives
+    AlexNet's 256x256 view for its ten crops). Training data is shuffled and augmented per image by
     `augment(image, seed)` with a stateless seed, then per batch by `batch_augment(images, labels)`.
 
     `epochs=(start, stop)` makes the training stream exactly those epochs, each a full pass whose order and
@@ -117,7 +119,8 @@ def pipeline(
         )
     else:
         if crop:
-            ds = ds.map(lambda x, y: (resize_center_crop(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.map(lambda x, y: (resize_center_crop(x, image_size, crop_fraction), y),
+                        num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
         ds = ds.batch(batch_size)
     if one_hot is not None:
         ds = ds.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
@@ -140,13 +143,16 @@ def load_dataset(
     batch_augment=None,
     one_hot: bool = False,
     epochs: tuple[int, int] | None = None,
+    crop: bool | None = None,
+    crop_fraction: float = 0.875,
 ) -> Splits:
     """`Splits(train, validation, classes, train_examples)`: batched datasets of float32 images in [0, 1].
 
     The validation set is the published test/validation split (TFDS, archive), a stratified held-out
     fraction (digits), or a seeded `validation_fraction` of the files (folder). `augment`, `batch_augment`
-    and `epochs` are as in `pipeline`; `one_hot=True` gives one-hot labels. ImageNet (`imagenet2012`) is
-    cropped rather than resized (see `pipeline`) and not cached.
+    and `epochs` are as in `pipeline`; `one_hot=True` gives one-hot labels. With `crop` (default: ImageNet,
+    `imagenet2012`, only) images are cropped rather than resized (see `pipeline`, with `crop_fraction`) and
+    not cached.
     """
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {list(DATASETS)}.")
@@ -177,10 +183,10 @@ def load_dataset(
     examples = int(train.cardinality())
     if examples < 0:
         examples = int(train.reduce(0, lambda n, _: n + 1))
-    crop = name == "imagenet2012"
+    crop = name == "imagenet2012" if crop is None else crop
     common = {"image_size": image_size, "channels": channels, "batch_size": batch_size, "seed": seed,
               "deterministic": deterministic, "one_hot": classes if one_hot else None, "crop": crop,
-              "cache": not crop}  # fmt: skip
+              "cache": not crop, "crop_fraction": crop_fraction}  # fmt: skip
     return Splits(
         pipeline(train, training=True, augment=augment, batch_augment=batch_augment, epochs=epochs, **common),
         pipeline(val, training=False, **common),

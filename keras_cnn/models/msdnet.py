@@ -208,12 +208,13 @@ def MSDNet(
     _check(blocks, step, base, step_mode, structure, growth_rate, scale_factors, bottleneck_factors, reduction)
     _positive("channels", channels)
     imagenet, scales = structure == "imagenet", len(scale_factors)
-    # Each exit halves the coarsest scale twice and then needs a 2x2 map to pool.
+    # The backbone halves the input once per coarser scale (and twice in the ImageNet stem); each exit then
+    # halves the coarsest scale twice and needs a 2x2 map to pool. Without the exits, the backbone's is the limit.
     downsamplings = scales - 1 + (2 if imagenet else 0)
     img_input = applications.model_input(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
-        min_size=4 * 2**downsamplings + 1, flatten_head=True,
+        min_size=4 * 2**downsamplings + 1 if include_top else 2**downsamplings, flatten_head=True,
     )  # fmt: skip
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     features = first_layer(img_input, channels, scale_factors, style, imagenet=imagenet)

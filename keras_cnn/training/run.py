@@ -93,6 +93,14 @@ def resolve_precision(precision: str) -> str:
     return "mixed_bfloat16" if native_bf16() else "float32"
 
 
+def recipe_augment(model: str, recipe: str) -> str | None:
+    """The augmentation pipeline that is `recipe`'s own for `model` ("alexnet" for AlexNet's), or None."""
+    try:
+        return resolve_recipe(TrainConfig(model=model, recipe=recipe))[0].augment
+    except ValueError:  # an unknown name: train() reports it with the other checks
+        return None
+
+
 def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
     """(recipe, its name) for the run: the named one, or the model's registry recipe for "paper"."""
     from keras_cnn.registry import model_info

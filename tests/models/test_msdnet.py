@@ -177,3 +177,16 @@ def test_bad_arguments_are_clear_errors():
         block_outputs(keras_cnn.ResNet20())
     small = keras_cnn.MSDNet(blocks=2, step=1, base=1, structure="cifar", bottleneck=False, input_shape=(17, 17, 3))
     assert small.output_shape == [(None, 1000), (None, 1000)]
+
+
+@pytest.mark.parametrize(("name", "halvings"), [("msdnet_imagenet_k4", 3 + 2), ("msdnet_cifar10_anytime", 2)])
+def test_without_the_exits_the_backbone_sets_the_minimum_size(name, halvings):
+    """ImageNet: 4 scales (3 halvings) after a 7x7/2 stem and a 3x3/2 pool; CIFAR: 3 scales. The exits need
+    two more halvings and a 2x2 map (129 px on ImageNet), the backbone only a 1x1 coarsest map."""
+    smallest = 2**halvings
+    model = keras_cnn.create_model(name, include_top=False, pooling="avg", input_shape=(smallest, smallest, 3))
+    assert len(model.output_shape) == 2
+    with pytest.raises(ValueError, match=f"at least {smallest} "):
+        keras_cnn.create_model(name, include_top=False, input_shape=(smallest - 1, smallest - 1, 3))
+    with pytest.raises(ValueError, match=f"at least {4 * smallest + 1} "):
+        keras_cnn.create_model(name, input_shape=(smallest, smallest, 3))

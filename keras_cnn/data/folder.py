@@ -141,19 +141,20 @@ def load_image_folder(
             raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
         names = class_names(root)
         rng = np.random.default_rng(seed)
-        train_files, train_labels, val_files, val_labels = [], [], [], []
+        train_files, train_labels, val_files, val_labels, too_small = [], [], [], [], []
         for label, cls in enumerate(names):
             files = image_files(os.path.join(root, cls))
             files = [files[i] for i in rng.permutation(len(files))]
             n_val = min(round(len(files) * validation_fraction), len(files) - 1)  # keep one to train on
+            too_small += [f"{cls} ({len(files)})"] if n_val == 0 else []
             val_files += files[:n_val]
             val_labels += [label] * n_val
             train_files += files[n_val:]
             train_labels += [label] * (len(files) - n_val)
         if not val_files:
             raise ValueError(
-                f"validation_fraction={validation_fraction} of {root!r} holds out no image: its classes have "
-                f"too few images ({', '.join(sorted(names)[:5])}...); raise the fraction or add images."
+                f"validation_fraction={validation_fraction} of {root!r} holds out no image: every class has too "
+                f"few images ({', '.join(too_small)}); raise the fraction or add images."
             )
         splits = [(train_files, train_labels), (val_files, val_labels)]
     rng = np.random.default_rng(seed)  # mixed once, so that a shuffle buffer smaller than a class sees them all

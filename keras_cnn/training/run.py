@@ -146,7 +146,7 @@ def train(
             write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     except BaseException:
         if created and set(os.listdir(out)) <= {rundir.STAMP}:  # nothing of the run's was written: leave no trace
-            rundir._remove(os.path.join(out, rundir.STAMP))
+            rundir.remove_if_present(os.path.join(out, rundir.STAMP))
             os.rmdir(out)
         raise
     return metrics

@@ -65,7 +65,7 @@ class RunLock:
                         f"{holder['host']}, started {holder['started']} (lock {self.path}). Wait for it to end or "
                         "choose another output directory."
                     ) from None
-                _remove(self.path)  # left by a process that is gone (or a half-written lock)
+                remove_if_present(self.path)  # left by a process that is gone (or a half-written lock)
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%c")}, f)
@@ -75,7 +75,7 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         holder = _read_json(self.path)
         if holder and holder.get("pid") == os.getpid():
-            _remove(self.path)
+            remove_if_present(self.path)
 
 
 def _alive(holder: dict) -> bool:
@@ -98,7 +98,7 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
-def _remove(path: str) -> None:
+def remove_if_present(path: str) -> None:
     try:
         os.remove(path)
     except FileNotFoundError:

@@ -47,6 +47,8 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_integer("batch_size", None, "Global mini-batch size (default: the recipe's).", lower_bound=1)
     flags.DEFINE_float("lr", None, "Peak learning rate (default: the recipe's).", lower_bound=0)
     flags.DEFINE_integer("image_size", image_size, "Input height and width.", lower_bound=8)
+    flags.DEFINE_enum("channels", None, ["1", "3"], "Input channels: 1 (grey) or 3 (RGB); default 1 for digits and "
+                      "mnist, else 3.")  # fmt: skip
     flags.DEFINE_enum("augment", augment, AUGMENTATIONS,
                       "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
                       "colour jitter, PCA lighting; alexnet: random crops of the 256 view, flip, PCA lighting. "
@@ -104,5 +106,6 @@ def training_config(FLAGS, output_dir: str):
         randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
         jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
         resume=FLAGS.resume, overwrite=FLAGS.overwrite, weights=FLAGS.weights,
+        channels=None if FLAGS.channels is None else int(FLAGS.channels),
         verbose=FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose),
     )  # fmt: skip

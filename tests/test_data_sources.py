@@ -213,17 +213,20 @@ def _pil_pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-@pytest.mark.parametrize("validation_dir", ["test", "val", "validation"])
+@pytest.mark.parametrize(
+    ("train_dir", "validation_dir"),
+    [("train", "test"), ("train", "val"), ("train", "validation"), ("training", "testing")],  # last: MNIST PNGs
+)
 @pytest.mark.parametrize("budget", [None, 0])  # decoded once into memory, or by tf.data every pass
-def test_split_folders_train_and_validate_on_their_own_images(tmp_path, validation_dir, budget):
+def test_split_folders_train_and_validate_on_their_own_images(tmp_path, train_dir, validation_dir, budget):
     from keras_cnn.data.folder import load_image_folder
 
     counts = {"airplane": 3, "bird": 2, "cat": 4}
-    files = _write_jpeg_tree(tmp_path, np.random.default_rng(5), {"train": counts, validation_dir: counts})
+    files = _write_jpeg_tree(tmp_path, np.random.default_rng(5), {train_dir: counts, validation_dir: counts})
     train, val, names = load_image_folder(tmp_path, 0.5, seed=0, budget=budget)
     assert names == ["airplane", "bird", "cat"]
     by_pixels = {path: _pil_pixels(path) for path in files}
-    for split, ds in (("train", train), (validation_dir, val)):
+    for split, ds in ((train_dir, train), (validation_dir, val)):
         seen = [(x.numpy(), int(y)) for x, y in ds]
         assert len(seen) == 9 and all(x.dtype == np.uint8 for x, _ in seen)
         matched = set()

@@ -1,8 +1,9 @@
 """Image folders with one subfolder per class (torchvision's ImageFolder layout), in either of two shapes:
 
-* split folders: `root/train/<class>/...` and `root/val/` (or `validation/`, or `test/`) with the same classes,
-  used as the training and validation sets as they are (ImageNet's and the CIFAR-10 JPEG trees' layout);
-  with `train/`, `val/` and `test/` all present, `val/` validates and `test/` stays untouched;
+* split folders: `root/train/<class>/...` (or `training/`) and `root/val/` (or `validation/`, `test/`,
+  `testing/`) with the same classes, used as the training and validation sets as they are (ImageNet's, the
+  CIFAR-10 JPEG trees' and the MNIST PNG trees' layouts); with `train/`, `val/` and `test/` all present,
+  `val/` validates and `test/` stays untouched;
 * one tree, `root/<class>/...`, split per class into a seeded `validation_fraction` held out.
 
 Classes are the sorted subfolder names, and the files of each split are put in one seeded random order (a
@@ -21,21 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-TRAIN_DIR = "train"
-VALIDATION_DIRS = ("val", "validation", "test")
+TRAIN_DIRS = ("train", "training")
+VALIDATION_DIRS = ("val", "validation", "test", "testing")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def split_layout(root: str) -> tuple[str, str] | None:
-    """(training folder, validation folder) when `root` holds `train/` and one of `VALIDATION_DIRS`."""
-    train = os.path.join(root, TRAIN_DIR)
-    if not os.path.isdir(train):
+    """(training folder, validation folder) when `root` holds one of `TRAIN_DIRS` and one of `VALIDATION_DIRS`."""
+    train = next((os.path.join(root, d) for d in TRAIN_DIRS if os.path.isdir(os.path.join(root, d))), None)
+    if train is None:
         return None
     for name in VALIDATION_DIRS:
         if os.path.isdir(os.path.join(root, name)):
             return train, os.path.join(root, name)
     raise ValueError(
-        f"{root!r} has a {TRAIN_DIR}/ folder but no validation split next to it: add one of "
+        f"{root!r} has a {os.path.basename(train)}/ folder but no validation split next to it: add one of "
         f"{', '.join(d + '/' for d in VALIDATION_DIRS)} (one subfolder per class), or put the class folders "
         "directly under the root to hold out validation_fraction of each class."
     )

@@ -5,8 +5,6 @@ the Impact of Residual Connections on Learning", AAAI 2017, Figs. 15-19)."""
 
 from __future__ import annotations
 
-import itertools
-
 import keras
 
 from keras_cnn import applications
@@ -19,58 +17,41 @@ PAPER_V4 = Paper(title="Inception-v4, Inception-ResNet and the Impact of Residua
                  authors="Szegedy, Ioffe, Vanhoucke, Alemi", venue="AAAI", year=2017)  # fmt: skip
 
 
-class _KerasNames:
-    """keras.applications' Inception networks leave most convolutions, BNs and ReLUs unnamed, so Keras numbers them
-    in creation order (`conv2d`, `conv2d_1`, ...); ours take the same names in the same order, which is what
-    its `.weights.h5` files are keyed by."""
-
-    def __init__(self):
-        self.count = itertools.count()
-
-    def suffix(self) -> str:
-        """ "" for the first layer of a kind, then "_1", "_2", ..."""
-        n = next(self.count)
-        return f"_{n}" if n else ""
+def _conv_bn(x, filters: int, kernel: tuple[int, int], name: str | None = None, *, stride: int = 1, padding="same"):
+    """Convolution without bias, BN without scale (the ReLU follows), ReLU: named `{name}`, `{name}_bn`,
+    `{name}_ac` (Inception-ResNet-v2's named ones), or, as keras.applications leaves most of them, unnamed:
+    Keras then numbers them in creation order (`conv2d`, `conv2d_1`, ... in a fresh session, the names of
+    keras.applications' model) and never reuses a name already taken, a user's layers' included."""
+    names = (name, f"{name}_bn", f"{name}_ac") if name else (None, None, None)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=names[0])(x)
+    x = BatchNormalization(scale=False, name=names[1])(x)
+    return keras.layers.Activation("relu", name=names[2])(x)
 
 
-def _conv_bn(x, filters: int, kernel: tuple[int, int], names: _KerasNames | str, *, stride: int = 1,
-             padding="same"):  # fmt: skip
-    """Convolution without bias, BN without scale (the ReLU follows), ReLU: numbered by `names`, or, given a
-    string, named `{name}`, `{name}_bn`, `{name}_ac` (Inception-ResNet-v2's named ones)."""
-    if isinstance(names, str):
-        conv, bn, act = names, f"{names}_bn", f"{names}_ac"
-    else:
-        suffix = names.suffix()  # one index for the three layers
-        conv, bn, act = f"conv2d{suffix}", f"batch_normalization{suffix}", f"activation{suffix}"
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=conv)(x)
-    x = BatchNormalization(scale=False, name=bn)(x)
-    return keras.layers.Activation("relu", name=act)(x)
-
-
-def stem(x, names: _KerasNames) -> tuple:
+def stem(x) -> tuple:
     """Table 1's first rows (299 -> 35): 3x3/2, 3x3 and 3x3 (64) convolutions, 3x3/2 max pool, 1x1 (80) and 3x3
     (192) convolutions, 3x3/2 max pool. Returns the 35x35 map and the two stage outputs before the pools."""
-    x = _conv_bn(x, 32, (3, 3), names, stride=2, padding="valid")
-    x = _conv_bn(x, 32, (3, 3), names, padding="valid")
-    first = _conv_bn(x, 64, (3, 3), names)
+    x = _conv_bn(x, 32, (3, 3), stride=2, padding="valid")
+    x = _conv_bn(x, 32, (3, 3), padding="valid")
+    first = _conv_bn(x, 64, (3, 3))
     x = keras.layers.MaxPooling2D(3, strides=2)(first)
-    x = _conv_bn(x, 80, (1, 1), names, padding="valid")
-    second = _conv_bn(x, 192, (3, 3), names, padding="valid")
+    x = _conv_bn(x, 80, (1, 1), padding="valid")
+    second = _conv_bn(x, 192, (3, 3), padding="valid")
     return keras.layers.MaxPooling2D(3, strides=2)(second), [first, second]
 
 
-def _avg_pool_branch(x, filters: int, names: _KerasNames):
+def _avg_pool_branch(x, filters: int):
     x = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
-    return _conv_bn(x, filters, (1, 1), names)
+    return _conv_bn(x, filters, (1, 1))
 
 
-def module_a(x, pool_filters: int, names: _KerasNames, name: str, *, filters_1x1: int = 64):
+def module_a(x, pool_filters: int, name: str, *, filters_1x1: int = 64):
     """Fig. 5 (the 5x5 kept as in the released model): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avg pool-1x1; 35x35
     (Inception-ResNet-v2's mixed_5b with a 96-map 1x1)."""
-    b1 = _conv_bn(x, filters_1x1, (1, 1), names)
-    b5 = _conv_bn(_conv_bn(x, 48, (1, 1), names), 64, (5, 5), names)
-    b3 = _conv_bn(_conv_bn(_conv_bn(x, 64, (1, 1), names), 96, (3, 3), names), 96, (3, 3), names)
-    return keras.layers.Concatenate(name=name)([b1, b5, b3, _avg_pool_branch(x, pool_filters, names)])
+    b1 = _conv_bn(x, filters_1x1, (1, 1))
+    b5 = _conv_bn(_conv_bn(x, 48, (1, 1)), 64, (5, 5))
+    b3 = _conv_bn(_conv_bn(_conv_bn(x, 64, (1, 1)), 96, (3, 3)), 96, (3, 3))
+    return keras.layers.Concatenate(name=name)([b1, b5, b3, _avg_pool_branch(x, pool_filters)])
 
 
 #: The grid reductions by output name: per path, the (filters, kernel) of each convolution.
@@ -83,44 +64,42 @@ REDUCTIONS = {
 }  # fmt: skip
 
 
-def _conv_path(x, path, names: _KerasNames, *, reduce: bool = False):
+def _conv_path(x, path, *, reduce: bool = False):
     """The (filters, kernel) convolutions of one branch in order, "same" and stride 1; with `reduce` the last
     one is stride 2 and "valid" (a grid reduction's)."""
     for i, (filters, kernel) in enumerate(path):
         last = reduce and i == len(path) - 1
-        x = _conv_bn(x, filters, kernel, names, stride=2 if last else 1, padding="valid" if last else "same")
+        x = _conv_bn(x, filters, kernel, stride=2 if last else 1, padding="valid" if last else "same")
     return x
 
 
-def reduction(x, names: _KerasNames, name: str):
+def reduction(x, name: str):
     """Grid reduction `name` of `REDUCTIONS`: convolution paths whose last convolution is 3x3/2 "valid", beside
     3x3/2 max pooling, concatenated."""
-    branches = [_conv_path(x, path, names, reduce=True) for path in REDUCTIONS[name]]
+    branches = [_conv_path(x, path, reduce=True) for path in REDUCTIONS[name]]
     return keras.layers.Concatenate(name=name)([*branches, keras.layers.MaxPooling2D(3, strides=2)(x)])
 
 
-def module_c(x, c7: int, names: _KerasNames, name: str):
+def module_c(x, c7: int, name: str):
     """Fig. 6: 7x7 factorized into 1x7 and 7x1 with `c7` inner channels; 17x17."""
-    b1 = _conv_bn(x, 192, (1, 1), names)
-    b7 = _conv_bn(x, c7, (1, 1), names)
-    b7 = _conv_bn(_conv_bn(b7, c7, (1, 7), names), 192, (7, 1), names)
-    bd = _conv_bn(x, c7, (1, 1), names)
+    b1 = _conv_bn(x, 192, (1, 1))
+    b7 = _conv_bn(x, c7, (1, 1))
+    b7 = _conv_bn(_conv_bn(b7, c7, (1, 7)), 192, (7, 1))
+    bd = _conv_bn(x, c7, (1, 1))
     for kernel in ((7, 1), (1, 7), (7, 1)):
-        bd = _conv_bn(bd, c7, kernel, names)
-    bd = _conv_bn(bd, 192, (1, 7), names)
-    return keras.layers.Concatenate(name=name)([b1, b7, bd, _avg_pool_branch(x, 192, names)])
+        bd = _conv_bn(bd, c7, kernel)
+    bd = _conv_bn(bd, 192, (1, 7))
+    return keras.layers.Concatenate(name=name)([b1, b7, bd, _avg_pool_branch(x, 192)])
 
 
-def module_e(x, names: _KerasNames, index: int):
+def module_e(x, index: int):
     """Fig. 7: the 3x3s split into parallel 1x3 and 3x1 (expanded filter bank); 8x8."""
-    b1 = _conv_bn(x, 320, (1, 1), names)
-    b3 = _conv_bn(x, 384, (1, 1), names)
-    b3 = keras.layers.Concatenate(name=f"mixed9_{index}")(
-        [_conv_bn(b3, 384, (1, 3), names), _conv_bn(b3, 384, (3, 1), names)]
-    )
-    bd = _conv_bn(_conv_bn(x, 448, (1, 1), names), 384, (3, 3), names)
-    bd = keras.layers.Concatenate()([_conv_bn(bd, 384, (1, 3), names), _conv_bn(bd, 384, (3, 1), names)])
-    return keras.layers.Concatenate(name=f"mixed{9 + index}")([b1, b3, bd, _avg_pool_branch(x, 192, names)])
+    b1 = _conv_bn(x, 320, (1, 1))
+    b3 = _conv_bn(x, 384, (1, 1))
+    b3 = keras.layers.Concatenate(name=f"mixed9_{index}")([_conv_bn(b3, 384, (1, 3)), _conv_bn(b3, 384, (3, 1))])
+    bd = _conv_bn(_conv_bn(x, 448, (1, 1)), 384, (3, 3))
+    bd = keras.layers.Concatenate()([_conv_bn(bd, 384, (1, 3)), _conv_bn(bd, 384, (3, 1))])
+    return keras.layers.Concatenate(name=f"mixed{9 + index}")([b1, b3, bd, _avg_pool_branch(x, 192)])
 
 
 @register(
@@ -153,18 +132,17 @@ def InceptionV3(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=299, min_size=75,
     )  # fmt: skip
-    names = _KerasNames()
-    x, stages = stem(img_input, names)
+    x, stages = stem(img_input)
     for i, pool_filters in enumerate((32, 64, 64)):
-        x = module_a(x, pool_filters, names, f"mixed{i}")
+        x = module_a(x, pool_filters, f"mixed{i}")
     stages.append(x)
-    x = reduction(x, names, "mixed3")
+    x = reduction(x, "mixed3")
     for i, c7 in enumerate((128, 160, 160, 192), start=4):
-        x = module_c(x, c7, names, f"mixed{i}")
+        x = module_c(x, c7, f"mixed{i}")
     stages.append(x)
-    x = reduction(x, names, "mixed8")
+    x = reduction(x, "mixed8")
     for i in range(2):
-        x = module_e(x, names, i)
+        x = module_e(x, i)
     stages.append(x)
     return applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
@@ -204,11 +182,11 @@ RESIDUAL_BLOCKS = {
 }
 
 
-def inception_resnet_block(x, kind: str, index: int, scale: float, names: _KerasNames, *, activation: bool = True):
+def inception_resnet_block(x, kind: str, index: int, scale: float, *, activation: bool = True):
     """Figs. 16, 17, 19: parallel branches, concatenated (`{kind}_{index}_mixed`), a 1x1 linear convolution with
     bias back to the input width (`_conv`), scaled and added to the input, then ReLU (`_ac`) unless the last."""
     block = f"{kind}_{index}"
-    branches = [_conv_path(x, branch, names) for branch in RESIDUAL_BLOCKS[kind]]
+    branches = [_conv_path(x, branch) for branch in RESIDUAL_BLOCKS[kind]]
     mixed = keras.layers.Concatenate(name=f"{block}_mixed")(branches)
     up = keras.layers.Conv2D(x.shape[-1], 1, use_bias=True, name=f"{block}_conv")(mixed)
     x = ScaledResidual(scale, name=f"{block}_scale")([x, up])
@@ -247,19 +225,18 @@ def InceptionResNetV2(
         input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, default_size=299, min_size=75,
     )  # fmt: skip
-    names = _KerasNames()
-    x, stages = stem(img_input, names)
-    x = module_a(x, 64, names, "mixed_5b", filters_1x1=96)
+    x, stages = stem(img_input)
+    x = module_a(x, 64, "mixed_5b", filters_1x1=96)
     for index in range(1, 11):
-        x = inception_resnet_block(x, "block35", index, 0.17, names)
+        x = inception_resnet_block(x, "block35", index, 0.17)
     stages.append(x)
-    x = reduction(x, names, "mixed_6a")
+    x = reduction(x, "mixed_6a")
     for index in range(1, 21):
-        x = inception_resnet_block(x, "block17", index, 0.1, names)
+        x = inception_resnet_block(x, "block17", index, 0.1)
     stages.append(x)
-    x = reduction(x, names, "mixed_7a")
+    x = reduction(x, "mixed_7a")
     for index in range(1, 11):
-        x = inception_resnet_block(x, "block8", index, 1.0 if index == 10 else 0.2, names, activation=index < 10)
+        x = inception_resnet_block(x, "block8", index, 1.0 if index == 10 else 0.2, activation=index < 10)
     x = _conv_bn(x, 1536, (1, 1), "conv_7b")
     stages.append(x)
     return applications.finish(

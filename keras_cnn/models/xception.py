@@ -26,14 +26,12 @@ def _sepconv(x, filters: int, name: str, *, relu_first: bool):
     return BatchNormalization(name=f"{name}_bn")(x)
 
 
-def downsampling_block(x, filters: tuple[int, int], block: int, shortcut: int):
+def downsampling_block(x, filters: tuple[int, int], block: int):
     """Two separable convolutions and a 3x3/2 max pool, added to a strided 1x1 projection of the input.
-    The projection layers are unnamed in keras.applications; ours carry the names Keras gives them there
-    (`conv2d`, `batch_normalization`, ... with `_<shortcut>` suffixes) so both weight formats load."""
-    suffix = f"_{shortcut}" if shortcut else ""
-    residual = keras.layers.Conv2D(filters[1], 1, strides=2, padding="same", use_bias=False,
-                                   name=f"conv2d{suffix}")(x)  # fmt: skip
-    residual = BatchNormalization(name=f"batch_normalization{suffix}")(residual)
+    The projection layers are unnamed, as in keras.applications: Keras numbers them (`conv2d`,
+    `batch_normalization`, ... in a fresh session, keras.applications' names) and never reuses a taken name."""
+    residual = keras.layers.Conv2D(filters[1], 1, strides=2, padding="same", use_bias=False)(x)
+    residual = BatchNormalization()(residual)
     for i, width in enumerate(filters, start=1):
         x = _sepconv(x, width, f"block{block}_sepconv{i}", relu_first=block > 2 or i > 1)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
@@ -85,12 +83,12 @@ def Xception(
         x = BatchNormalization(name=f"block1_conv{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block1_conv{i}_act")(x)
     stages = [x]
-    for shortcut, (block, filters) in enumerate(ENTRY.items()):
-        x = downsampling_block(x, filters, block, shortcut)
+    for block, filters in ENTRY.items():
+        x = downsampling_block(x, filters, block)
         stages.append(x)
     for block in range(5, 5 + MIDDLE_REPEATS):
         x = middle_block(x, block)
-    x = downsampling_block(x, EXIT, 5 + MIDDLE_REPEATS, len(ENTRY))
+    x = downsampling_block(x, EXIT, 5 + MIDDLE_REPEATS)
     for i, filters in enumerate((1536, 2048), start=1):
         x = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block14_sepconv{i}")(x)
         x = BatchNormalization(name=f"block14_sepconv{i}_bn")(x)

@@ -59,6 +59,7 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
     else:
         path = tmp_path / "peer.weights.h5"
         reference.save_weights(path)
+    keras.backend.clear_session()  # ours in a fresh session too: the layers Keras names are named alike
     model = ours(weights=str(path), **kwargs)
     assert _weighted_layers(model) == _weighted_layers(reference)
     x = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
@@ -100,3 +101,18 @@ def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):
     _write_legacy_h5(reference, path)
     model = keras_cnn.DenseNet121(weights=str(path), include_top=False, input_shape=(32, 32, 3), memory_efficient=True)
     _assert_same_outputs(model, reference, rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+
+
+@pytest.mark.parametrize("builder", [keras_cnn.InceptionV3, keras_cnn.InceptionResNetV2, keras_cnn.Xception])
+def test_a_users_unnamed_layers_never_collide_with_the_builders_layers(builder):
+    """keras.applications leaves these networks' convolutions unnamed; so do we (ours once carried the names
+    Keras would give them, "conv2d", ..., and clashed with a user's unnamed Conv2D in the same graph)."""
+    inputs = keras.Input((75, 75, 3))
+    features = keras.layers.Conv2D(3, 1)(inputs)  # named "conv2d" in this fresh session
+    model = builder(include_top=False, input_tensor=features, pooling="avg")
+    assert model.get_layer("conv2d").kernel.shape == (1, 1, 3, 3)  # the user's layer kept its name
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    keras_cnn.ResNet20()  # other models built in between
+    again = builder(include_top=False, input_tensor=keras.layers.Conv2D(3, 1)(inputs), pooling="avg")
+    assert again.output_shape == model.output_shape

@@ -168,3 +168,35 @@ def test_a_model_named_by_the_user_still_finds_its_weight_set():
         named.weights, keras_cnn.ResNet20(weights="digits", input_shape=(32, 32, 1)).weights, strict=True
     ):
         np.testing.assert_array_equal(ours.numpy(), shipped.numpy())
+
+
+#: One member of every family file (the cheapest that is not a special case of another family's builder).
+FAMILIES = (
+    "lenet5", "alexnet", "alexnet_v1", "vgg11", "resnet20", "resnet18", "resnet50_v2", "preact_resnet164",
+    "resnext29_8x64d", "resnext50_32x4d", "googlenet", "inception_v3", "inception_resnet_v2", "xception",
+    "mobilenet", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2_x0_5", "densenet_bc", "densenet121",
+    "cliquenet_k36_t12", "cliquenet_s0", "msdnet_cifar10_anytime", "msdnet_imagenet_k4",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_keras_applications_contract_holds_for_every_family(name):
+    """keras.applications' own contract: without the top, any spatial size (None) and 1 or 4 channels; pooled
+    widths equal the map's channels; a new class count with logits; a user's input tensor is built upon."""
+    from tests.helpers import minimum_size, shapes_only
+
+    size = max(minimum_size(name), 32)
+    with shapes_only():
+        width = keras_cnn.create_model(name, include_top=False, input_shape=(size, size, 3)).output_shape[-1]
+        for channels in (1, 4):
+            model = keras_cnn.create_model(name, include_top=False, input_shape=(None, None, channels))
+            assert model.input_shape == (None, None, None, channels) and model.output_shape[-1] == width
+        for pooling in ("avg", "max"):
+            pooled = keras_cnn.create_model(name, include_top=False, pooling=pooling, input_shape=(size, size, 3))
+            assert pooled.output_shape == (None, width)
+        top = keras_cnn.create_model(name, classes=7, classifier_activation=None, input_shape=(size, size, 3))
+        outputs = top.outputs if isinstance(top.output, list) else [top.output]
+        assert all(tuple(o.shape) == (None, 7) for o in outputs)
+        assert top.get_layer(top.output_names[-1]).get_config().get("activation") in ("linear", None)
+        tensor = keras.Input((size, size, 3))
+        assert keras_cnn.create_model(name, include_top=False, input_tensor=tensor).inputs[0] is tensor

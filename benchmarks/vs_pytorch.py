@@ -20,7 +20,7 @@ import statistics
 import time
 
 from absl import app, flags
-from common import model_entries, write_results
+from common import model_entries, torch_cifar_resnet, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
@@ -32,44 +32,6 @@ flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.",
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
 
 CIFAR_RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
-
-
-def torch_cifar_resnet(depth: int, classes: int):
-    """He et al. 2016's CIFAR ResNet (Sec. 4.2) in PyTorch: 3x3 conv, three stages of (depth - 2) / 6 basic
-    blocks of 16, 32, 64 filters, option-A shortcuts (subsample, zero-pad channels), average pool, linear."""
-    import torch
-    from torch import nn
-    from torch.nn import functional
-
-    class Block(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int):
-            super().__init__()
-            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.pad = cout - cin
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
-            if self.pad:
-                x = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-            return functional.relu(y + x)
-
-    class ResNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            n = (depth - 2) // 6
-            self.conv, self.bn = nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
-            blocks, cin = [], 16
-            for stage, cout in enumerate((16, 32, 64)):
-                for i in range(n):
-                    blocks.append(Block(cin, cout, 2 if stage and not i else 1))
-                    cin = cout
-            self.blocks, self.fc = nn.Sequential(*blocks), nn.Linear(64, classes)
-
-        def forward(self, x):
-            return self.fc(torch.mean(self.blocks(functional.relu(self.bn(self.conv(x)))), dim=(2, 3)))
-
-    return ResNet()
 
 
 def torch_model(name: str, classes: int):

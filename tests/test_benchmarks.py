@@ -76,3 +76,22 @@ def test_degradation_trains_plain_and_residual_nets_and_plots(tmp_path):
         assert len(results[name]["test_error"]) == 2 == len(history) - 1
         assert results[name]["test_error"][-1] == pytest.approx(1 - float(history[-1].split(",")[3]))
     assert (tmp_path / "degradation-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_vs_pytorch_trains_both_on_the_same_images(tmp_path):
+    pytest.importorskip("torch")
+    from tests.test_data_sources import _write_jpeg_tree
+
+    _write_jpeg_tree(tmp_path / "data", np.random.default_rng(1),
+                     {"train": {"a": 6, "b": 6}, "test": {"a": 3, "b": 3}}, size=(32, 32))  # fmt: skip
+    out = tmp_path / "accuracy.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/accuracy_vs_pytorch.py"), f"--data_dir={tmp_path / 'data'}",
+           "--epochs=1", f"--runs_dir={tmp_path / 'runs'}", f"--output={out}"]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    result = json.loads(out.read_text())
+    assert sorted(row["framework"] for row in result["rows"]) == ["keras_cnn", "pytorch"]
+    history = (tmp_path / "runs" / "keras_cnn-resnet20-1ep-float32" / "history.csv").read_text().splitlines()
+    ours = next(row for row in result["rows"] if row["framework"] == "keras_cnn")
+    assert ours["test_accuracy"] == pytest.approx(float(history[-1].split(",")[3]))
+    theirs = next(row for row in result["rows"] if row["framework"] == "pytorch")
+    assert theirs["test_accuracy"] * 6 == pytest.approx(round(theirs["test_accuracy"] * 6))  # whole images of 6

@@ -18,7 +18,7 @@ import os
 import time
 
 from absl import app, flags
-from common import torch_cifar_resnet, write_results
+from common import torch_cifar_resnet, trainable_torch, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Split image folders (train/, test/), e.g. CIFAR-10-images.", required=True)
@@ -70,11 +70,12 @@ def train_torch(x_train, y_train, x_test, y_test, classes: int) -> dict:
     net = torch_cifar_resnet(int(FLAGS.model[len("resnet") :]), classes).to(memory_format=torch.channels_last)
     import keras_cnn
 
-    ours = keras_cnn.trainable_params(keras_cnn.create_model(FLAGS.model, classes=classes))
-    if ours != sum(p.numel() for p in net.parameters()):
-        raise RuntimeError(
-            f"Not the same network: {ours:,} trainable here, {sum(p.numel() for p in net.parameters()):,} in PyTorch."
-        )
+    ours, theirs = (
+        keras_cnn.trainable_params(keras_cnn.create_model(FLAGS.model, classes=classes)),
+        trainable_torch(net),
+    )
+    if ours != theirs:
+        raise RuntimeError(f"Not the same network: {ours:,} trainable here, {theirs:,} in PyTorch.")
     for module in net.modules():  # our initialization: He fan-out normal convolutions, unit BN
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

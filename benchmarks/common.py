@@ -81,3 +81,7 @@ def torch_cifar_resnet(depth: int, classes: int):
             return self.fc(torch.mean(self.blocks(functional.relu(self.bn(self.conv(x)))), dim=(2, 3)))
 
     return ResNet()
+
+
+def trainable_torch(net) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -20,7 +20,7 @@ import statistics
 import time
 
 from absl import app, flags
-from common import model_entries, torch_cifar_resnet, write_results
+from common import model_entries, torch_cifar_resnet, trainable_torch, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
@@ -103,10 +103,6 @@ def images_per_s(step, batch: int, steps: int) -> float:
     for _ in range(steps):
         step()
     return steps * batch / (time.perf_counter() - start)
-
-
-def trainable_torch(net) -> int:
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
 def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps: int) -> list[dict]:

@@ -75,14 +75,6 @@ def keras_order(builder: Callable[..., keras.Model]) -> Callable[..., keras.Mode
     return build
 
 
-def renamed(model: keras.Model, name: str | None) -> keras.Model:
-    """`model` called `name`: builders build under their registry name, where weight sets are looked up,
-    and take the user's name after."""
-    if name is not None and name != model.name:
-        model.name = name
-    return model
-
-
 def _refuse_unfit_weights(params, kwargs) -> None:
     """A weight set that cannot fit the model asked for is refused before a layer is built (as
     keras.applications does), where the model's name is known before building."""

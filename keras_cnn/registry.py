@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from keras_cnn.applications import CONTRACT, renamed
+from keras_cnn.applications import CONTRACT
 from keras_cnn.recipes import RECIPES, Recipe
 
 
@@ -105,7 +105,10 @@ def _built_under(registry_name: str, builder: Callable[..., keras.Model]) -> Cal
         name_given_positionally = len(args) == len(CONTRACT)  # name is the contract's last positional argument
         name = args[-1] if name_given_positionally else kwargs.pop("name", registry_name)
         args = args[:-1] if name_given_positionally else args
-        return renamed(builder(*args, **kwargs, name=registry_name), name)
+        model = builder(*args, **kwargs, name=registry_name)
+        if name is not None and name != model.name:
+            model.name = name
+        return model
 
     build.__signature__ = inspect.signature(builder)
     del build.__wrapped__

@@ -283,6 +283,8 @@ def test_ten_crop_views_are_alexnets_central_squares_of_the_decoded_images(tmp_p
     val = load_dataset("folder", data_dir=tmp_path, image_size=8, batch_size=2, crop=True, crop_fraction=1.0).validation
     images = np.concatenate([np.asarray(x) for x, _ in val])
     assert images.shape == (2, 8, 8, 3)
+    with pytest.raises(ValueError, match=r"crop_fraction must be in \(0, 1\].*received 1\.5"):
+        load_dataset("folder", data_dir=tmp_path, image_size=8, crop=True, crop_fraction=1.5)
     for path in (p for p, (split, _) in written.items() if split == "val"):  # the split's order is seeded
         expected = np.asarray(alexnet_view(_pil_pixels(path).astype("float32") / 255.0, 8))
         assert min(np.abs(image - expected).max() for image in images) < 1e-5

@@ -160,6 +160,8 @@ def load_dataset(
         raise ValueError(f"channels must be 1 or 3; received {channels!r}.")
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1); received {validation_fraction!r}.")
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(f"crop_fraction must be in (0, 1] (1.0: AlexNet's full square); received {crop_fraction!r}.")
     if name == "digits":
         train, val, classes = digits_arrays(image_size or 32, channels, validation_fraction=validation_fraction,
                                             seed=seed)  # fmt: skip

@@ -47,7 +47,8 @@ def write_results(path: str, rows: list[dict], **fields) -> None:
 
 def torch_cifar_resnet(depth: int, classes: int):
     """He et al. 2016's CIFAR ResNet (Sec. 4.2) in PyTorch: 3x3 conv, three stages of (depth - 2) / 6 basic
-    blocks of 16, 32, 64 filters, option-A shortcuts (subsample, zero-pad channels), average pool, linear."""
+    blocks of 16, 32, 64 filters, option-A shortcuts (subsample, zero channels appended after the identity's
+    as fb.resnet.torch does), average pool, linear. Modules in our layer order, so weights copy one to one."""
     import torch
     from torch import nn
     from torch.nn import functional
@@ -62,7 +63,7 @@ def torch_cifar_resnet(depth: int, classes: int):
         def forward(self, x):
             y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
             if self.pad:
-                x = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+                x = functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 0, self.pad))
             return functional.relu(y + x)
 
     class ResNet(nn.Module):

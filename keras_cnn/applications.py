@@ -175,22 +175,27 @@ def global_pool(x, pooling: str | None):
     return x
 
 
+def head_dtype() -> str | None:
+    """The classifier's dtype: float32 under a mixed-precision policy, so the softmax and the loss stay in full
+    precision; otherwise None (the policy's, so float64 stays float64)."""
+    return "float32" if keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16") else None
+
+
 def pooled_classifier(x, classes: int, classifier_activation):
-    """The ResNet-style head: global average pool, then one dense layer named `predictions` (float32 under a
-    mixed-precision policy, so the softmax and the loss stay in full precision)."""
+    """The ResNet-style head: global average pool, then one dense layer named `predictions` (`head_dtype`)."""
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head_dtype())(x)
 
 
 def mlp_classifier(x, classes: int, classifier_activation, *, widths: Sequence[int], dropout_rate: float):
     """The AlexNet/VGG head: flatten, hidden layers fc1, fc2, ... (ReLU, dropout after each), `predictions`
-    (float32, as in `pooled_classifier`)."""
+    (`head_dtype`)."""
     x = keras.layers.Flatten(name="flatten")(x)
     for i, width in enumerate(widths, start=1):
         x = keras.layers.Dense(width, activation="relu", name=f"fc{i}")(x)
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name=f"fc{i}_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head_dtype())(x)
 
 
 def check_weights(weights) -> None:

@@ -200,3 +200,21 @@ def test_keras_applications_contract_holds_for_every_family(name):
         assert top.get_layer(top.output_names[-1]).get_config().get("activation") in ("linear", None)
         tensor = keras.Input((size, size, 3))
         assert keras_cnn.create_model(name, include_top=False, input_tensor=tensor).inputs[0] is tensor
+
+
+@pytest.mark.parametrize(
+    ("policy", "head"), [("mixed_bfloat16", "float32"), ("float64", "float64"), ("float32", "float32")]
+)
+def test_the_classifier_is_float32_under_mixed_precision_and_follows_full_precision_policies(policy, head):
+    """Mixed precision keeps the softmax and the loss in float32; float64 must not be cut to float32 there."""
+    from tests.helpers import minimum_size
+
+    keras.config.set_dtype_policy(policy)
+    try:
+        for name in ("resnet20", "lenet5", "vgg11", "mobilenet", "googlenet", "msdnet_cifar10_anytime"):
+            size = max(32, minimum_size(name))
+            model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=4)
+            heads = [layer for layer in model.layers if layer.name.endswith("predictions")]
+            assert heads and all(layer.compute_dtype == head for layer in heads), name
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -307,7 +307,7 @@ def CliqueNet(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
         top=lambda v, classes, activation: style.dense(
-            v, classes, "predictions", activation, dtype="float32", **style.dense_init
+            v, classes, "predictions", activation, dtype=applications.head_dtype(), **style.dense_init
         ),
     )  # fmt: skip
 

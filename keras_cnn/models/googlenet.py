@@ -68,7 +68,7 @@ def auxiliary_classifier(x, classes: int, classifier_activation, name: str, *, b
     x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_dropout")(x)
     return keras.layers.Dense(classes, activation=classifier_activation, name=f"{name}_predictions",
-                              dtype="float32")(x)  # fmt: skip
+                              dtype=applications.head_dtype())(x)  # fmt: skip
 
 
 def _max_pool(x, name: str, size: int = 3):
@@ -158,7 +158,7 @@ def GoogLeNet(
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
         return keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
-                                  dtype="float32")(x)  # fmt: skip
+                                  dtype=applications.head_dtype())(x)  # fmt: skip
 
     return applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,

@@ -186,10 +186,11 @@ def LeNet5(
     def top(x, classes, classifier_activation):
         x = keras.layers.Flatten(name="flatten")(x)
         x = keras.layers.Dense(84, activation=act, name="f6", **init(x.shape[-1]))(x)
+        head = applications.head_dtype()  # the classifier: float32 in mixed precision
         if paper:
-            x = EuclideanRBF(classes, name="rbf", dtype="float32")(x)  # the classifier: float32 in mixed precision
-            return keras.layers.Activation(classifier_activation or "linear", name="predictions", dtype="float32")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+            x = EuclideanRBF(classes, name="rbf", dtype=head)(x)
+            return keras.layers.Activation(classifier_activation or "linear", name="predictions", dtype=head)(x)
+        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head)(x)
 
     return applications.finish(
         img_input, c5, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,

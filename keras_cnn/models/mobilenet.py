@@ -118,7 +118,7 @@ def MobileNet(
         x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
         x = keras.layers.Conv2D(classes, 1, name="conv_preds")(x)
         x = keras.layers.Reshape((classes,), name="reshape_2")(x)
-        return keras.layers.Activation(classifier_activation, name="predictions", dtype="float32")(x)
+        return keras.layers.Activation(classifier_activation, name="predictions", dtype=applications.head_dtype())(x)
 
     return applications.finish(
         img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
@@ -202,7 +202,7 @@ def MobileNetV2(
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
             x = keras.layers.Dropout(0.2, name="dropout")(x)
             return keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
-                                      dtype="float32")(x)  # fmt: skip
+                                      dtype=applications.head_dtype())(x)  # fmt: skip
         return applications.pooled_classifier(x, classes, classifier_activation)
 
     return applications.finish(

@@ -125,8 +125,8 @@ def exit_classifier(x, classes: int, classifier_activation, *, style: Style, wid
     x = conv_bn_relu(x, width, 3, 2, f"{name}_conv2", style)
     x = keras.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    return style.dense(x, classes, f"{name}_predictions", activation=classifier_activation, dtype="float32",
-                       **TORCH_LINEAR)  # fmt: skip
+    head = applications.head_dtype()
+    return style.dense(x, classes, f"{name}_predictions", activation=classifier_activation, dtype=head, **TORCH_LINEAR)
 
 
 def _positive(label: str, value) -> None:

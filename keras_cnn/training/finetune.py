@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn import applications
 from keras_cnn.training.optimizers import SGD
 
 
@@ -34,7 +35,7 @@ def with_new_head(model: keras.Model, classes: int, *, dropout_rate: float = 0.0
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout_rate:
         x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions", dtype="float32")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions", dtype=applications.head_dtype())(x)
     return keras.Model(inputs, outputs, name=f"{model.name}_finetuned")
 
 

@@ -36,12 +36,11 @@ def main(argv: list[str]) -> None:
     FLAGS = flags.FLAGS
     metrics, output_dir = run_training(FLAGS)
     if FLAGS.ten_crop:
-        import keras
-
         from keras_cnn.augment import evaluate_ten_crop
         from keras_cnn.data import load_dataset
+        from keras_cnn.io import load_model
 
-        model = keras.saving.load_model(os.path.join(output_dir, "model.keras"), safe_mode=True)
+        model = load_model(os.path.join(output_dir, "model.keras"))
         view = round(FLAGS.image_size * 256 / 224)  # AlexNet's 256x256 view (shorter side 256, centre crop)
         val = load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=view, seed=FLAGS.seed, crop=True,
                            crop_fraction=1.0).validation  # fmt: skip

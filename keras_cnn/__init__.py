@@ -1,12 +1,17 @@
-"""keras_cnn: classic CNNs for Keras 3, faithful to their papers, with one builder contract and a registry."""
+"""keras_cnn: classic CNNs for Keras 3, faithful to their papers, with one builder contract and a registry.
 
-from keras_cnn import early_exit, layers
+Models, layers and the registry load with the package; `training`, `distill` and `early_exit` (the training
+loop, distillation and multi-exit inference, which pull in tf.data and the rest of TensorFlow) on first use.
+"""
+
+import importlib
+
+from keras_cnn import layers
 from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, exit_costs, trainable_params
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
 from keras_cnn.models import __all__ as _builders
 from keras_cnn.registry import ModelInfo, Paper, create_model, list_models, model_info
-from keras_cnn.training import distill
 
 __version__ = "0.1.0"
 __all__ = [
@@ -15,8 +20,8 @@ __all__ = [
     "Paper",
     "count_macs",
     "create_model",
-    "distill",
-    "early_exit",
+    "distill",  # noqa: F405  (loaded on first use: __getattr__)
+    "early_exit",  # noqa: F405  (loaded on first use: __getattr__)
     "exit_costs",
     "feature_extractor",
     "layers",
@@ -25,3 +30,21 @@ __all__ = [
     "trainable_params",
     "without_aux",
 ]
+
+_LAZY = {
+    "distill": "keras_cnn.training.distill",
+    "early_exit": "keras_cnn.early_exit",
+    "training": "keras_cnn.training",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'keras_cnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

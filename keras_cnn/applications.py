@@ -7,6 +7,7 @@ error (keras ignores them silently), and every error names the allowed values.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import numbers
@@ -30,11 +31,23 @@ CONTRACT = (
     "name",
 )
 
-# Keras maps a functional graph (and its saved config) recursively, one Python frame per layer along the
-# longest path; ResNet-1202 and pre-act ResNet-1001 are ~5,000 layers deep, past Python's default of 1,000.
+#: Keras maps a functional graph recursively (building a model from tensors, loading a saved one), one Python
+#: frame per layer along the longest path; ResNet-1202 and pre-act ResNet-1001 are ~5,000 layers deep, past
+#: Python's default limit of 1,000.
 RECURSION_LIMIT = 30_000
-if sys.getrecursionlimit() < RECURSION_LIMIT:
-    sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+@contextlib.contextmanager
+def deep_graph():
+    """Python's recursion limit raised to `RECURSION_LIMIT` inside the block (or the decorated function) and
+    restored after it, so that the deepest networks can be built, cut and loaded; importing the package leaves
+    the limit alone. Load a saved ResNet-1202 with `keras_cnn.io.load_model`, or inside `with deep_graph():`."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, RECURSION_LIMIT))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def keras_order(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
@@ -47,6 +60,7 @@ def keras_order(builder: Callable[..., keras.Model]) -> Callable[..., keras.Mode
         raise TypeError(f"{builder.__name__} lacks the builder contract's arguments {missing}.")
 
     @functools.wraps(builder)
+    @deep_graph()
     def build(*args, **kwargs):
         if len(args) > len(CONTRACT):
             raise TypeError(
@@ -263,6 +277,7 @@ def finish(
     return model
 
 
+@deep_graph()
 def without_aux(model: keras.Model) -> keras.Model:
     """The inference model of a network trained with auxiliary classifiers (outputs named aux*): the same
     layers and weights, the main output only."""
@@ -272,6 +287,7 @@ def without_aux(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
 
 
+@deep_graph()
 def feature_extractor(
     model: keras.Model, out_indices: Sequence[int] | None = None, layer_names: Sequence[str] | None = None
 ) -> keras.Model:

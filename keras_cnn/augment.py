@@ -1,7 +1,8 @@
 """Augmentation and multi-crop evaluation as the classic papers ran them, on float images in [0, 1].
 
 * `PCALighting`: AlexNet's lighting noise (Krizhevsky, Sutskever & Hinton 2012, Sec. 4.1), constants of
-  fb.resnet.torch (reference-figures.md §5). A Keras layer: use it in a model or in a tf.data map.
+  fb.resnet.torch (github.com/facebookarchive/fb.resnet.torch, datasets/imagenet.lua). A Keras layer: use it
+  in a model or in a tf.data map.
 * `pad_crop_flip`: the CIFAR augmentation of He et al. 2016 (pad 4, random 32x32 crop, horizontal flip).
 * `random_resized_crop`, `color_jitter`, `resize_center_crop`: the ImageNet training crop of Szegedy et al.
   2015 (8-100 % of the area, aspect 3/4-4/3) with fb.resnet.torch's colour jitter, and the usual evaluation

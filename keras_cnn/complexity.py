@@ -1,5 +1,6 @@
-"""Parameter and multiply-accumulate counts, in the convention of reference-figures.md §0, and the cumulative
-cost of every exit of a multi-exit network (MSDNet) in that convention and in MSDNet's op-counter convention."""
+"""Parameter and multiply-accumulate counts in the papers' convention (trainable parameters; multiply-accumulates of
+convolutions and dense layers), and the cumulative cost of every exit of a multi-exit network (MSDNet) in that
+convention and in MSDNet's op-counter convention."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def call_macs(layer: keras.layers.Layer, input_shape, output_shape) -> int:
 
 def call_ops(layer: keras.layers.Layer, input_shape, output_shape) -> int:
     """Ops of one call for one image in the op counter of MSDNet's reference code (kalviny/MSDNet-PyTorch
-    `op_counter.py`, porting notes §2.2): conv multiply-adds as `call_macs`, one op per ReLU output element,
+    `op_counter.py`): conv multiply-adds as `call_macs`, one op per ReLU output element,
     C * H_out * W_out * k_h * k_w per pooling window layer, weights + biases per dense layer; BN, concatenation
     and flattening are free."""
     relu = isinstance(layer, keras.layers.ReLU) or getattr(layer, "activation", None) is keras.activations.relu
@@ -124,7 +125,7 @@ def exit_costs(model: keras.Model, computed_before: Sequence[Sequence] | None = 
     "without lazy prediction pruning").
 
     `computed_before[k]` are further tensors computed before exit k is: a reference forward pass runs whole
-    blocks, so `msdnet.block_outputs(model)` here gives the per-exit figures of porting notes §2.2. Without it
+    blocks, so `msdnet.block_outputs(model)` here gives the reference's per-exit figures. Without it
     an exit costs only what it depends on, which is what `keras_cnn.early_exit.EarlyExit` runs.
     """
     macs = ops = 0

@@ -1,4 +1,4 @@
-"""Multi-exit networks at inference (MSDNet: Huang et al., ICLR 2018, Sec. 4; porting notes §2.4).
+"""Multi-exit networks at inference (MSDNet: Huang et al., ICLR 2018, Sec. 4; gaohuang/MSDNet `dynamic_eval`).
 
 * anytime prediction: the accuracy of every exit (`anytime_accuracy`);
 * budgeted batch classification: per-exit confidence thresholds fitted on a validation split so that the
@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn.applications import deep_graph
 from keras_cnn.complexity import ExitCost, exit_costs, nodes_by_output
 
 #: q = p / 20 for p = 1..39, the budget levels of the reference's `adaptive_inference.py`.
@@ -176,7 +177,7 @@ def budgeted_evaluation(
 
 def reference_costs(model: keras.Model) -> list[ExitCost]:
     """Per-exit costs as the reference counts them: for an MSDNet whole blocks run before their exit
-    (`msdnet.block_outputs`, porting notes §2.2); for any other multi-exit model, what each exit depends on."""
+    (`msdnet.block_outputs`); for any other multi-exit model, what each exit depends on."""
     from keras_cnn.models.msdnet import block_outputs
 
     try:
@@ -260,6 +261,7 @@ class EarlyExit:
         self._carried = [{key for r in self._segment_inputs[k + 1 :] for key in r} for k in range(len(self.segments))]
 
     @staticmethod
+    @deep_graph()
     def _cut(model: keras.Model):
         """Segments as Keras models from intermediate tensors, with the keys (ids) of the tensors each reads and
         writes: its exit first, then what later segments read of its own."""

@@ -39,8 +39,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object], *, suf
 
 
 def load_model(path: str | os.PathLike):
-    """`keras.saving.load_model` in safe mode (no pickled code runs), with errors that name the file: a
-    missing file, and one that is not a Keras archive (truncated, corrupt, another format)."""
+    """`keras.saving.load_model` in safe mode (no pickled code runs), deep graphs included (`deep_graph`), with
+    errors that name the file: a missing file, and one that is not a Keras archive (truncated, corrupt, another
+    format)."""
     import zipfile
 
     import keras
@@ -51,7 +52,10 @@ def load_model(path: str | os.PathLike):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path!r} is not a valid Keras archive (a .keras file is a zip archive; this one is "
                          "truncated, corrupt or of another format).")  # fmt: skip
+    from keras_cnn.applications import deep_graph
+
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        with deep_graph():
+            return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path!r} is not a valid Keras model archive: {err}") from err

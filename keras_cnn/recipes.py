@@ -1,4 +1,4 @@
-"""Training recipes as the papers (or their reference code) ran them: `../shared/specs/reference-figures.md` §3.
+"""Training recipes as the papers (or their reference code) ran them (each recipe's `source` cites them).
 
 Pure data: `keras_cnn.training` turns a recipe into an optimizer and learning-rate schedule. `schedule` is the
 paper's wording; `decay`, `milestones` and `warmup_*` are the same schedule in machine form: "step" multiplies
@@ -225,7 +225,7 @@ RECIPES: dict[str, Recipe] = {
         batch_size=64,
         weight_decay=1e-4,
         augmentation="none; per-channel mean/std; dropout 0.2 after every conv but the stem",
-        source="Yang et al. 2018 [R:iboing/CliqueNet train.py] (porting notes 1.5)",
+        source="Yang et al. 2018 [R:iboing/CliqueNet train.py]",
         milestones=(0.5, 0.75),
     ),
     "cliquenet_imagenet": Recipe(
@@ -236,7 +236,7 @@ RECIPES: dict[str, Recipe] = {
         batch_size=160,
         weight_decay=1e-4,
         augmentation="RandomResizedCrop 224 + flip; eval resize 256, centre 224; ImageNet mean/std",
-        source="Yang et al. 2018 [R:iboing/CliqueNet train_imagenet.py] (porting notes 1.5)",
+        source="Yang et al. 2018 [R:iboing/CliqueNet train_imagenet.py]",
         milestones=(30 / 100, 60 / 100, 90 / 100),
     ),
     "msdnet_cifar": Recipe(
@@ -249,7 +249,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="pad 4, random crop, flip; channel mean/std before padding; 5,000 training images held out "
         "to fit the budgeted-batch thresholds",
-        source="Huang et al. 2018 [R:gaohuang/MSDNet train_joint.lua] (porting notes 2.3); loss = sum of the "
+        source="Huang et al. 2018 [R:gaohuang/MSDNet train_joint.lua]; loss = sum of the "
         "exits' cross-entropies, all weighted 1",
         milestones=(0.5, 0.75),
     ),
@@ -263,7 +263,7 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4,
         augmentation="fb.resnet.torch pipeline (random resized crop, colour jitter 0.4, PCA lighting 0.1, flip); "
         "50,000 training images held out for the budgeted-batch thresholds",
-        source="Huang et al. 2018 [R:gaohuang/MSDNet] (porting notes 2.3)",
+        source="Huang et al. 2018 [R:gaohuang/MSDNet]",
         milestones=(30 / 90, 60 / 90),
     ),
 }

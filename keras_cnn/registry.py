@@ -25,7 +25,7 @@ class Paper:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What `model_info(name)` returns; figures from `../shared/specs/reference-figures.md`.
+    """What `model_info(name)` returns; figures from the papers and reference code it cites.
 
     `params` is the trainable count of the default config (Keras totals add BN moving statistics);
     `macs` is the multiply-accumulate count of conv and dense layers at `input_size`, as published.

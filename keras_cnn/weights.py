@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_cnn.io import write_atomic, write_json_atomic
+from keras_cnn.io import load_model, write_atomic, write_json_atomic
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"  # the project's own trained sets
 KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -133,7 +133,7 @@ def publish(
     dataset. Refuses to replace a set unless `overwrite`."""
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True)
+    model = load_model(os.path.join(run_dir, "model.keras"))
     classes = int(model.output_shape[-1])
     if class_names and len(class_names) != classes:
         raise ValueError(f"class_names has {len(class_names)} names for a model of {classes} classes.")

@@ -1,4 +1,5 @@
-"""Crop / flip / PCA-lighting maths and the 10-crop evaluation (reference-figures.md §5)."""
+"""Crop / flip / PCA-lighting maths and the 10-crop evaluation (Krizhevsky et al. 2012; fb.resnet.torch's
+transforms.lua)."""
 
 import keras
 import numpy as np

@@ -1,5 +1,6 @@
-"""Early-exit inference and evaluation (porting notes §2.4): anytime accuracy, thresholds that give the q^k exit
-fractions on the validation split, the budgeted-batch cost and accuracy, and EarlyExit against the full model."""
+"""Early-exit inference and evaluation (Huang et al. 2018, Sec. 4; gaohuang/MSDNet): anytime accuracy, thresholds that
+give the q^k exit fractions on the validation split, the budgeted-batch cost and accuracy, and EarlyExit against the
+full model."""
 
 import keras
 import numpy as np

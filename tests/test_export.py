@@ -102,3 +102,26 @@ def test_export_serving_example_with_shipped_weights(tmp_path):
     assert (tmp_path / "1.onnx").is_file()
     again = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already holds version 1" in again.stderr
+
+
+# keras.applications' definitions (imagenet_utils): caffe = RGB->BGR minus the BGR means; tf = [-1, 1]; torch =
+# [0, 1] minus ImageNet mean over std; scale (this package's own sets) = [0, 1].
+PREPROCESS = {
+    "caffe": lambda x: x[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32"),
+    "tf": lambda x: x / 127.5 - 1.0,
+    "torch": lambda x: (
+        (x / 255.0 - np.array([0.485, 0.456, 0.406], "float32")) / np.array([0.229, 0.224, 0.225], "float32")
+    ),
+    "scale": lambda x: x / 255.0,
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PREPROCESS))
+def test_exported_preprocessing_equals_the_published_definition(mode):
+    """The serving function is the model applied to `mode`'s preprocessing of 0-255 RGB images."""
+    rgb = keras_cnn.create_model("lenet5", input_shape=(32, 32, 3), classes=5, classifier_activation=None)
+    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    served = export.serving_fn(rgb, preprocessing=mode)(tf.constant(x))["probabilities"].numpy()  # logits here
+    expected = rgb(PREPROCESS[mode](x), training=False).numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(rgb(x, training=False).numpy() - expected).max() > 1e-2  # the raw pixels give other outputs

@@ -97,3 +97,44 @@ def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():
     assert keras_cnn.list_models("densenet_bc*") == [
         "densenet_bc", "densenet_bc_100_12", "densenet_bc_190_40", "densenet_bc_250_24",
     ]  # fmt: skip
+
+
+def test_importing_the_package_is_light_and_leaves_the_recursion_limit_alone():
+    """Training, distillation and early-exit code load on first use; the recursion limit is raised only while
+    a deep graph is built or loaded."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.setrecursionlimit(1000)\n"
+        "import keras_cnn\n"
+        "assert sys.getrecursionlimit() == 1000, sys.getrecursionlimit()\n"
+        "heavy = {'keras_cnn.training', 'keras_cnn.training.distill', 'keras_cnn.early_exit'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert keras_cnn.distill.Distiller and keras_cnn.early_exit.EarlyExit and keras_cnn.training.train\n"
+        "assert sys.getrecursionlimit() == 1000\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_deepest_networks_build_and_load_under_the_default_recursion_limit(tmp_path):
+    """ResNet-1202 (about 5,000 layers on its longest path) builds and reloads with Python's default limit of
+    1,000 in place, which is restored afterwards."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.setrecursionlimit(1000)\n"
+        "import keras_cnn, keras_cnn.io\n"
+        "model = keras_cnn.create_model('resnet1202')\n"
+        "assert sys.getrecursionlimit() == 1000\n"
+        f"path = {str(tmp_path / 'deep.keras')!r}\n"
+        "model.save(path)\n"
+        "again = keras_cnn.io.load_model(path)\n"
+        "assert sys.getrecursionlimit() == 1000 and len(again.layers) == len(model.layers)\n"
+        "assert keras_cnn.trainable_params(again) == keras_cnn.trainable_params(model)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

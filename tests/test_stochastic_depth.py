@@ -25,7 +25,9 @@ def _data():
 def test_linear_schedule_matches_the_paper():
     p = survival_probabilities(54, 0.5)
     assert p[0] == pytest.approx(1 - 1 / 108) and p[-1] == 0.5
-    assert sum(p) == pytest.approx(40.25)  # expected active blocks of ResNet-110, porting notes §3.1
+    assert sum(p) == pytest.approx(
+        40.25
+    )  # expected active blocks of ResNet-110, Huang et al. 2016, Sec. 3 (linear decay to p_L = 0.5)
     assert survival_probabilities(3, 0.8, "uniform") == [0.8, 0.8, 0.8]
     with pytest.raises(ValueError, match=r"p_L must be in \(0, 1\]"):
         survival_probabilities(3, 0.0)

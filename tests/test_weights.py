@@ -166,3 +166,21 @@ def test_publish_ships_a_run_with_its_class_names(tmp_path, monkeypatch):
     (tmp_path / "weights" / ws.filename).write_bytes(b"tampered")
     with pytest.raises(ValueError, match="is not the lenet5 'mine' weight file"):
         keras_cnn.create_model("lenet5", weights="mine")
+
+
+def test_a_corrupted_shipped_file_is_refused_with_both_hashes(tmp_path, monkeypatch):
+    """A file in weights/ is hash-checked like a download: one flipped byte is refused and the file is kept."""
+    import shutil
+
+    from keras_cnn import weights
+
+    ws = weights.WEIGHT_SETS[("resnet20", "digits", True)]
+    copy = tmp_path / ws.filename
+    shutil.copy(weights.SHIPPED / ws.filename, copy)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "SHIPPED", tmp_path)
+    with pytest.raises(ValueError, match=f"expected {ws.file_hash}"):
+        keras_cnn.create_model("resnet20", weights="digits", input_shape=(32, 32, 1))
+    assert copy.read_bytes() == bytes(data)

@@ -130,7 +130,7 @@ def AlexNetV1(
     conv2, conv4 and conv5 see only their own GPU's half of the maps (groups=2), conv3 sees both; local
     response normalization (k=2, n=5, alpha=1e-4, beta=0.75) follows ReLU in conv1 and conv2; max pooling
     3/2 overlaps. 60,965,224 trainable at 1000 classes ("60 million" in the paper). The input is 227x227:
-    the paper's 224 does not divide out with an 11x11/4 first layer (reference-figures §4.1).
+    the paper's 224 does not divide out with an 11x11/4 first layer (the 227 of the Caffe reference models).
     """
     return _alexnet(
         (96, 256, 384, 384, 256), (1, 2, 1, 2, 2), True, 0, 227, 67, include_top=include_top, weights=weights,

@@ -1,6 +1,7 @@
 """CliqueNet (Yang, Zhong, Shen & Lin, "Convolutional Neural Networks with Alternately Updated Clique",
 CVPR 2018), ported from the reference code iboing/CliqueNet: the TF CIFAR/SVHN model (3 blocks) and the
-PyTorch ImageNet model (4 blocks, S0-S3). Semantics as in porting-notes.md §1.
+PyTorch ImageNet model (4 blocks, S0-S3), with the reference code's semantics (github.com/iboing/CliqueNet;
+docs/models.md#cliquenet says how).
 
 A clique block of n layers (Fig. 2 and Table 1 of the paper) has one kernel W(j->i) per directed edge
 between its layers plus W(0->i) from the block input X0. Stage I builds each layer from X0 and the layers
@@ -37,9 +38,9 @@ KERAS_DEFAULT_BN = {"momentum": 0.99, "epsilon": 1e-3}
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class CliqueConv(keras.layers.Layer):
-    """The convolution that updates clique layer i (porting notes 1.6(b)): it owns one kernel W(j->i),
-    named `w{j}_{i}`, for every source j in {0, ..., n} other than i (c0 input maps for X0, `filters` for
-    the others), each initialized on its own fan.
+    """The convolution that updates clique layer i (Yang et al. 2018, Sec. 3.1; iboing/CliqueNet `utils.py`): it owns
+    one kernel W(j->i), named `w{j}_{i}`, for every source j in {0, ..., n} other than i (c0 input maps for X0,
+    `filters` for the others), each initialized on its own fan.
 
     Called with `sources=(j1, j2, ...)` on the BN-ReLU'd concatenation of those layers (in that order), it
     concatenates their kernels along the input axis and convolves once, like the reference code. Calling
@@ -319,7 +320,7 @@ def _multiscale_pool(features, pooling: str):
     return keras.layers.Concatenate(name=f"multiscale_{pooling}_pool")(pooled)
 
 
-# --- named configurations with the reference figures (porting notes 1.4 and 1.6) -------------------------
+# --- named configurations with the paper's figures (Yang et al. 2018, Tables 2-4) -------------------------
 _SRC = "[R:iboing/CliqueNet] paper Table 3 as reproduced in the repo (img/tab2.JPG); no augmentation"
 _CIFAR = {"input_size": (32, 32, 3), "classes": 10, "recipe": "cliquenet_cifar", "paper": PAPER, "source": _SRC}
 
@@ -351,7 +352,7 @@ CliqueNetK80T15AC = _cifar(
 CliqueNetK150T30ABC = _cifar(
     "cliquenet_k150_t30_abc", 150, 30, 10_480_938, 5.279e9, _cifar_errors(5.06, 21.83, 1.64), abc="abc",
     notes="As released: the paper lists 10.02 M params / 8.49 G FLOPs, the released code gives 10,480,938 / "
-    "10.56 G FLOPs (5.28 G MACs); no variant reproduces the paper row (porting notes 1.4).",
+    "10.56 G FLOPs (5.28 G MACs); no variant reproduces the paper row (Table 4).",
 )  # fmt: skip
 
 _IMAGENET = {  # k per block, clique layers per block, trainable params with attention, MACs

@@ -188,7 +188,7 @@ def DenseNetBC(
     )  # fmt: skip
 
 
-# --- named builders with the published figures (reference-figures.md §1-§2, porting notes §4.2) ---------
+# --- named builders with the published figures (Huang et al. 2017, Tables 1-2) ---------
 CIFAR = {"input_size": (32, 32, 3), "classes": 10, "recipe": "densenet_cifar", "paper": PAPER}
 _SRC = "[R:liuzhuang13/DenseNet] README / paper Table 2"
 
@@ -205,7 +205,7 @@ DenseNet40 = register("densenet40", params=1_019_722, macs=265e6, reported=_erro
             {"L": 40, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet40")
 )  # fmt: skip
 DenseNet100 = register("densenet100", params=6_979_642, macs=1.77e9, reported=_errors(5.77, 4.10, 23.79, 20.20),
-                       source=_SRC, notes="Published as 7.0 M; computed 6.980 M (porting notes §4.2).", **CIFAR)(
+                       source=_SRC, notes="Published as 7.0 M; computed 6.980 M (the paper rounds).", **CIFAR)(
     variant(DenseNetBC, "DenseNet100", "DenseNet (L=100, k=12) for CIFAR (Huang et al. 2017, Table 2).",
             {"L": 100, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet100")
 )  # fmt: skip

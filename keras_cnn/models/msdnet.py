@@ -1,6 +1,6 @@
 """MSDNet, the multi-scale dense network with an exit after every block (Huang, Chen, Li, Wu, van der Maaten &
 Weinberger, "Multi-Scale Dense Networks for Resource Efficient Image Classification", ICLR 2018, Fig. 2), as the
-reference code builds it (gaohuang/MSDNet in Lua, kalviny/MSDNet-PyTorch; porting notes §2).
+reference code builds it (gaohuang/MSDNet in Lua, kalviny/MSDNet-PyTorch).
 
 A layer maps the feature maps of its scales (a dict: scale index -> tensor, fine to coarse) to new ones; the
 model returns one classifier output per block, cheapest first. `keras_cnn.early_exit` evaluates them (anytime and
@@ -193,7 +193,7 @@ def MSDNet(
     each reading the coarsest scale of its block; training sums their cross-entropies with weight 1 (the last
     exit is the main output). include_top=False returns the last block's coarsest scale.
 
-    Choices where the Lua and PyTorch code differ (porting notes §2.6): He fan-out normal convolutions and zero
+    Choices where the Lua and PyTorch code differ : He fan-out normal convolutions and zero
     Linear biases (Lua; PyTorch's own init is never applied), PyTorch's ImageNet stem (width 32 and a bias on
     its 7x7 convolution, the network of the published ImageNet configurations and cost figures). The 2x2 average
     pool of an exit flattens into the classifier, so include_top needs a static input size; at 32x32 (CIFAR) and
@@ -261,8 +261,8 @@ def block_outputs(model: keras.Model) -> list[list[keras.KerasTensor]]:
     return states
 
 
-# --- the published configurations (porting notes §2.2; counts/msdnet_counts.txt) -----------------------------
-_COSTS = "cumulative op-counter cost per exit in porting notes §2.2, tested with keras_cnn.exit_costs"
+# --- the published configurations (the reference READMEs' commands) -----------------------------
+_COSTS = "cumulative op-counter cost per exit as the reference's op counter gives it, tested with keras_cnn.exit_costs"
 
 
 def _named(
@@ -282,25 +282,25 @@ MSDNetCifar10Anytime = _named(
     "msdnet_cifar10_anytime", "MSDNetCifar10Anytime",
     "MSDNet for CIFAR-10 anytime prediction (Huang et al. 2018): 10 blocks of 4, 2, ..., 2 layers (22), 10 exits.",
     {"blocks": 10, "step": 2, "base": 4, "step_mode": "even"}, params=4_839_544, macs=121.0e6, classes=10,
-    structure="cifar", source="[R:gaohuang/MSDNet README] config; 4.840 M [computed] (porting notes §2.2)",
+    structure="cifar", source="[R:gaohuang/MSDNet README] config; 4.840 M [computed]",
 )  # fmt: skip
 MSDNetCifar100Anytime = _named(
     "msdnet_cifar100_anytime", "MSDNetCifar100Anytime",
     "MSDNet for CIFAR-100 anytime prediction (Huang et al. 2018): 7 blocks of 4, 2, ..., 2 layers (16), 7 exits.",
     {"blocks": 7, "step": 2, "base": 4, "step_mode": "even"}, params=3_067_960, macs=75.5e6, classes=100,
-    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 3.068 M [computed] (porting notes §2.2)",
+    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 3.068 M [computed]",
 )  # fmt: skip
 MSDNetCifar10Budget = _named(
     "msdnet_cifar10_budget", "MSDNetCifar10Budget",
     "MSDNet for CIFAR-10 budgeted batch classification (Huang et al. 2018): 7 blocks of 1, 2, ..., 7 layers.",
     {"blocks": 7, "step": 1, "base": 1, "step_mode": "lin_grow"}, params=3_885_394, macs=136.5e6, classes=10,
-    structure="cifar", source="[R:gaohuang/MSDNet README] config; 3.885 M [computed] (porting notes §2.2)",
+    structure="cifar", source="[R:gaohuang/MSDNet README] config; 3.885 M [computed]",
 )  # fmt: skip
 MSDNetCifar100Budget = _named(
     "msdnet_cifar100_budget", "MSDNetCifar100Budget",
     "MSDNet for CIFAR-100 budgeted batch classification (Huang et al. 2018): 5 blocks of 1, 2, ..., 5 layers.",
     {"blocks": 5, "step": 1, "base": 1, "step_mode": "lin_grow"}, params=2_078_924, macs=58.1e6, classes=100,
-    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 2.079 M [computed] (porting notes §2.2)",
+    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 2.079 M [computed]",
 )  # fmt: skip
 
 
@@ -309,7 +309,7 @@ def _imagenet(k: int, params: int, macs: float, reported: dict | None = None, so
     return _named(
         f"msdnet_imagenet_k{k}", f"MSDNetImageNetK{k}", doc, {"blocks": 5, "step": k, "base": k, "step_mode": "even"},
         params=params, macs=macs, classes=1000, structure="imagenet", reported=reported,
-        source=source or f"[R:kalviny/MSDNet-PyTorch] config (step=base={k}); porting notes §2.2 [computed]",
+        source=source or f"[R:kalviny/MSDNet-PyTorch] config (step=base={k}) [computed]",
     )  # fmt: skip
 
 
@@ -319,5 +319,5 @@ MSDNetImageNetK7 = _imagenet(
     7, 62_314_472, 3.246e9,
     {"imagenet_top1_acc_exit1": 62.90, "imagenet_top1_acc_exit3": 73.00, "imagenet_top1_acc_exit5": 74.59},
     "[R:kalviny/MSDNet-PyTorch] config; top-1 of the released checkpoint re-run by a third party "
-    "(kalviny/MSDNet-PyTorch#10, budgeted-trained); porting notes §2.2/§2.5",
+    "(kalviny/MSDNet-PyTorch#10, budgeted-trained)",
 )  # fmt: skip

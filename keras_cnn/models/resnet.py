@@ -305,7 +305,7 @@ def PreActResNet(
     )  # fmt: skip
 
 
-# --- named builders with the published figures (reference-figures.md §1-§3) -------------------------------
+# --- named builders with the published figures (He et al. 2016, Table 6 and Table 1) -------------------------------
 CIFAR = {"input_size": (32, 32, 3), "classes": 10}
 
 
@@ -380,7 +380,7 @@ PreActResNet1001 = _preact(
 )  # fmt: skip
 
 # Keras-layout ImageNet models: the trainable counts are the keras.io totals [K] (44,707,176 / 60,419,944;
-# V2: 25,613,800, the others [KC]) less the BN moving statistics, as reference-figures §0 prescribes.
+# V2: 25,613,800, the others [KC]) less the BN moving statistics, (trainable counts, as papers and torchvision count).
 _TV, _K = "torchvision weights [TV]", "keras.io applications table [K]"
 
 

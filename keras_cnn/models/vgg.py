@@ -75,7 +75,7 @@ def VGG(
     )  # fmt: skip
 
 
-# depth: (params, MACs, torchvision acc@1, params with BN, acc@1 with BN) from reference-figures §1 [TV][C].
+# depth: (params, MACs, torchvision acc@1, params with BN, acc@1 with BN): torchvision's cards [TV], computed [C].
 _FIGURES = {
     11: (132_863_336, 7.61e9, 69.02, 132_868_840, 70.37),
     13: (133_047_848, 11.31e9, 69.93, 133_053_736, 71.59),

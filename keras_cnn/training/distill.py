@@ -11,8 +11,9 @@
 
 Each is a `keras.Model` that is compiled and fitted as usual (with `metrics=["accuracy"]` for the student's
 accuracy); its `student` attribute is the plain Keras model that comes out, and it saves, reloads and exports
-without the teacher. The teacher is frozen and runs in inference mode. Losses follow reference-figures §6;
-labels may be sparse or one-hot (MixUp/CutMix).
+without the teacher. The teacher is frozen and runs in inference mode. Losses follow the papers (Hinton et al.
+2015, arXiv:1503.02531; Ba & Caruana 2014, arXiv:1312.6184; Romero et al. 2015, arXiv:1412.6550; Zhou et al.
+2018, arXiv:1708.04106); labels may be sparse or one-hot (MixUp/CutMix).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import os
 import keras
 from keras import ops
 
+from keras_cnn.applications import deep_graph
+from keras_cnn.io import load_model
 from keras_cnn.training.optimizers import steps_per_epoch
 from keras_cnn.training.run import TrainConfig, resolve_recipe, train
 
@@ -41,6 +44,7 @@ class PreActivation(keras.layers.Layer):
         return logits + self.dense.bias if self.dense.use_bias else logits
 
 
+@deep_graph()
 def logits_of(model: keras.Model) -> keras.Model:
     """A model with `model`'s weights (shared, not copied) whose output is the input of the softmax of its
     `predictions` layer: a softmax `Dense` head (every builder's) or an `Activation` (LeNet-5's RBF head).
@@ -229,6 +233,7 @@ class HintTrainer(keras.Model):
     N_g - N_h + 1 ('valid') maps the guided layer's N_gxN_g grid onto the hint's N_hxN_h grid and its channels
     onto the hint's. The teacher is frozen; the student's later layers are not part of this model."""
 
+    @deep_graph()
     def __init__(self, teacher: keras.Model, student: keras.Model, *, hint_layer: str, guided_layer: str,
                  regressor_activation: str = "relu", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -295,11 +300,13 @@ class RocketLaunching(keras.Model):
         return super().compute_metrics(x, y, y_pred[0], sample_weight)
 
 
+@deep_graph()
 def _stacked(shared: keras.Model, head: keras.Model) -> keras.Model:
     inputs = keras.Input(shared.input.shape[1:])
     return keras.Model(inputs, head(shared(inputs)), name="light")
 
 
+@deep_graph()
 def rocket_from_models(
     light: keras.Model,
     booster: keras.Model,
@@ -411,7 +418,7 @@ def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path:
         booster = create_model(distill.teacher, input_shape=student.input_shape[1:], classes=data.classes)
         split = distill.split_layer or block_outputs(student)[0]
         return rocket_from_models(student, booster, split_layer=split, hint_weight=distill.hint_weight)
-    teacher = keras.saving.load_model(teacher_path, safe_mode=True)
+    teacher = load_model(teacher_path)
     if teacher.input_shape[1:] != student.input_shape[1:] or teacher.output_shape[-1] != student.output_shape[-1]:
         raise ValueError(f"The teacher takes {teacher.input_shape[1:]} and gives {teacher.output_shape[-1]} classes; "
                          f"the student {student.input_shape[1:]} and {student.output_shape[-1]}.")  # fmt: skip

@@ -14,6 +14,7 @@ from keras_cnn import applications
 from keras_cnn.training.optimizers import SGD
 
 
+@applications.deep_graph()
 def backbone_of(model: keras.Model) -> keras.Model:
     """`model` up to the input of its `predictions` layer: the features its classifier reads."""
     try:
@@ -23,6 +24,7 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, head.input, name=f"{model.name}_backbone")
 
 
+@applications.deep_graph()
 def with_new_head(model: keras.Model, classes: int, *, dropout_rate: float = 0.0) -> keras.Model:
     """A model whose backbone is `model`'s (shared weights, called with training=False) and whose head is a
     new `predictions` layer for `classes` classes (float32, softmax)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import keras
 import tensorflow as tf
 
+from keras_cnn.applications import deep_graph
 from keras_cnn.augment import AUGMENTATIONS, MIXES, augmenter, batch_augmenter
 from keras_cnn.io import write_atomic, write_json_atomic
 from keras_cnn.recipes import RECIPES, Recipe
@@ -116,6 +117,7 @@ def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
 Wrap = Callable[[keras.Model, "Splits"], keras.Model]  # (student, its data) -> the model to fit
 
 
+@deep_graph()
 def train(
     config: TrainConfig,
     *,

@@ -1,4 +1,4 @@
-"""CliqueNet against porting-notes.md §1 and the §5b checklist (Yang et al. 2018, iboing/CliqueNet)."""
+"""CliqueNet against the paper and its reference code (Yang et al. 2018, arXiv:1802.10419; iboing/CliqueNet)."""
 
 import math
 
@@ -64,7 +64,7 @@ def test_structure_follows_the_input_size_with_cifar_and_imagenet_defaults():
     assert imagenet.output_shape == (None, 1000)
     assert imagenet.get_layer("pool1").output.shape[1:3] == (56, 56)
     widths = [imagenet.get_layer(f"block{b}_head_relu").output.shape[-1] for b in (1, 2, 3, 4)]
-    assert widths == [152, 360, 720, 960]  # porting notes 1.3: S3 compressed block features
+    assert widths == [152, 360, 720, 960]  # S3's compressed block features (iboing/CliqueNet-ImageNet)
     assert imagenet.get_layer("predictions").kernel.shape == (2192, 1000)
     forced = keras_cnn.CliqueNet(input_shape=(64, 64, 3), structure="imagenet", classes=7)
     assert forced.output_shape == (None, 7) and "pool1" in [layer.name for layer in forced.layers]
@@ -77,7 +77,7 @@ def _block_layers(model, b: int, kind):
 @pytest.mark.parametrize("bottleneck", [False, True])
 @shapes_only()
 def test_kernels_and_batch_norms_per_block(bottleneck):
-    """§5b-4: n^2 clique kernels (+ n shared 3x3 with bottleneck); 2n BN (4n) + compress BN + head BN."""
+    """n^2 clique kernels (+ n shared 3x3 with bottleneck); 2n BN (4n) + compress BN + head BN."""
     n = 4  # T / 3 layers per block, T / 6 with bottleneck
     model = keras_cnn.CliqueNet(input_shape=(16, 16, 3), k=6, T=6 * n if bottleneck else 3 * n, bottleneck=bottleneck,
                                 compression=True)  # fmt: skip
@@ -103,7 +103,7 @@ def _stage_outputs(model, b: int, n: int):
 
 
 def test_stage_two_uses_backward_kernels_and_never_reads_x0():
-    """§5b-3: stage II of layer i changes when a backward kernel W(j->i), j > i, changes; stage I does not."""
+    """Stage II of layer i changes when a backward kernel W(j->i), j > i, changes; stage I does not."""
     n = 4
     model = keras_cnn.CliqueNet(**SMALL)
     probe = _stage_outputs(model, 1, n)
@@ -137,7 +137,7 @@ def test_stage_one_kernels_are_shared_with_stage_two():
 
 
 def test_per_edge_sum_equals_the_concatenated_kernel_convolution():
-    """§5b-3 / porting notes 1.6: one conv with concatenated kernels == sum of per-edge convolutions."""
+    """One conv with concatenated kernels == sum of per-edge convolutions."""
     layer = CliqueConv(5, 3, layer=2, n=4, c0=7)
     layer.build((None, 8, 8, 7))
     sources = (0, 1, 3, 4)

@@ -99,7 +99,9 @@ def test_cifar_structure_stem_growth_and_compression():
     assert bc.get_layer("conv2_block1_1_conv").filters == 48  # bottleneck 4k
     block = bc.get_layer("conv2_block16_concat").output.shape[-1]
     assert block == 24 + 16 * 12 and bc.get_layer("pool2_conv").filters == block // 2
-    assert bc.get_layer("bn").output.shape[-1] == 342  # final channels, porting notes counts
+    assert (
+        bc.get_layer("bn").output.shape[-1] == 342
+    )  # final channels: 24 + 3 * 16 * 12, compressed by 0.5 at each transition
     dropped = keras_cnn.DenseNetBC(dropout_rate=0.2)
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in dropped.layers) == 3 * 16 * 2 + 2
 

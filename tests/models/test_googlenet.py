@@ -16,7 +16,9 @@ def test_auxiliary_heads_count_train_at_point_three_and_drop_for_inference():
     assert model.output_names == ["predictions", "aux1_predictions", "aux2_predictions"]
     assert output_heads(model) == (model.output_names, "predictions")
     full = keras_cnn.GoogLeNet(aux_logits=True)
-    assert keras_cnn.trainable_params(full) == 13_378_280  # 6,998,552 + 3,188,840 + 3,190,888 (reference §1)
+    assert (
+        keras_cnn.trainable_params(full) == 13_378_280
+    )  # 6,998,552 + 3,188,840 + 3,190,888 (torchvision's GoogLeNet with aux_logits)
     assert keras_cnn.trainable_params(keras_cnn.without_aux(full)) == 6_998_552
 
     compile_model(model, "sgd", recipe=RECIPES["quick"])

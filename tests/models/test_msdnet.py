@@ -1,4 +1,4 @@
-"""MSDNet against porting notes §2 (Huang et al. 2018; gaohuang/MSDNet, kalviny/MSDNet-PyTorch) and
+"""MSDNet against the paper and reference code (Huang et al. 2018; gaohuang/MSDNet, kalviny/MSDNet-PyTorch) and
 `counts/msdnet_counts.txt`: per-exit costs in the reference's op-counter convention, cumulative parameters,
 classifier widths, the scale-dropping schedule with its transitions, and the layer wiring."""
 
@@ -111,7 +111,8 @@ def test_exit_costs_params_and_classifier_widths_equal_the_porting_notes(name):
 
 @shapes_only()
 def test_layer_wiring_concat_order_and_bottleneck_widths():
-    """Porting notes §2.1/§2.6: scale s > 1 is concat[x_s, h~(x_{s-1}), h(x_s)]; CIFAR bottlenecks (growth 6,
+    """Huang et al. 2018, Fig. 2 and the reference code: scale s > 1 is concat[x_s, h~(x_{s-1}), h(x_s)];
+    CIFAR bottlenecks (growth 6,
     bnFactor 1-2-4): scale 1 1x1 to 6, scale 2 down path min(nIn, 1*6) = 6 and normal path min(2*nIn, 2*6) = 12."""
     model = keras_cnn.MSDNetCifar10Anytime()
     concat = model.get_layer("layer2_scale2_concat")

@@ -34,3 +34,29 @@ def pytest_collection_modifyitems(items):
     """Tests marked slow run first, so that the xdist workers finish together instead of one waiting on a long
     test that started last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _missing_dependency(report) -> str | None:
+    """The reason of a skip for an optional dependency that is not installed, else None."""
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason if ("could not import" in reason or "is not installed" in reason) else None
+
+
+def _fail_missing_dependencies_under_ci(report) -> None:
+    """Under CI=true the test extra is installed, so a skip for a missing dependency is a failure."""
+    reason = os.environ.get("CI") == "true" and report.skipped and _missing_dependency(report)
+    if reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: the optional dependency is missing, so this test cannot run ({reason})."
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_missing_dependencies_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_missing_dependencies_under_ci(outcome.get_result())

@@ -291,3 +291,21 @@ def test_ten_crop_views_are_alexnets_central_squares_of_the_decoded_images(tmp_p
     scaled = np.asarray(tf.image.resize(_pil_pixels(sorted(written)[0]) / 255.0, (8, 13)))
     np.testing.assert_allclose(np.asarray(alexnet_view(_pil_pixels(sorted(written)[0]) / 255.0, 8)), scaled[:, 2:10],
                                atol=1e-5)  # fmt: skip
+
+
+def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
+    """Images of mixed sizes stream through tf.data; one whose header reads but whose body is truncated fails
+    there mid-run, and the run names it instead of TensorFlow's bare decode error."""
+    from keras_cnn.training import TrainConfig, train
+
+    rng = np.random.default_rng(10)
+    _write_jpeg_tree(tmp_path / "data", rng, {"train": {"a": 3, "b": 3}, "test": {"a": 1, "b": 1}}, size=(8, 8))
+    from PIL import Image
+
+    victim = tmp_path / "data" / "train" / "b" / "big.jpg"  # another size: decoded by tf.data, not in memory
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(victim, quality=90)
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[: len(whole) * 2 // 3])  # header intact, scan data cut
+    with pytest.raises(ValueError, match=rf"1 image\(s\) .* cannot be decoded .*{victim.name}"):
+        train(TrainConfig(model="lenet5", dataset="folder", data_dir=str(tmp_path / "data"), epochs=1, batch_size=2,
+                          output_dir=str(tmp_path / "run"), channels=3))  # fmt: skip

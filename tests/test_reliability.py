@@ -210,3 +210,24 @@ def test_bad_data_is_named(tmp_path):
         ValueError, match=r"holds out no image: every class has too few images \(cat \(1\), dog \(2\)\)"
     ):
         load_dataset("folder", data_dir=images)
+
+
+def test_ci_turns_skips_for_missing_dependencies_into_failures(tmp_path):
+    """Under CI=true (.ci/run) the optional test dependencies are installed, so an importorskip that skips means
+    a broken environment: it fails. Other skips, and every skip outside CI, stay skips."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "test_optional.py").write_text(
+        "import pytest\n"
+        "def test_needs_it():\n    pytest.importorskip('no_such_package_for_keras_cnn')\n"
+        "def test_other_reason():\n    pytest.skip('not today')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", str(tmp_path)]
+    for ci, expected in (("true", "1 failed, 1 skipped"), ("", "2 skipped")):
+        env = {**os.environ, "CI": ci, "PYTHONPATH": str(root)}
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert expected in done.stdout, done.stdout[-2000:]

@@ -82,6 +82,29 @@ def decode(path: str) -> np.ndarray:
         raise ValueError(f"Cannot decode {path!r}: {err}.") from None
 
 
+def image_tree(data_dir) -> list[str]:
+    """Every image file of an image folder, in either layout."""
+    root = os.fspath(data_dir)
+    split = split_layout(root)
+    tops = list(split) if split is not None else [root]
+    return [f for top in tops for c in class_names(top) for f in image_files(os.path.join(top, c))]
+
+
+def undecodable(files: list[str]) -> list[str]:
+    """The files that cannot be decoded whole: a readable header in front of a truncated or corrupt body
+    (what the streaming path meets only when tf.data decodes it, in an error that does not name it)."""
+
+    def broken(path: str) -> bool:
+        try:
+            decode(path)
+        except ValueError:
+            return True
+        return False
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return [path for path, bad in zip(files, pool.map(broken, files, chunksize=64), strict=True) if bad]
+
+
 def memory_budget() -> int:
     """Bytes of decoded images kept in memory by default: a quarter of the machine's physical memory."""
     try:

@@ -281,9 +281,12 @@ def _fit(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_
     ]
     if recipe.decay == "plateau":
         fit_callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=recipe.gamma, patience=5))
-    fitted.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, shuffle=False,
-              callbacks=[*fit_callbacks, *callbacks],
-              verbose=config.verbose)  # fmt: skip
+    try:
+        fitted.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+                   callbacks=[*fit_callbacks, *callbacks], verbose=config.verbose)  # fmt: skip
+    except tf.errors.InvalidArgumentError as err:
+        _name_undecodable_images(config, err)
+        raise
 
     history = _read_history(os.path.join(out, "history.csv"))
     val_acc = [float(r[monitor]) for r in history]
@@ -323,6 +326,21 @@ def _build_from_a_local_batch(model: keras.Model, train: tf.data.Dataset) -> Non
     sample = next(iter(train.take(1)))
     build = model._maybe_symbolic_build
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=sample)
+
+
+def _name_undecodable_images(config: TrainConfig, err: Exception) -> None:
+    """An image folder whose file tf.data could not decode mid-run: find and name the file(s)."""
+    if config.dataset != "folder":
+        return
+    from keras_cnn.data import folder
+
+    bad = folder.undecodable(folder.image_tree(config.data_dir))
+    if bad:
+        listed = ", ".join(repr(path) for path in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(
+            f"{len(bad)} image(s) under {config.data_dir!r} cannot be decoded (truncated or corrupt behind a "
+            f"readable header): {listed}. Remove or replace them."
+        ) from err
 
 
 def compile_model(

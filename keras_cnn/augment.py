@@ -34,7 +34,7 @@ class PCALighting(keras.layers.Layer):
     your own data instead of ImageNet's."""
 
     def __init__(self, alphastd: float = 0.1, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC,
-                 value_range: float = 1.0, seed: int | None = None, **kwargs):  # fmt: skip
+                 value_range: float = 1.0, seed: int | None = None, **kwargs):  # fmt: skip  # pragma: no mutate block (Keras reads this signature)
         super().__init__(**kwargs)
         eigval, eigvec = np.asarray(eigval, "float32"), np.asarray(eigvec, "float32")
         if eigval.shape != (3,) or eigvec.shape != (3, 3):
@@ -64,7 +64,7 @@ class PCALighting(keras.layers.Layer):
             alpha = tf.random.stateless_normal((batch, 3), seed, stddev=self.alphastd)
         return ops.matmul(alpha * self.eigval, ops.transpose(self.eigvec)) * self.value_range
 
-    def call(self, images, training=None, seed=None):
+    def call(self, images, training=None, seed=None):  # pragma: no mutate block (Keras reads this signature)
         if not training or self.alphastd == 0:
             return images
         unbatched = len(images.shape) == 3

@@ -198,3 +198,116 @@ def test_alexnet_is_the_augmentation_of_the_alexnet_recipes_only():
     assert recipe_augment("resnet50", "paper") is None and recipe_augment("alexnet_v1", "quick") is None
     with pytest.raises(ValueError, match="needs RGB"):
         augmenter("alexnet", channels=1, image_size=224)
+
+
+# --- behaviours pinned against their sources (each found unpinned by mutation testing, docs/testing.md) ---------
+
+
+def _coordinates(height: int, width: int):
+    """An image whose red channel is x / (W - 1) and green y / (H - 1): a window of it says where it came from."""
+    ys, xs = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    return tf.constant(np.stack([xs, ys, np.zeros_like(xs)], -1), tf.float32)
+
+
+def test_the_cifar_crop_pads_4_and_flips_half_the_images():
+    """He et al. 2016, Sec. 4.2: 4 pixels padded on each side, a random 32x32 crop, a horizontal flip with
+    probability 1/2; flip=False never mirrors; augmenter("cifar") is exactly this."""
+    image = tf.constant(np.arange(32 * 32 * 3).reshape(32, 32, 3) % 251 + 1, tf.float32)
+    padded = np.pad(image.numpy(), ((4, 4), (4, 4), (0, 0)))
+    cifar = augmenter("cifar", channels=3, image_size=32)
+    offsets, flips = set(), 0
+    for s in range(300):
+        out = pad_crop_flip(image, seed=s).numpy()
+        np.testing.assert_array_equal(out, cifar(image, tf.constant([s, 0], tf.int64)).numpy())
+        found = [(t, l, f) for t in range(9) for l in range(9) for f in (0, 1)
+                 if np.array_equal(padded[t : t + 32, l : l + 32][:, :: -1 if f else 1], out)]  # fmt: skip
+        assert found, "not a 32x32 window of the 4-padded image"
+        offsets.add(found[0][:2])
+        flips += found[0][2]
+        unflipped = pad_crop_flip(image, seed=s, flip=False).numpy()
+        assert any(np.array_equal(padded[t : t + 32, l : l + 32], unflipped) for t in range(9) for l in range(9))
+    assert {t for t, _ in offsets} == set(range(9)) == {l for _, l in offsets}
+    assert 120 < flips < 180
+
+
+def test_the_evaluation_crop_is_central():
+    """resize_center_crop and alexnet_view (default 256) keep the centre: a centre-symmetric image stays so
+    (40x60 scaled to 20x30, so that both margins are even)."""
+    ys, xs = np.meshgrid(np.linspace(-1, 1, 40), np.linspace(-1, 1, 60), indexing="ij")
+    image = tf.constant(np.repeat((xs**2 + 2 * ys**2)[..., None], 3, -1), tf.float32)
+    for out in (resize_center_crop(image, 16, crop_fraction=0.8).numpy(), alexnet_view(image, 20).numpy()):
+        np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-5)
+    assert tuple(alexnet_view(image).shape) == (256, 256, 3)
+
+
+def test_alexnet_augmentation_takes_its_crop_from_the_view_scaled_by_256_over_224():
+    """augmenter("alexnet", image_size=s) crops s x s out of alexnet_view(image, round(s * 256 / 224)): for
+    s = 28 the view is 32, so the crop's coordinates span 28/32 of the image and start on the 32-grid."""
+    image = _coordinates(64, 64)
+    alexnet = augmenter("alexnet", channels=3, image_size=28)
+    view = alexnet_view(image, 32).numpy()
+    for s in range(8):
+        out = alexnet(image, tf.constant([s, 0], tf.int64)).numpy()
+        windows = [
+            view[t : t + 28, l : l + 28][:, :: -1 if f else 1] for t in range(5) for l in range(5) for f in (0, 1)
+        ]
+        # one of them, shifted by one RGB vector (the lighting)
+        assert min(np.ptp(out - w, axis=(0, 1)).max() for w in windows) < 1e-4, s
+
+
+def test_lit_augmentations_are_functions_of_their_seed():
+    """The same stateless seed gives the same lighting (a resumed run sees the same images)."""
+    image = tf.constant(np.random.default_rng(0).random((32, 32, 3)), tf.float32)
+    seed = tf.constant([5, 0], tf.int64)
+    for name in ("cifar_pca", "alexnet", "imagenet"):
+        a, b = augmenter(name, channels=3, image_size=24), augmenter(name, channels=3, image_size=24)
+        np.testing.assert_array_equal(a(image, seed).numpy(), b(image, seed).numpy(), err_msg=name)
+    assert augmenter("cifar_pca", channels=3, image_size=32).__closure__ is not None
+    lighting = next(c.cell_contents for c in augmenter("cifar_pca", channels=3, image_size=32, pca_seed=7).__closure__
+                    if isinstance(c.cell_contents, PCALighting))  # fmt: skip
+    assert lighting.compute_dtype == "float32"
+
+
+def test_color_jitter_scales_by_factors_in_1_plus_minus_0_4_and_clips():
+    """fb.resnet.torch ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4)."""
+    flat = tf.fill((4, 4, 3), 0.5)
+    brightness = [float(color_jitter(flat, seed=s, contrast=1e-6, saturation=1e-6)[0, 0, 0]) / 0.5 for s in range(200)]
+    assert 0.6 <= min(brightness) < 0.65 and 1.35 < max(brightness) <= 1.4
+    two = tf.constant(np.array([0.4, 0.6])[:, None, None] * np.ones((2, 2, 3)), tf.float32)
+    contrast = [
+        float(color_jitter(two, seed=s, brightness=1e-6, saturation=1e-6)[1, 0, 0] - 0.5) / 0.1 for s in range(200)
+    ]
+    assert 0.6 <= min(contrast) < 0.65 and 1.35 < max(contrast) <= 1.4
+    grey = tf.constant([[[0.5, 0.45, 0.45]]], tf.float32)  # saturation 0.1: scaled without clipping
+    sat = [float(tf.image.rgb_to_hsv(color_jitter(grey, seed=s, brightness=1e-6, contrast=1e-6))[0, 0, 1]) / 0.1
+           for s in range(200)]  # fmt: skip
+    assert 0.6 <= min(sat) < 0.65 and 1.35 < max(sat) <= 1.4
+    assert float(tf.reduce_max(color_jitter(tf.fill((4, 4, 3), 0.9), seed=1, brightness=0.9))) <= 1.0
+
+
+def test_random_resized_crop_covers_8_to_100_percent_with_aspect_3_4_to_4_3():
+    """Szegedy et al. 2015 / torchvision RandomResizedCrop: area fraction in [0.08, 1], ratio in [3/4, 4/3]."""
+    image = _coordinates(200, 200)
+    areas, ratios = [], []
+    for s in range(400):
+        out = random_resized_crop(image, 16, seed=s).numpy()
+        width = (out[0, -1, 0] - out[0, 0, 0]) * 200 / 199 * 16 / 15
+        height = (out[-1, 0, 1] - out[0, 0, 1]) * 200 / 199 * 16 / 15
+        areas.append(width * height)
+        ratios.append(width / height)
+    assert 0.075 < min(areas) < 0.1 and max(areas) > 0.9 and max(areas) < 1.02
+    assert 0.72 < min(ratios) < 0.8 and 1.25 < max(ratios) < 1.36
+
+
+def test_pca_lighting_from_images_recovers_a_known_covariance():
+    """Eigenvalues in decreasing order and their eigenvectors (up to sign), from (N, 3) pixels or image stacks;
+    keyword arguments reach the layer; two pixels are enough, one is not."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    pixels = np.random.default_rng(2).normal(size=(200_000, 3)) * np.sqrt([4.0, 1.0, 0.25]) @ rotation.T
+    layer = PCALighting.from_images(pixels, value_range=255.0, seed=3)
+    np.testing.assert_allclose(np.asarray(layer.eigval), [4.0, 1.0, 0.25], rtol=0.02)
+    np.testing.assert_allclose(np.abs(np.asarray(layer.eigvec)), np.abs(rotation), atol=0.02)
+    assert layer.value_range == 255.0
+    PCALighting.from_images(np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]))
+    with pytest.raises(ValueError, match="two pixels or more"):
+        PCALighting.from_images(np.array([[1.0, 2.0, 3.0]]))

@@ -82,7 +82,7 @@ def run_training(FLAGS) -> tuple[dict, str]:
 def user_errors():
     """Turns the errors that name a bad input or a stopped run (an unknown name, a missing, corrupt or busy
     file or folder, a diverged loss) into one-line usage errors; anything else keeps its traceback."""
-    from keras_cnn.training.run import DivergenceError
+    from keras_cnn.training.callbacks import DivergenceError
     from keras_cnn.training.rundir import RunFolderBusyError
 
     try:

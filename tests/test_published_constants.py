@@ -130,7 +130,9 @@ def test_train_distilled_defaults_the_temperature_per_method(tmp_path, method, t
     teacher = keras_cnn.create_model("lenet5", classes=10, name="teacher")
     teacher.save(tmp_path / "teacher.keras")
     student = keras_cnn.create_model("lenet5", classes=10)
-    made = distill._distiller(distill.DistillConfig(method=method, hint_epochs=0), student, None,
+    from keras_cnn.training.distill.runs import _distiller
+
+    made = _distiller(distill.DistillConfig(method=method, hint_epochs=0), student, None,
                               str(tmp_path / "teacher.keras"), None)  # fmt: skip
     assert made.temperature == temperature
 

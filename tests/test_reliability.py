@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_cnn.training import TrainConfig, rundir, train
-from keras_cnn.training.run import DivergenceError
+from keras_cnn.training.callbacks import DivergenceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,11 +126,11 @@ def test_divergence_stops_the_run_naming_epoch_step_and_rate(tmp_path):
 
 
 def test_lenet5_gets_a_quick_rate_that_the_paper_network_survives():
-    from keras_cnn.training.run import _check
+    from keras_cnn.training.config import validate
 
-    recipe, name = _check(_config("unused"))
+    recipe, name = validate(_config("unused"))
     assert name == "quick" and recipe.lr <= 2e-3  # LeCun et al. 1998 train at most at 2e-3 (0.05 diverges)
-    assert _check(_config("unused", model="resnet20"))[0].lr == 0.05
+    assert validate(_config("unused", model="resnet20"))[0].lr == 0.05
 
 
 def test_a_full_disk_while_backing_up_keeps_the_previous_backup(tmp_path, monkeypatch):

@@ -1,35 +1,22 @@
-"""Teacher-to-student distillation: train a complex network offline, serve a simple one online.
-
-- `Distiller`: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network" (2015), soft targets at
-  temperature T with the T² factor.
-- `MimicDistiller`: Ba & Caruana, "Do Deep Nets Really Need to be Deep?" (NeurIPS 2014), L2 regression on the
-  teacher's logits; needs no labels.
-- `FitNetDistiller`: Romero et al., "FitNets: Hints for Thin Deep Nets" (ICLR 2015), hint training of the
-  student up to its guided layer (stage 1), then KD with λ decaying linearly (stage 2).
-- `RocketLaunching`: Zhou et al., "Rocket Launching" (AAAI 2018), a light and a booster net that share their
-  lower layers and train together, with a gradient block on the logit hint.
-
-Each is a `keras.Model` that is compiled and fitted as usual (with `metrics=["accuracy"]` for the student's
-accuracy); its `student` attribute is the plain Keras model that comes out, and it saves, reloads and exports
-without the teacher. The teacher is frozen and runs in inference mode. Losses follow the papers (Hinton et al.
-2015, arXiv:1503.02531; Ba & Caruana 2014, arXiv:1312.6184; Romero et al. 2015, arXiv:1412.6550; Zhou et al.
-2018, arXiv:1708.04106); labels may be sparse or one-hot (MixUp/CutMix).
-"""
+"""The distillers as Keras models: a frozen teacher (or a jointly trained booster) beside the student."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
 
 import keras
 from keras import ops
 
 from keras_cnn.applications import deep_graph
-from keras_cnn.io import load_model
-from keras_cnn.training.optimizers import steps_per_epoch
-from keras_cnn.training.run import TrainConfig, resolve_recipe, train
+from keras_cnn.training.distill.losses import (
+    _one_hot,
+    _regularized,
+    fitnet_kd_loss,
+    hint_loss,
+    kd_loss,
+    mimic_loss,
+    rocket_loss,
+)
 
 
 class PreActivation(keras.layers.Layer):
@@ -66,63 +53,6 @@ def logits_of(model: keras.Model) -> keras.Model:
         raise ValueError(f"{model.name!r}'s predictions layer is a {type(head).__name__}, not Dense or Activation.")
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, logits, name=f"{model.name}_logits")
-
-
-def soft_cross_entropy(teacher_logits, student_logits, temperature: float):
-    """H(softmax(t/T), softmax(s/T)) per example: Hinton's soft-target loss (KL plus the teacher's entropy,
-    which has no gradient)."""
-    targets = ops.softmax(teacher_logits / temperature, axis=-1)
-    return -ops.sum(targets * ops.log_softmax(student_logits / temperature, axis=-1), axis=-1)
-
-
-def _one_hot(labels, logits) -> bool:
-    """Whether `labels` are one-hot (MixUp/CutMix) rather than class indices for these logits."""
-    return len(labels.shape) == len(logits.shape)
-
-
-def _regularized(loss, model: keras.Model):
-    """`loss` plus the regularization losses `model` carries (CliqueNet's reference L2)."""
-    return loss + ops.sum(model.losses) if model.losses else loss
-
-
-def hard_cross_entropy(labels, logits):
-    """Cross-entropy with the true labels per example; sparse or one-hot labels."""
-    if _one_hot(labels, logits):
-        return keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
-    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-
-
-def kd_loss(labels, teacher_logits, student_logits, *, temperature: float, alpha: float):
-    """Hinton's loss, batch mean: alpha·H(y, softmax(s)) + (1 - alpha)·T²·H(softmax(t/T), softmax(s/T)). The
-    T² keeps the soft gradients' scale as T changes."""
-    soft = soft_cross_entropy(teacher_logits, student_logits, temperature) * temperature**2
-    return ops.mean(alpha * hard_cross_entropy(labels, student_logits) + (1.0 - alpha) * soft)
-
-
-def mimic_loss(teacher_logits, student_logits):
-    """Ba & Caruana's logit regression, batch mean: ½‖s - t‖² summed over the classes."""
-    return ops.mean(0.5 * ops.sum(ops.square(student_logits - teacher_logits), axis=-1))
-
-
-def hint_loss(hint, regressed):
-    """FitNets stage 1, batch mean of ½‖u_h - r(v_g)‖² averaged over the hint's elements (the paper sums them;
-    the mean keeps the learning rate independent of the hint layer's size)."""
-    per_example = ops.mean(ops.reshape(ops.square(hint - regressed), (ops.shape(hint)[0], -1)), axis=-1)
-    return ops.mean(0.5 * per_example)
-
-
-def fitnet_kd_loss(labels, teacher_logits, student_logits, *, temperature: float, lambda_):
-    """FitNets stage 2 (eq. 2), batch mean: H(y, P_S) + λ·H(P_T^τ, P_S^τ), without Hinton's τ² factor."""
-    soft = soft_cross_entropy(teacher_logits, student_logits, temperature)
-    return ops.mean(hard_cross_entropy(labels, student_logits) + lambda_ * soft)
-
-
-def rocket_loss(labels, light_logits, booster_logits, *, hint_weight: float):
-    """Rocket Launching: H(y, p) + H(y, q) + λ‖l - z‖² on logits, summed over classes and averaged over the
-    batch (the reference code's). The booster's logits z are a constant in the hint term (gradient block)."""
-    hint = ops.sum(ops.square(light_logits - ops.stop_gradient(booster_logits)), axis=-1)
-    ce = hard_cross_entropy(labels, light_logits) + hard_cross_entropy(labels, booster_logits)
-    return ops.mean(ce + hint_weight * hint)
 
 
 def _frozen(teacher: keras.Model) -> keras.Model:
@@ -346,93 +276,3 @@ def middle_layer(model: keras.Model) -> str:
     if not names:
         raise ValueError(f"{model.name!r} has no activation layer with a feature-map output to use as a hint.")
     return names[len(names) // 2]
-
-
-METHODS = ("kd", "mimic", "fitnets", "rocket")
-
-
-@dataclasses.dataclass
-class DistillConfig:
-    """How `train_distilled` teaches the student (`TrainConfig.model`). `teacher` is a registered name; its
-    weights come from `teacher_weights` (a `.keras` file) or from training it first with the same config into
-    `<output_dir>/teacher` (reused when that run has finished). For "rocket", `teacher` is the booster, trained
-    together with the student from scratch. Layer names default to `middle_layer` (FitNets) and the student's
-    first block output (Rocket Launching's bottom sharing); `temperature` to 4 (KD) and 3 (FitNets)."""
-
-    method: str = "kd"
-    teacher: str = "resnet56"
-    teacher_weights: str | None = None
-    temperature: float | None = None
-    alpha: float = 0.1
-    hint_layer: str | None = None
-    guided_layer: str | None = None
-    hint_epochs: int = 5
-    split_layer: str | None = None
-    hint_weight: float = 0.03
-
-
-def train_distilled(config: TrainConfig, distill: DistillConfig, **train_kwargs) -> dict:
-    """Train `config.model` as a student by `distill.method` with `keras_cnn.training.train`; the run
-    directory is a normal one (its `model.keras` is the student alone) and `metrics.json` also names the
-    method and the teacher, with the teacher's validation accuracy."""
-    if distill.method not in METHODS:
-        raise ValueError(f"Unknown distillation method {distill.method!r}; choose one of {list(METHODS)}.")
-    if distill.temperature is not None and not (math.isfinite(distill.temperature) and distill.temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0; received {distill.temperature!r}.")
-    metadata = {"method": distill.method, "teacher": distill.teacher}
-    teacher_path = None
-    if distill.method != "rocket":
-        teacher_path, metadata["teacher_val_accuracy"] = _teacher(config, distill)
-
-    def wrap(student: keras.Model, data) -> keras.Model:
-        return _distiller(distill, student, data, teacher_path, config)
-
-    return train(config, wrap=wrap, metadata=metadata, **train_kwargs)
-
-
-def _teacher(config: TrainConfig, distill: DistillConfig) -> tuple[str, float | None]:
-    """(the teacher's .keras file, its validation accuracy when this project measured it)."""
-    if distill.teacher_weights:
-        if not os.path.isfile(distill.teacher_weights):
-            raise FileNotFoundError(f"Teacher weights {distill.teacher_weights!r} do not exist; give a .keras file "
-                                    "written by train_cifar.py (model.keras) or model.save().")  # fmt: skip
-        return distill.teacher_weights, None
-    out = os.path.join(config.output_dir, "teacher")
-    finished = os.path.join(out, "metrics.json")
-    if os.path.exists(finished):
-        with open(finished) as f:
-            metrics = json.load(f)
-        if metrics["model"] != distill.teacher or metrics["dataset"] != config.dataset:
-            raise FileExistsError(f"{out!r} holds a {metrics['model']} teacher trained on {metrics['dataset']}; "
-                                  "choose another output directory.")  # fmt: skip
-    else:
-        teacher = dataclasses.replace(config, model=distill.teacher, output_dir=out, model_kwargs={}, weights=None)
-        metrics = train(teacher)
-    return os.path.join(out, "model.keras"), metrics["final_val_accuracy"]
-
-
-def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path: str | None, config) -> keras.Model:
-    if distill.method == "rocket":
-        from keras_cnn.registry import create_model
-
-        booster = create_model(distill.teacher, input_shape=student.input_shape[1:], classes=data.classes)
-        split = distill.split_layer or block_outputs(student)[0]
-        return rocket_from_models(student, booster, split_layer=split, hint_weight=distill.hint_weight)
-    teacher = load_model(teacher_path)
-    if teacher.input_shape[1:] != student.input_shape[1:] or teacher.output_shape[-1] != student.output_shape[-1]:
-        raise ValueError(f"The teacher takes {teacher.input_shape[1:]} and gives {teacher.output_shape[-1]} classes; "
-                         f"the student {student.input_shape[1:]} and {student.output_shape[-1]}.")  # fmt: skip
-    if distill.method == "mimic":
-        return MimicDistiller(teacher, student)
-    if distill.method == "kd":
-        temperature = 4.0 if distill.temperature is None else distill.temperature
-        return Distiller(teacher, student, temperature=temperature, alpha=distill.alpha)
-    fitnet = FitNetDistiller(teacher, student, hint_layer=distill.hint_layer or middle_layer(teacher),
-                             guided_layer=distill.guided_layer or middle_layer(student),
-                             temperature=3.0 if distill.temperature is None else distill.temperature)  # fmt: skip
-    if distill.hint_epochs and not config.resume:  # a resumed run restores stage 2's weights from its backup
-        steps = steps_per_epoch(data.train_examples, config.batch_size or resolve_recipe(config)[0].batch_size)
-        if int(data.train.cardinality()) < distill.hint_epochs * steps:
-            raise ValueError(f"hint_epochs ({distill.hint_epochs}) cannot exceed the run's epochs.")
-        fitnet.fit_hints(data.train, epochs=distill.hint_epochs, steps_per_epoch=steps, verbose=config.verbose)
-    return fitnet

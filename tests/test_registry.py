@@ -102,11 +102,7 @@ def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():
 def test_importing_the_package_is_light_and_leaves_the_recursion_limit_alone():
     """Training, distillation and early-exit code load on first use; the recursion limit is raised only while
     a deep graph is built or loaded."""
-    import subprocess
-    import sys
-
-    script = (
-        "import sys; sys.setrecursionlimit(1000)\n"
+    _python_at_the_default_recursion_limit(
         "import keras_cnn\n"
         "assert sys.getrecursionlimit() == 1000, sys.getrecursionlimit()\n"
         "heavy = {'keras_cnn.training', 'keras_cnn.training.distill', 'keras_cnn.early_exit'} & set(sys.modules)\n"
@@ -114,19 +110,13 @@ def test_importing_the_package_is_light_and_leaves_the_recursion_limit_alone():
         "assert keras_cnn.distill.Distiller and keras_cnn.early_exit.EarlyExit and keras_cnn.training.train\n"
         "assert sys.getrecursionlimit() == 1000\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_the_deepest_networks_build_and_load_under_the_default_recursion_limit(tmp_path):
     """ResNet-1202 (about 5,000 layers on its longest path) builds and reloads with Python's default limit of
     1,000 in place, which is restored afterwards."""
-    import subprocess
-    import sys
-
-    script = (
-        "import sys; sys.setrecursionlimit(1000)\n"
+    _python_at_the_default_recursion_limit(
         "import keras_cnn, keras_cnn.io\n"
         "model = keras_cnn.create_model('resnet1202')\n"
         "assert sys.getrecursionlimit() == 1000\n"
@@ -136,5 +126,13 @@ def test_the_deepest_networks_build_and_load_under_the_default_recursion_limit(t
         "assert sys.getrecursionlimit() == 1000 and len(again.layers) == len(model.layers)\n"
         "assert keras_cnn.trainable_params(again) == keras_cnn.trainable_params(model)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def _python_at_the_default_recursion_limit(script: str) -> None:
+    """Run `script` in a fresh Python whose recursion limit is the default 1,000; it must succeed."""
+    import subprocess
+    import sys
+
+    prelude = "import sys; sys.setrecursionlimit(1000)\n"
+    done = subprocess.run([sys.executable, "-c", prelude + script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

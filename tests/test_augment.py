@@ -128,7 +128,9 @@ def test_imagenet_crops_and_colour_stay_in_range():
 
 def test_augmentation_choices_and_their_errors():
     assert augmenter("none", channels=1, image_size=32) is None
-    assert augmenter("cifar", channels=1, image_size=32) is not None  # crops and flips suit grey images
+    grey = tf.constant(np.arange(32 * 32, dtype="float32").reshape(32, 32, 1))  # crops and flips suit grey images
+    moved = [augmenter("cifar", channels=1, image_size=32)(grey, tf.constant([s, 0], tf.int64)) for s in range(4)]
+    assert all(m.shape == (32, 32, 1) for m in moved) and any(not np.array_equal(m, grey) for m in moved)
     with pytest.raises(ValueError, match="needs RGB"):
         augmenter("cifar_pca", channels=1, image_size=32)
     with pytest.raises(ValueError, match="choose one of"):

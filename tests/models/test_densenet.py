@@ -81,12 +81,27 @@ def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_pa
     np.testing.assert_array_equal(reloaded(x, training=False), efficient(x, training=False))
 
 
-def test_memory_efficient_model_trains_with_fit():
-    model = keras_cnn.DenseNetBC(L=40, k=12, memory_efficient=True, input_shape=(16, 16, 3), classes=3)
-    model.compile("sgd", "sparse_categorical_crossentropy")
+def test_memory_efficient_model_trains_with_fit_as_the_normal_one():
+    """Two epochs of `fit` from the same weights end at the same weights and BN statistics in both modes (float64,
+    as above), and the weights moved."""
+    kwargs = {"L": 40, "k": 12, "input_shape": (16, 16, 3), "classes": 3}
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        normal = keras_cnn.DenseNetBC(**kwargs)
+        efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    start = normal.get_weights()
+    efficient.set_weights(start)
     rng = np.random.default_rng(0)
-    history = model.fit(rng.random((8, 16, 16, 3)), rng.integers(0, 3, 8), epochs=2, batch_size=4, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
+    x, y = rng.random((8, 16, 16, 3)), rng.integers(0, 3, 8)
+    for model in (normal, efficient):
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(normal.get_weights(), efficient.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
+    assert max(float(np.abs(a - w0).max()) for a, w0 in zip(normal.get_weights(), start, strict=True)) > 1e-3
 
 
 @shapes_only()

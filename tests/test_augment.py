@@ -14,6 +14,7 @@ from keras_cnn.augment import (
     augmenter,
     batch_augmenter,
     color_jitter,
+    evaluate_ten_crop,
     pad_crop_flip,
     predict_ten_crop,
     random_resized_crop,
@@ -258,16 +259,48 @@ def test_alexnet_augmentation_takes_its_crop_from_the_view_scaled_by_256_over_22
 
 
 def test_lit_augmentations_are_functions_of_their_seed():
-    """The same stateless seed gives the same lighting (a resumed run sees the same images)."""
+    """The same stateless seed gives the same image, every time it is drawn (a resumed run sees the same
+    images); another seed gives another crop and lighting. The lighting stays float32 under mixed precision."""
     image = tf.constant(np.random.default_rng(0).random((32, 32, 3)), tf.float32)
-    seed = tf.constant([5, 0], tf.int64)
+    seed, other = tf.constant([5, 0], tf.int64), tf.constant([6, 0], tf.int64)
     for name in ("cifar_pca", "alexnet", "imagenet"):
-        a, b = augmenter(name, channels=3, image_size=24), augmenter(name, channels=3, image_size=24)
-        np.testing.assert_array_equal(a(image, seed).numpy(), b(image, seed).numpy(), err_msg=name)
-    assert augmenter("cifar_pca", channels=3, image_size=32).__closure__ is not None
-    lighting = next(c.cell_contents for c in augmenter("cifar_pca", channels=3, image_size=32, pca_seed=7).__closure__
-                    if isinstance(c.cell_contents, PCALighting))  # fmt: skip
-    assert lighting.compute_dtype == "float32"
+        augment = augmenter(name, channels=3, image_size=24)
+        first = augment(image, seed).numpy()
+        np.testing.assert_array_equal(augment(image, seed).numpy(), first, err_msg=name)
+        assert not np.allclose(augment(image, other).numpy(), first), name
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        augment = augmenter("cifar_pca", channels=3, image_size=32, pca_seed=7)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    lighting = next(c.cell_contents for c in augment.__closure__ if isinstance(c.cell_contents, PCALighting))
+    assert lighting.compute_dtype == "float32" and augment(image, seed).dtype == tf.float32
+
+
+def test_imagenet_augmentation_lights_what_colour_jitter_leaves_grey():
+    """Colour jitter keeps a grey image grey; the PCA lighting after it does not (its eigenvectors are not
+    grey), so a grey input comes out coloured."""
+    grey, augment = tf.fill((40, 40, 3), 0.5), augmenter("imagenet", channels=3, image_size=24)
+    outs = [augment(grey, tf.constant([s, 0], tf.int64)).numpy() for s in range(5)]
+    assert max(np.abs(out[..., 0] - out[..., 2]).max() for out in outs) > 5e-4  # 0 without lighting
+    with pytest.raises(ValueError, match="needs RGB"):
+        augmenter("imagenet", channels=1, image_size=24)
+
+
+def test_alexnet_view_size_is_256_over_224_of_the_crop():
+    """At image_size 224 the view is 256: the crop spans 224 of its 256 columns (of a square 64-pixel image
+    whose red channel is its x coordinate: 223 * 64 / 256 / 63 of the red range, whatever the flip and light)."""
+    out = augmenter("alexnet", channels=3, image_size=224)(_coordinates(64, 64), tf.constant([1, 0], tf.int64))
+    span = abs(float(out[0, -1, 0] - out[0, 0, 0]))
+    np.testing.assert_allclose(span, 223 * 64 / 256 / 63, atol=5e-4)
+
+
+def test_randaugment_changes_the_images_of_a_batch_and_not_its_labels():
+    images = tf.constant(np.random.default_rng(8).random((6, 16, 16, 3)).astype("float32"))
+    labels = tf.constant(np.arange(6) % 3)
+    changed = batch_augmenter(randaugment=True, mix="none", classes=3, channels=3, seed=1)(images, labels)
+    assert not np.allclose(changed[0], images) and np.array_equal(changed[1], labels)
+    assert batch_augmenter(randaugment=False, mix="none", classes=3, channels=3) is None  # nothing to do
 
 
 def test_color_jitter_scales_by_factors_in_1_plus_minus_0_4_and_clips():
@@ -284,7 +317,8 @@ def test_color_jitter_scales_by_factors_in_1_plus_minus_0_4_and_clips():
     sat = [float(tf.image.rgb_to_hsv(color_jitter(grey, seed=s, brightness=1e-6, contrast=1e-6))[0, 0, 1]) / 0.1
            for s in range(200)]  # fmt: skip
     assert 0.6 <= min(sat) < 0.65 and 1.35 < max(sat) <= 1.4
-    assert float(tf.reduce_max(color_jitter(tf.fill((4, 4, 3), 0.9), seed=1, brightness=0.9))) <= 1.0
+    bright = [float(tf.reduce_max(color_jitter(tf.fill((4, 4, 3), 0.9), seed=s, brightness=0.9))) for s in range(20)]
+    assert max(bright) == 1.0  # clipped at 1
 
 
 def test_random_resized_crop_covers_8_to_100_percent_with_aspect_3_4_to_4_3():
@@ -307,9 +341,28 @@ def test_pca_lighting_from_images_recovers_a_known_covariance():
     rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
     pixels = np.random.default_rng(2).normal(size=(200_000, 3)) * np.sqrt([4.0, 1.0, 0.25]) @ rotation.T
     layer = PCALighting.from_images(pixels, value_range=255.0, seed=3)
+    assert layer.alphastd == 0.1
     np.testing.assert_allclose(np.asarray(layer.eigval), [4.0, 1.0, 0.25], rtol=0.02)
     np.testing.assert_allclose(np.abs(np.asarray(layer.eigvec)), np.abs(rotation), atol=0.02)
     assert layer.value_range == 255.0
     PCALighting.from_images(np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]))
     with pytest.raises(ValueError, match="two pixels or more"):
         PCALighting.from_images(np.array([[1.0, 2.0, 3.0]]))
+
+
+def test_evaluate_ten_crop_counts_top1_over_batches():
+    """A model that answers "bright" (class 1) for a mean pixel over 0.5: four images of 12x12 in two batches,
+    one of them labelled wrongly, give 3/4, with logits (from_logits=True) as with probabilities."""
+    inputs = keras.Input((8, 8, 3))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    logits = keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer="zeros")(mean)
+    model = keras.Model(inputs, logits)
+    model.layers[-1].set_weights([np.array([[-10.0, 10.0]] * 3), np.array([7.5, -7.5])])  # 20 * mean - 15
+    images = np.stack([np.full((12, 12, 3), v, "float32") for v in (0.1, 0.9, 0.2, 0.8)])
+    labels = np.array([0, 1, 1, 1])  # the third is dark but labelled bright
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    assert evaluate_ten_crop(model, batches, 8, from_logits=True) == 0.75
+    probabilities = keras.Model(inputs, keras.layers.Softmax()(logits))
+    assert evaluate_ten_crop(probabilities, batches, 8) == 0.75
+    with pytest.raises(ValueError, match="empty dataset"):
+        evaluate_ten_crop(model, batches.take(0), 8)

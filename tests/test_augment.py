@@ -90,16 +90,21 @@ def test_ten_crop_views_and_their_average():
     crops = np.asarray(ten_crop(images, 8))
     assert crops.shape == (10, 2, 8, 8, 3)
     np.testing.assert_array_equal(crops[0], images[:, :8, :8])  # top-left
+    np.testing.assert_array_equal(crops[1], images[:, :8, 4:])  # top-right
+    np.testing.assert_array_equal(crops[2], images[:, 2:, :8])  # bottom-left
     np.testing.assert_array_equal(crops[3], images[:, 2:, 4:])  # bottom-right
     np.testing.assert_array_equal(crops[4], images[:, 1:9, 2:10])  # centre
     np.testing.assert_array_equal(crops[5:], crops[:5, :, :, ::-1])  # the mirrored five
-    with pytest.raises(ValueError, match="at least 16x16"):
-        ten_crop(images, 16)
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ten_crop(images, 11)  # too short, wide enough
+    np.testing.assert_array_equal(np.asarray(ten_crop(images[:, :, :10], 10))[0], images[:, :, :10])  # exactly
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(4)])
     probs = predict_ten_crop(model, images, from_logits=True)
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(model(c))) for c in crops], axis=0)
     np.testing.assert_allclose(probs, expected, atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-6)
+    logits = predict_ten_crop(model, images)  # a model without softmax: the plain average of its outputs
+    np.testing.assert_allclose(logits, np.mean([np.asarray(model(c)) for c in crops], axis=0), atol=1e-5)
 
 
 def test_stateless_seeds_make_every_draw_repeatable():
@@ -293,6 +298,31 @@ def test_alexnet_view_size_is_256_over_224_of_the_crop():
     out = augmenter("alexnet", channels=3, image_size=224)(_coordinates(64, 64), tf.constant([1, 0], tf.int64))
     span = abs(float(out[0, -1, 0] - out[0, 0, 0]))
     np.testing.assert_allclose(span, 223 * 64 / 256 / 63, atol=5e-4)
+
+
+def test_batch_augmentation_is_seeded_float32_in_range_and_mixup_is_a_convex_pair():
+    """The same seed gives the same batch; under mixed precision the data stay float32; RandAugment keeps [0, 1];
+    MixUp alone (Zhang et al. 2018) makes each image the same convex mix of two images as its label."""
+    images = tf.constant(np.random.default_rng(8).random((6, 16, 16, 3)).astype("float32"))
+    labels = tf.one_hot(np.arange(6) % 3, 3)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        first, again = (batch_augmenter(randaugment=True, mix="mixup", classes=3, channels=3, seed=4)(images, labels)
+                        for _ in range(2))  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy("float32")
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[0].dtype == tf.float32 and float(tf.reduce_min(first[0])) >= 0 and float(tf.reduce_max(first[0])) <= 1
+    mixed, mixed_labels = batch_augmenter(randaugment=False, mix="mixup", classes=3, channels=3, seed=2)(images, labels)
+    x, y = np.asarray(images).reshape(6, -1), np.asarray(labels)
+    for out, label in zip(np.asarray(mixed).reshape(6, -1), np.asarray(mixed_labels), strict=True):
+        assert any(_mixes(out, label, x[i], x[j], y[i], y[j]) for i in range(6) for j in range(6) if i != j), label
+
+
+def _mixes(out, label, xi, xj, yi, yj) -> bool:
+    """Whether out = w xi + (1 - w) xj and label = w yi + (1 - w) yj for one w (fitted on the images)."""
+    w = float(np.dot(out - xj, xi - xj) / np.dot(xi - xj, xi - xj))
+    return np.allclose(out, w * xi + (1 - w) * xj, atol=2e-3) and np.allclose(label, w * yi + (1 - w) * yj, atol=2e-3)
 
 
 def test_randaugment_changes_the_images_of_a_batch_and_not_its_labels():

@@ -108,6 +108,25 @@ def test_rmsprop_has_tf_slim_constants():
                             augmentation="", source="")  # fmt: skip
     opt = optimizers.optimizer(recipe, 0.045)
     assert (opt.rho, opt.momentum, opt.epsilon, opt.l2) == (0.9, 0.9, 1.0, 4e-5)
+    assert float(opt.learning_rate) == pytest.approx(0.045)
+
+
+def test_optimizer_wiring_defaults_and_errors():
+    """Weight decay reaches the optimizer only as coupled L2 ("none": not at all); SGD's own default is no
+    decay; an epoch is ceil(examples / batch) steps, at least one; unknown decays and optimizers are named."""
+    import dataclasses
+
+    base = recipes.RECIPES["resnet_cifar"]
+    assert optimizers.optimizer(base, 0.1).l2 == 1e-4
+    assert optimizers.optimizer(dataclasses.replace(base, weight_decay_mode="none"), 0.1).l2 == 0.0
+    assert optimizers.SGD(0.1).l2 == 0.0
+    assert [optimizers.steps_per_epoch(n, 128) for n in (50_000, 128, 129, 1, 0)] == [391, 1, 2, 1, 1]
+    with pytest.raises(ValueError, match=r"Unknown decay 'bogus'.*'step', 'cosine', 'plateau'"):
+        optimizers.learning_rate(dataclasses.replace(base, decay="bogus"), steps_per_epoch=10, epochs=2)
+    with pytest.raises(
+        ValueError, match=r"no Keras implementation; train with another recipe \(e\.g\. recipe='quick'\)"
+    ):
+        optimizers.optimizer(dataclasses.replace(base, optimizer="sdlm"), 0.1)
 
 
 def test_distillation_defaults_are_the_papers():

@@ -17,6 +17,16 @@ def _train_step(model, x, y):
     return out.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
 
 
+def _both_modes_in_float64(kwargs: dict):
+    """A normal and a memory-efficient DenseNet-BC built under a float64 policy (restored after)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        return keras_cnn.DenseNetBC(**kwargs), keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"L": 40, "k": 12, "bottleneck": True}, {"L": 22, "k": 6, "theta": 1.0, "bottleneck": False}]
 )
@@ -24,13 +34,7 @@ def test_memory_efficient_mode_matches_the_normal_mode(kwargs):
     """In float64, so that float32 round-off (amplified by 40 training-mode BN layers on a batch of 4, and
     different in the recomputed graph) cannot pass for, or hide, a difference in what is computed."""
     kwargs |= {"input_shape": (16, 16, 3), "classes": 5}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        normal = keras_cnn.DenseNetBC(**kwargs)
-        efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    normal, efficient = _both_modes_in_float64(kwargs)
     assert [w.name for w in normal.weights] == [w.name for w in efficient.weights]
     recomputed = [layer for layer in efficient.layers if isinstance(layer, RecomputedBottleneck)]
     assert recomputed and all((layer.post_norm is not None) == kwargs["bottleneck"] for layer in recomputed)
@@ -85,13 +89,7 @@ def test_memory_efficient_model_trains_with_fit_as_the_normal_one():
     """Two epochs of `fit` from the same weights end at the same weights and BN statistics in both modes (float64,
     as above), and the weights moved."""
     kwargs = {"L": 40, "k": 12, "input_shape": (16, 16, 3), "classes": 3}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        normal = keras_cnn.DenseNetBC(**kwargs)
-        efficient = keras_cnn.DenseNetBC(memory_efficient=True, **kwargs)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    normal, efficient = _both_modes_in_float64(kwargs)
     start = normal.get_weights()
     efficient.set_weights(start)
     rng = np.random.default_rng(0)

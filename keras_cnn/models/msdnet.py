@@ -193,7 +193,7 @@ def MSDNet(
     each reading the coarsest scale of its block; training sums their cross-entropies with weight 1 (the last
     exit is the main output). include_top=False returns the last block's coarsest scale.
 
-    Choices where the Lua and PyTorch code differ : He fan-out normal convolutions and zero
+    Choices where the Lua and PyTorch code differ: He fan-out normal convolutions and zero
     Linear biases (Lua; PyTorch's own init is never applied), PyTorch's ImageNet stem (width 32 and a bias on
     its 7x7 convolution, the network of the published ImageNet configurations and cost figures). The 2x2 average
     pool of an exit flattens into the classifier, so include_top needs a static input size; at 32x32 (CIFAR) and

@@ -380,7 +380,7 @@ PreActResNet1001 = _preact(
 )  # fmt: skip
 
 # Keras-layout ImageNet models: the trainable counts are the keras.io totals [K] (44,707,176 / 60,419,944;
-# V2: 25,613,800, the others [KC]) less the BN moving statistics, (trainable counts, as papers and torchvision count).
+# V2: 25,613,800, the others [KC]) less the BN moving statistics (trainable counts, as papers and torchvision count).
 _TV, _K = "torchvision weights [TV]", "keras.io applications table [K]"
 
 

@@ -85,8 +85,8 @@ def CifarResNeXt(
 ) -> keras.Model:
     """CIFAR ResNeXt-`depth` (Sec. 5.3): a 3x3 stem of 64, three stages of (depth - 2) / 9 blocks with 256,
     512, 1024 outputs, cardinality `C`, width `d`, as the CIFAR reference code (hysts) builds it.
-    ResNeXt-29 8x64d: 34,426,698 trainable at 10 classes, 5.39 G MACs. (4.98 G and
-    9.88 G, which is what the same network costs with the stride on the first 1x1 instead of the 3x3: 2 x
+    ResNeXt-29 8x64d: 34,426,698 trainable at 10 classes, 5.39 G MACs. (Counts
+    of 4.98 G and 9.88 G are what the same network costs with the stride on the first 1x1 instead of the 3x3: 2 x
     201 M less for 8x64d. The reference code strides the 3x3, so we do.)"""
     if (depth - 2) % 9:
         raise ValueError(f"CIFAR ResNeXt depth must be 9n + 2 (29 in the paper); received depth={depth!r}.")

@@ -66,7 +66,8 @@ def train(
             start_epoch = rundir.prepare(out, config, resume=config.resume, overwrite=config.overwrite)
             if config.resume:
                 truncate_history(os.path.join(out, "history.csv"), start_epoch)
-            metrics = _train_in(config, strategy, out, start_epoch, recipe, recipe_name, callbacks, wrap)
+            run = _Run(config, strategy, out, start_epoch, recipe, recipe_name)
+            metrics = _train_in(run, callbacks, wrap)
             metrics.update(metadata or {})
             write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     except BaseException:
@@ -79,7 +80,7 @@ def train(
 
 @dataclasses.dataclass(frozen=True)
 class _Run:
-    """A validated run in its prepared, locked folder `out`: what the fit needs besides the callbacks."""
+    """A validated run in its prepared, locked folder `out`, starting at `start_epoch`."""
 
     config: TrainConfig
     strategy: tf.distribute.Strategy
@@ -87,25 +88,33 @@ class _Run:
     start_epoch: int
     recipe: Recipe
     recipe_name: str
-    epochs: int
-    batch_size: int
-    channels: int
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs or self.recipe.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size or self.recipe.batch_size
+
+    @property
+    def channels(self) -> int:
+        """`config.channels`, by default 1 for the grey datasets (digits, mnist) and 3 otherwise."""
+        return self.config.channels or (1 if self.config.dataset in ("digits", "mnist") else 3)
 
 
-def _train_in(config, strategy, out, start_epoch, recipe, recipe_name, callbacks, wrap) -> dict:
+def _train_in(run: _Run, callbacks, wrap) -> dict:
     """The run itself, in its prepared and locked folder."""
-    epochs = config.epochs or recipe.epochs
-    batch_size = config.batch_size or recipe.batch_size
-    if start_epoch >= epochs:
-        raise ValueError(f"The backup in {out!r} is at epoch {start_epoch}, past the {epochs} epochs asked for.")
-    channels = config.channels or (1 if config.dataset in ("digits", "mnist") else 3)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
+    if run.start_epoch >= run.epochs:
+        raise ValueError(
+            f"The backup in {run.out!r} is at epoch {run.start_epoch}, past the {run.epochs} epochs asked for."
+        )
+    keras.utils.set_random_seed(run.config.seed)
+    if run.config.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(resolve_precision(config.precision))
+    keras.config.set_dtype_policy(resolve_precision(run.config.precision))
     try:
-        run = _Run(config, strategy, out, start_epoch, recipe, recipe_name, epochs, batch_size, channels)
         return _fit(run, callbacks, wrap)
     finally:
         keras.config.set_dtype_policy(previous_policy)

@@ -24,8 +24,6 @@ _spec = importlib.util.spec_from_file_location(
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
 
-MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-
 
 @pytest.fixture
 def float64():

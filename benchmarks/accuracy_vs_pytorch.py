@@ -124,9 +124,21 @@ def train_ours() -> dict:
     out = os.path.join(FLAGS.runs_dir, f"keras_cnn-{FLAGS.model}-{FLAGS.epochs}ep-{FLAGS.precision}")
     precision = "mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32"
     if not os.path.exists(os.path.join(out, "metrics.json")):  # a finished run is read, an interrupted one resumed
-        train(TrainConfig(model=FLAGS.model, dataset="folder", data_dir=FLAGS.data_dir, recipe="cifar_cosine",
-                          epochs=FLAGS.epochs, augment="cifar", precision=precision, seed=FLAGS.seed, output_dir=out,
-                          resume=os.path.isdir(os.path.join(out, "backup")), verbose=2))  # fmt: skip
+        train(
+            TrainConfig(
+                model=FLAGS.model,
+                dataset="folder",
+                data_dir=FLAGS.data_dir,
+                recipe="cifar_cosine",
+                epochs=FLAGS.epochs,
+                augment="cifar",
+                precision=precision,
+                seed=FLAGS.seed,
+                output_dir=out,
+                resume=os.path.isdir(os.path.join(out, "backup")),
+                verbose=2,
+            )
+        )
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     with open(os.path.join(out, "history.csv"), newline="") as f:
@@ -145,9 +157,16 @@ def main(argv: list[str]) -> None:
     rows = [
         {"framework": name, "epoch": i + 1, **row} for name, r in results.items() for i, row in enumerate(r["history"])
     ]
-    write_results(output, rows, model=FLAGS.model, epochs=FLAGS.epochs, precision=FLAGS.precision,
-                  data=os.path.abspath(FLAGS.data_dir), final_test_accuracy=final,
-                  wall_time_s={name: r["wall_time_s"] for name, r in results.items()})  # fmt: skip
+    write_results(
+        output,
+        rows,
+        model=FLAGS.model,
+        epochs=FLAGS.epochs,
+        precision=FLAGS.precision,
+        data=os.path.abspath(FLAGS.data_dir),
+        final_test_accuracy=final,
+        wall_time_s={name: r["wall_time_s"] for name, r in results.items()},
+    )
 
 
 if __name__ == "__main__":

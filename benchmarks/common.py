@@ -26,8 +26,9 @@ def model_entries(entries: list[str]) -> list[tuple[str, int, int]]:
 def measure_in_child(script: str, child: str, steps: int, extra: list[str] = ()):
     """Run `script --_child=child` (and `extra` flags) in a fresh process (its own memory peak and dtype policy)
     and return the JSON value its last output line holds."""
-    done = subprocess.run([sys.executable, script, f"--_child={child}", f"--steps={steps}", *extra],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, script, f"--_child={child}", f"--steps={steps}", *extra], capture_output=True, text=True
+    )
     if done.returncode:
         raise RuntimeError(f"Measuring {child} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

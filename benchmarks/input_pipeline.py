@@ -43,9 +43,15 @@ def main(argv: list[str]) -> None:
 
     channels = 1 if FLAGS.dataset in ("digits", "mnist") else 3
     start = time.perf_counter()
-    data = load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size, channels=channels,
-                        batch_size=FLAGS.batch_size, epochs=(0, 1000),
-                        augment=augmenter(FLAGS.augment, channels=channels, image_size=FLAGS.image_size))  # fmt: skip
+    data = load_dataset(
+        FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        image_size=FLAGS.image_size,
+        channels=channels,
+        batch_size=FLAGS.batch_size,
+        epochs=(0, 1000),
+        augment=augmenter(FLAGS.augment, channels=channels, image_size=FLAGS.image_size),
+    )
     load_s = time.perf_counter() - start
     stream = iter(data.train)
     x, y = next(stream)
@@ -63,11 +69,19 @@ def main(argv: list[str]) -> None:
             model.train_on_batch(x, y)
         samples["train"].append(FLAGS.batches * int(x.shape[0]) / (time.perf_counter() - begin))
     result = {key: round(statistics.median(values), 1) for key, values in samples.items()}
-    result.update(ratio=round(result["input"] / result["train"], 2), load_s=round(load_s, 1),
-                  dataset=FLAGS.dataset, augment=FLAGS.augment, model=FLAGS.model, batch_size=FLAGS.batch_size,
-                  precision=FLAGS.precision)  # fmt: skip
-    print(f"input {result['input']:.0f} img/s, train step {result['train']:.0f} img/s, ratio {result['ratio']}, "
-          f"data loaded in {result['load_s']} s")  # fmt: skip
+    result.update(
+        ratio=round(result["input"] / result["train"], 2),
+        load_s=round(load_s, 1),
+        dataset=FLAGS.dataset,
+        augment=FLAGS.augment,
+        model=FLAGS.model,
+        batch_size=FLAGS.batch_size,
+        precision=FLAGS.precision,
+    )
+    print(
+        f"input {result['input']:.0f} img/s, train step {result['train']:.0f} img/s, ratio {result['ratio']}, "
+        f"data loaded in {result['load_s']} s"
+    )
     if FLAGS.output:
         write_json_atomic(FLAGS.output, result)
 

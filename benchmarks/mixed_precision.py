@@ -61,16 +61,26 @@ def main(argv: list[str]) -> None:
             for p in ["float32", *FLAGS.policies]
         }
         for policy in FLAGS.policies:
-            rows.append({"model": name, "image_size": size, "batch_size": batch, "policy": policy,
-                         "float32_img_s": round(speed["float32"], 1), "policy_img_s": round(speed[policy], 1),
-                         "ratio": round(speed[policy] / speed["float32"], 3)})  # fmt: skip
+            rows.append(
+                {
+                    "model": name,
+                    "image_size": size,
+                    "batch_size": batch,
+                    "policy": policy,
+                    "float32_img_s": round(speed["float32"], 1),
+                    "policy_img_s": round(speed[policy], 1),
+                    "ratio": round(speed[policy] / speed["float32"], 3),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     print(
         f"{'model':14s} {'size':>4s} {'batch':>5s} {'policy':>15s} {'float32 img/s':>13s} {'img/s':>9s} {'ratio':>6s}"
     )
     for r in rows:
-        print(f"{r['model']:14s} {r['image_size']:4d} {r['batch_size']:5d} {r['policy']:>15s} "
-              f"{r['float32_img_s']:13.1f} {r['policy_img_s']:9.1f} {r['ratio']:6.3f}")  # fmt: skip
+        print(
+            f"{r['model']:14s} {r['image_size']:4d} {r['batch_size']:5d} {r['policy']:>15s} "
+            f"{r['float32_img_s']:13.1f} {r['policy_img_s']:9.1f} {r['ratio']:6.3f}"
+        )
     from keras_cnn.io import write_json_atomic
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")

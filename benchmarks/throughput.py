@@ -71,12 +71,21 @@ def main(argv: list[str]) -> None:
         for mode in ("inference", "train"):
             ours = statistics.median(samples[("keras_cnn", mode)])
             theirs = statistics.median(samples[("keras.applications", mode)])
-            rows.append({"model": name, "mode": mode, "keras_cnn_img_s": round(ours, 2),
-                         "keras_applications_img_s": round(theirs, 2), "ratio": round(ours / theirs, 3)})  # fmt: skip
+            rows.append(
+                {
+                    "model": name,
+                    "mode": mode,
+                    "keras_cnn_img_s": round(ours, 2),
+                    "keras_applications_img_s": round(theirs, 2),
+                    "ratio": round(ours / theirs, 3),
+                }
+            )
     print(f"{'model':10s} {'mode':10s} {'keras_cnn img/s':>16s} {'keras.applications img/s':>25s} {'ratio':>7s}")
     for r in rows:
-        print(f"{r['model']:10s} {r['mode']:10s} {r['keras_cnn_img_s']:16.2f} {r['keras_applications_img_s']:25.2f}"
-              f" {r['ratio']:7.3f}")  # fmt: skip
+        print(
+            f"{r['model']:10s} {r['mode']:10s} {r['keras_cnn_img_s']:16.2f} {r['keras_applications_img_s']:25.2f}"
+            f" {r['ratio']:7.3f}"
+        )
     write_results(FLAGS.output, rows, image_size=size, batch_size=batch, steps=FLAGS.steps, rounds=FLAGS.rounds)
 
 

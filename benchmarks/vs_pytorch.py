@@ -23,8 +23,11 @@ from absl import app, flags
 from common import model_entries, torch_cifar_resnet, trainable_torch, write_results
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
-                  "name:image_size:batch_size entries (resnet20/32/44/56/110, densenet_bc, resnet50).")  # fmt: skip
+flags.DEFINE_list(
+    "models",
+    ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"],
+    "name:image_size:batch_size entries (resnet20/32/44/56/110, densenet_bc, resnet50).",
+)
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16.")
 flags.DEFINE_bool("jit", False, "Compile our train and inference steps with XLA (jit_compile=True).")
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
@@ -148,10 +151,21 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
     rows = []
     for mode in ("train", "inference"):
         k, t = statistics.median(samples[f"keras_{mode}"]), statistics.median(samples[f"torch_{mode}"])
-        rows.append({"model": name, "image_size": size, "batch_size": batch, "precision": precision, "mode": mode,
-                     "keras_cnn_img_s": round(k, 1), "pytorch_img_s": round(t, 1), "ratio": round(k / t, 3),
-                     "torch_channels_last": channels_last, "trainable_params": trainable_params(ours),
-                     "jit": FLAGS.jit})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "image_size": size,
+                "batch_size": batch,
+                "precision": precision,
+                "mode": mode,
+                "keras_cnn_img_s": round(k, 1),
+                "pytorch_img_s": round(t, 1),
+                "ratio": round(k / t, 3),
+                "torch_channels_last": channels_last,
+                "trainable_params": trainable_params(ours),
+                "jit": FLAGS.jit,
+            }
+        )
     return rows
 
 
@@ -169,10 +183,20 @@ def main(argv: list[str]) -> None:
         for precision in FLAGS.precisions:
             rows += compare(name, size, batch, precision, FLAGS.rounds, FLAGS.steps)
             for r in rows[-2:]:
-                print(f"{r['model']:12s} {r['precision']:9s} {r['mode']:9s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
-                      f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}", flush=True)  # fmt: skip
-    write_results(FLAGS.output, rows, tensorflow=tf.__version__, torch=torch.__version__,
-                  torch_threads=torch.get_num_threads(), steps=FLAGS.steps, rounds=FLAGS.rounds)  # fmt: skip
+                print(
+                    f"{r['model']:12s} {r['precision']:9s} {r['mode']:9s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
+                    f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}",
+                    flush=True,
+                )
+    write_results(
+        FLAGS.output,
+        rows,
+        tensorflow=tf.__version__,
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        steps=FLAGS.steps,
+        rounds=FLAGS.rounds,
+    )
 
 
 if __name__ == "__main__":

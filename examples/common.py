@@ -10,8 +10,18 @@ import time
 from absl import app, flags
 
 # The package's choices, listed here so --help works before TensorFlow loads (a test checks they agree).
-DATASETS = ("digits", "photos", "cifar10", "cifar100", "mnist", "svhn_cropped", "imagenet2012", "cifar10_archive",
-            "cifar100_archive", "folder")  # fmt: skip
+DATASETS = (
+    "digits",
+    "photos",
+    "cifar10",
+    "cifar100",
+    "mnist",
+    "svhn_cropped",
+    "imagenet2012",
+    "cifar10_archive",
+    "cifar100_archive",
+    "folder",
+)
 AUGMENTATIONS = ("none", "cifar", "cifar_pca", "imagenet", "alexnet")
 MIXES = ("none", "mixup", "cutmix")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -33,8 +43,9 @@ def run(main) -> None:
     app.run(wrapped)
 
 
-def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_size: int, augment: str,
-                          recipe: str) -> None:  # fmt: skip
+def define_training_flags(
+    *, model: str, dataset: str, datasets=DATASETS, image_size: int, augment: str, recipe: str
+) -> None:
     """The flags of keras_cnn.training.TrainConfig, with this example's defaults."""
     flags.DEFINE_string("model", model, "Registered model name (see keras_cnn.list_models()).")
     flags.DEFINE_enum(
@@ -47,18 +58,27 @@ def define_training_flags(*, model: str, dataset: str, datasets=DATASETS, image_
     flags.DEFINE_integer("batch_size", None, "Global mini-batch size (default: the recipe's).", lower_bound=1)
     flags.DEFINE_float("lr", None, "Peak learning rate (default: the recipe's).", lower_bound=0)
     flags.DEFINE_integer("image_size", image_size, "Input height and width.", lower_bound=8)
-    flags.DEFINE_enum("channels", None, ["1", "3"], "Input channels: 1 (grey) or 3 (RGB); default 1 for digits and "
-                      "mnist, else 3.")  # fmt: skip
-    flags.DEFINE_enum("augment", augment, AUGMENTATIONS,
-                      "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
-                      "colour jitter, PCA lighting; alexnet: random crops of the 256 view, flip, PCA lighting. "
-                      "Not given: the recipe's own where it has one (alexnet's), else this default.")  # fmt: skip
+    flags.DEFINE_enum(
+        "channels", None, ["1", "3"], "Input channels: 1 (grey) or 3 (RGB); default 1 for digits and mnist, else 3."
+    )
+    flags.DEFINE_enum(
+        "augment",
+        augment,
+        AUGMENTATIONS,
+        "cifar: pad-4 crop + flip; cifar_pca: + PCA lighting; imagenet: random resized crop, flip, "
+        "colour jitter, PCA lighting; alexnet: random crops of the 256 view, flip, PCA lighting. "
+        "Not given: the recipe's own where it has one (alexnet's), else this default.",
+    )
     flags.DEFINE_bool("randaugment", False, "Keras RandAugment on every training batch (RGB only).")
     flags.DEFINE_enum("mix", "none", MIXES, "Keras MixUp or CutMix on training batches (labels become one-hot).")
     flags.DEFINE_enum("strategy", "auto", STRATEGIES, "auto: multi_worker if TF_CONFIG is set, mirrored on >1 GPU.")
-    flags.DEFINE_enum("mixed_precision", "auto", PRECISIONS,
-                      "Dtype policy (the classifier stays float32); auto: mixed_bfloat16 on hardware with native "
-                      "bf16 (AMX/AVX512-BF16 CPUs, GPUs of compute capability 8+), else float32.")  # fmt: skip
+    flags.DEFINE_enum(
+        "mixed_precision",
+        "auto",
+        PRECISIONS,
+        "Dtype policy (the classifier stays float32); auto: mixed_bfloat16 on hardware with native "
+        "bf16 (AMX/AVX512-BF16 CPUs, GPUs of compute capability 8+), else float32.",
+    )
     flags.DEFINE_bool("jit", False, "Compile the train step with XLA.")
     flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (bit-identical reruns, slower on GPU).")
     flags.DEFINE_string("output_dir", None, "Run directory (default: runs/<model>-<dataset>-<time>).")
@@ -101,11 +121,26 @@ def training_config(FLAGS, output_dir: str):
 
     augment = FLAGS.augment if FLAGS["augment"].present else recipe_augment(FLAGS.model, FLAGS.recipe) or FLAGS.augment
     return TrainConfig(
-        model=FLAGS.model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=FLAGS.recipe, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, lr=FLAGS.lr, image_size=FLAGS.image_size, augment=augment,
-        randaugment=FLAGS.randaugment, mix=FLAGS.mix, strategy=FLAGS.strategy, precision=FLAGS.mixed_precision,
-        jit=FLAGS.jit, deterministic=FLAGS.deterministic, seed=FLAGS.seed, output_dir=output_dir,
-        resume=FLAGS.resume, overwrite=FLAGS.overwrite, weights=FLAGS.weights,
+        model=FLAGS.model,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        recipe=FLAGS.recipe,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        lr=FLAGS.lr,
+        image_size=FLAGS.image_size,
+        augment=augment,
+        randaugment=FLAGS.randaugment,
+        mix=FLAGS.mix,
+        strategy=FLAGS.strategy,
+        precision=FLAGS.mixed_precision,
+        jit=FLAGS.jit,
+        deterministic=FLAGS.deterministic,
+        seed=FLAGS.seed,
+        output_dir=output_dir,
+        resume=FLAGS.resume,
+        overwrite=FLAGS.overwrite,
+        weights=FLAGS.weights,
         channels=None if FLAGS.channels is None else int(FLAGS.channels),
         verbose=FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose),
-    )  # fmt: skip
+    )

@@ -22,9 +22,13 @@ from common import DISTILL_METHODS, define_training_flags, run, training_config,
 define_training_flags(model="resnet20", dataset="digits", image_size=32, augment="none", recipe="quick")
 flags.adopt_module_key_flags(common)
 flags.DEFINE_alias("student", "model")
-flags.DEFINE_enum("method", "kd", DISTILL_METHODS,
-                  "kd: Hinton; mimic: Ba & Caruana's logit regression; fitnets: hints, then KD; rocket: Rocket "
-                  "Launching (light and booster trained together).")  # fmt: skip
+flags.DEFINE_enum(
+    "method",
+    "kd",
+    DISTILL_METHODS,
+    "kd: Hinton; mimic: Ba & Caruana's logit regression; fitnets: hints, then KD; rocket: Rocket "
+    "Launching (light and booster trained together).",
+)
 flags.DEFINE_string("teacher", "resnet56", "Registered teacher (rocket: the booster, trained jointly).")
 flags.DEFINE_string("teacher_weights", None, "The teacher's .keras file (default: train it first).")
 flags.DEFINE_float("temperature", None, "Softmax temperature (default: kd 4, fitnets 3).", lower_bound=0)
@@ -43,10 +47,17 @@ def main(argv: list[str]) -> None:
     F = flags.FLAGS
     output_dir = F.output_dir or f"runs/{F.model}-{F.method}-{F.teacher}-{F.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     distill = DistillConfig(
-        method=F.method, teacher=F.teacher, teacher_weights=F.teacher_weights, temperature=F.temperature,
-        alpha=F.alpha, hint_layer=F.hint_layer, guided_layer=F.guided_layer, hint_epochs=F.hint_epochs,
-        split_layer=F.split_layer, hint_weight=F.hint_weight,
-    )  # fmt: skip
+        method=F.method,
+        teacher=F.teacher,
+        teacher_weights=F.teacher_weights,
+        temperature=F.temperature,
+        alpha=F.alpha,
+        hint_layer=F.hint_layer,
+        guided_layer=F.guided_layer,
+        hint_epochs=F.hint_epochs,
+        split_layer=F.split_layer,
+        hint_weight=F.hint_weight,
+    )
     with user_errors():
         metrics = train_distilled(training_config(F, output_dir), distill)
     print(json.dumps(metrics, indent=2))

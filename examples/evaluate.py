@@ -42,12 +42,15 @@ def main(argv: list[str]) -> None:
         names = folders
         prepare = lambda x: x.astype("float32") / 255.0  # noqa: E731
     else:
-        ws = next((w for (m, n, _), w in keras_cnn.weights.WEIGHT_SETS.items()
-                   if m == FLAGS.model and n == FLAGS.weights), None)  # fmt: skip
+        ws = next(
+            (w for (m, n, _), w in keras_cnn.weights.WEIGHT_SETS.items() if m == FLAGS.model and n == FLAGS.weights),
+            None,
+        )
         if ws is None:
             raise app.UsageError(f"No weight set {FLAGS.weights!r} for {FLAGS.model!r}.")
-        model = keras_cnn.create_model(FLAGS.model, weights=FLAGS.weights, input_shape=ws.input_shape,
-                                       classes=ws.classes)  # fmt: skip
+        model = keras_cnn.create_model(
+            FLAGS.model, weights=FLAGS.weights, input_shape=ws.input_shape, classes=ws.classes
+        )
         names = list(ws.class_names) or [str(i) for i in range(ws.classes)]
         prepare = lambda x: keras_cnn.weights.preprocess_input(x, model=FLAGS.model, weights=FLAGS.weights)  # noqa: E731
     unknown = sorted(set(folders) - set(names))

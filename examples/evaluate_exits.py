@@ -51,11 +51,18 @@ def main(argv: list[str]) -> None:
     if len(model.outputs) < 2:
         raise app.UsageError(f"{FLAGS.saved_model!r} has one output; early exits need a multi-exit model (MSDNet).")
     with user_errors():
-        data = load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=model.input_shape[1],
-                            channels=model.input_shape[3], batch_size=FLAGS.batch_size, seed=FLAGS.seed)  # fmt: skip
+        data = load_dataset(
+            FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            image_size=model.input_shape[1],
+            channels=model.input_shape[3],
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+        )
         levels = sorted({*early_exit.DEFAULT_Q, FLAGS.serve_q})
-        report = early_exit.evaluate(model, data.validation, threshold_fraction=FLAGS.threshold_fraction,
-                                     seed=FLAGS.seed, q=levels)  # fmt: skip
+        report = early_exit.evaluate(
+            model, data.validation, threshold_fraction=FLAGS.threshold_fraction, seed=FLAGS.seed, q=levels
+        )
 
     print(f"{len(report.test_indices)} test images, thresholds fitted on {report.threshold_samples}")
     print("exit  cost (M ops, reference)  EarlyExit cost  accuracy  ensemble")
@@ -86,18 +93,32 @@ def main(argv: list[str]) -> None:
     served_accuracy = float(np.mean(np.asarray(served["classes"]) == labels[test]))
     exit_counts = np.bincount(exits, minlength=len(model.outputs)).tolist()
     lazy_ops = float(np.mean([report.lazy_costs[k].ops for k in exits]))
-    print(f"EarlyExit at q={FLAGS.serve_q}: accuracy {served_accuracy:.2%} (budget table: {point.accuracy:.2%}), "
-          f"exits {exit_counts}, "
-          f"mean {lazy_ops / 1e6:.2f} M ops (all exits: {report.lazy_costs[-1].ops / 1e6:.2f}), "
-          f"time {early_s:.3f} s vs {full_s:.3f} s for the full model ({early_s / full_s:.2f}x)")  # fmt: skip
+    print(
+        f"EarlyExit at q={FLAGS.serve_q}: accuracy {served_accuracy:.2%} (budget table: {point.accuracy:.2%}), "
+        f"exits {exit_counts}, "
+        f"mean {lazy_ops / 1e6:.2f} M ops (all exits: {report.lazy_costs[-1].ops / 1e6:.2f}), "
+        f"time {early_s:.3f} s vs {full_s:.3f} s for the full model ({early_s / full_s:.2f}x)"
+    )
 
     report = json.loads(json.dumps(dataclasses.asdict(report)), parse_constant=str)  # +-Infinity -> strings
-    write_json_atomic(output, {
-        "model": model.name, "saved_model": FLAGS.saved_model, "dataset": FLAGS.dataset, **report,
-        "served": {"q": FLAGS.serve_q, "thresholds": [str(t) for t in point.thresholds], "accuracy": served_accuracy,
-                   "exit_counts": exit_counts,
-                   "mean_ops": lazy_ops, "seconds": early_s, "full_model_seconds": full_s},
-    })  # fmt: skip
+    write_json_atomic(
+        output,
+        {
+            "model": model.name,
+            "saved_model": FLAGS.saved_model,
+            "dataset": FLAGS.dataset,
+            **report,
+            "served": {
+                "q": FLAGS.serve_q,
+                "thresholds": [str(t) for t in point.thresholds],
+                "accuracy": served_accuracy,
+                "exit_counts": exit_counts,
+                "mean_ops": lazy_ops,
+                "seconds": early_s,
+                "full_model_seconds": full_s,
+            },
+        },
+    )
     print(f"report: {output}")
 
 

@@ -47,18 +47,31 @@ def main(argv: list[str]) -> None:
         if F.saved_model:
             model = load_model(F.saved_model)
         else:
-            model = keras_cnn.create_model(F.model, weights=F.weights, classes=F.classes,
-                                           input_shape=(F.image_size, F.image_size, F.channels))  # fmt: skip
+            model = keras_cnn.create_model(
+                F.model, weights=F.weights, classes=F.classes, input_shape=(F.image_size, F.image_size, F.channels)
+            )
         path = export.export_saved_model(
-            model, F.export_dir, F.version, input_dtype=F.input_dtype, resize=F.resize,
-            preprocessing=F.preprocessing, top_k=F.top_k, overwrite=F.overwrite,
-        )  # fmt: skip
+            model,
+            F.export_dir,
+            F.version,
+            input_dtype=F.input_dtype,
+            resize=F.resize,
+            preprocessing=F.preprocessing,
+            top_k=F.top_k,
+            overwrite=F.overwrite,
+        )
         written = {"saved_model": path}
         if F.tflite:
             written["tflite"] = export.export_tflite(path, f"{path}.tflite", overwrite=F.overwrite)
         if F.onnx:
-            written["onnx"] = export.export_onnx(model, f"{path}.onnx", overwrite=F.overwrite, resize=F.resize,
-                                                 preprocessing=F.preprocessing, top_k=F.top_k)  # fmt: skip
+            written["onnx"] = export.export_onnx(
+                model,
+                f"{path}.onnx",
+                overwrite=F.overwrite,
+                resize=F.resize,
+                preprocessing=F.preprocessing,
+                top_k=F.top_k,
+            )
     print(json.dumps(written, indent=2))
 
 

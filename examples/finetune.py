@@ -61,12 +61,24 @@ def main(argv: list[str]) -> None:
             base = keras_cnn.create_model(FLAGS.model, weights=FLAGS.weights, input_shape=shape)
         size, channels = base.input_shape[1], base.input_shape[3]
         data = load_dataset(
-            FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=size, channels=channels, batch_size=FLAGS.batch_size,
-            seed=FLAGS.seed, augment=augmenter(FLAGS.augment, channels=channels, image_size=size),
-        )  # fmt: skip
+            FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            image_size=size,
+            channels=channels,
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+            augment=augmenter(FLAGS.augment, channels=channels, image_size=size),
+        )
         model = with_new_head(base, data.classes, dropout_rate=FLAGS.dropout)
-    history = finetune(model, data.train, data.validation, head_epochs=FLAGS.head_epochs, epochs=FLAGS.epochs,
-                       head_lr=FLAGS.head_lr, lr=FLAGS.lr)  # fmt: skip
+    history = finetune(
+        model,
+        data.train,
+        data.validation,
+        head_epochs=FLAGS.head_epochs,
+        epochs=FLAGS.epochs,
+        head_lr=FLAGS.head_lr,
+        lr=FLAGS.lr,
+    )
     os.makedirs(output_dir, exist_ok=True)
     model.save(os.path.join(output_dir, "model.keras"))
     with open(os.path.join(output_dir, "history.csv"), "w", newline="") as f:

@@ -20,8 +20,14 @@ import common
 from absl import flags
 from common import define_training_flags, run, run_training
 
-define_training_flags(model="resnet50", dataset="imagenet2012", datasets=("imagenet2012", "folder"),
-                      image_size=224, augment="imagenet", recipe="paper")  # fmt: skip
+define_training_flags(
+    model="resnet50",
+    dataset="imagenet2012",
+    datasets=("imagenet2012", "folder"),
+    image_size=224,
+    augment="imagenet",
+    recipe="paper",
+)
 flags.adopt_module_key_flags(common)  # --help lists the shared flags
 flags.DEFINE_bool(
     "ten_crop",
@@ -42,8 +48,9 @@ def main(argv: list[str]) -> None:
 
         model = load_model(os.path.join(output_dir, "model.keras"))
         view = round(FLAGS.image_size * 256 / 224)  # AlexNet's 256x256 view (shorter side 256, centre crop)
-        val = load_dataset(FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=view, seed=FLAGS.seed, crop=True,
-                           crop_fraction=1.0).validation  # fmt: skip
+        val = load_dataset(
+            FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=view, seed=FLAGS.seed, crop=True, crop_fraction=1.0
+        ).validation
         metrics["ten_crop_val_accuracy"] = evaluate_ten_crop(model, val, FLAGS.image_size)
         from keras_cnn.io import write_json_atomic
 

@@ -11,12 +11,12 @@ from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, exit_costs, trainable_params
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
 from keras_cnn.models import __all__ as _builders
-from keras_cnn.registry import ModelInfo, Paper, create_model, list_models, model_info
+from keras_cnn.registry import Card, Paper, create_model, list_models, model_info
 
 __version__ = "0.1.0"
 __all__ = [
     *_builders,
-    "ModelInfo",
+    "Card",
     "Paper",
     "count_macs",
     "create_model",

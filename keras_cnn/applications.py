@@ -1,6 +1,7 @@
 """The keras.applications contract in one place: input checks, head/pooling, weights, stage outputs.
 
-Every builder calls `model_input` first and `finish` last, so no builder repeats these rules.
+Every builder is made by `builder`, which checks the contract's arguments and hands its body a `Contract`; the
+body asks that for its input and closes with it, so no builder repeats these rules.
 Deliberate differences from keras.applications: `pooling` values other than None/"avg"/"max" are an
 error (keras ignores them silently), and every error names the allowed values.
 """
@@ -8,6 +9,7 @@ error (keras ignores them silently), and every error names the allowed values.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import numbers
@@ -15,6 +17,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 
@@ -50,61 +53,187 @@ def deep_graph():
         sys.setrecursionlimit(before)
 
 
-def keras_order(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-    """`builder` taking keras.applications' positional order (`CONTRACT`), so `ResNet50(False)` means
-    include_top=False as in keras.applications; the architecture's own arguments (depth, k, T, ...) are
-    keyword-only. help() shows that signature."""
-    params = inspect.signature(builder).parameters
-    missing = [name for name in CONTRACT if name not in params]
-    if missing:
-        raise TypeError(f"{builder.__name__} lacks the builder contract's arguments {missing}.")
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """One call's keras.applications arguments (`CONTRACT`), checked by `builder` before a layer is built.
 
-    @functools.wraps(builder)
-    @deep_graph()
-    def build(*args, **kwargs):
-        if len(args) > len(CONTRACT):
-            raise TypeError(
-                f"{builder.__name__}() takes at most {len(CONTRACT)} positional arguments; received {len(args)}."
+    A builder's body asks it for the `input` to build on and closes the model with `finish`, so the rules of
+    the contract (input sizes, pooling, classes, the head, weights) live here and nowhere else.
+    """
+
+    include_top: bool = True
+    weights: str | os.PathLike | None = None
+    input_tensor: Any = None
+    input_shape: tuple | None = None
+    pooling: str | None = None
+    classes: int | None = 1000
+    classifier_activation: Any = "softmax"
+    name: str | None = None
+
+    def arguments(self, **changes) -> dict:
+        """The contract as builder keyword arguments, with `changes` applied."""
+        return {**{arg: getattr(self, arg) for arg in CONTRACT}, **changes}
+
+    def input(self, *, default_size: int, min_size: int, channels: int = 3, flatten_head: bool = False):
+        """Check every contract argument and return the Input to build on: `default_size` square when no shape
+        is given, at least `min_size` on each side. `flatten_head` marks heads that flatten spatial features
+        (they need a static size with include_top)."""
+        check_weights(self.weights)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}; received pooling={self.pooling!r}.")
+        classes = self.classes
+        if self.include_top and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
+            raise ValueError(f"classes must be a positive integer when include_top=True; received classes={classes!r}.")
+        if self.classifier_activation is not None:
+            try:
+                keras.activations.get(self.classifier_activation)
+            except ValueError as err:
+                raise ValueError(
+                    f"Unknown classifier_activation={self.classifier_activation!r}: use None (logits), 'softmax', "
+                    "or any keras activation name or callable."
+                ) from err
+        input_shape, input_tensor = self.input_shape, self.input_tensor
+        if input_shape is None and input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        shape = _check_size(
+            input_shape,
+            default_size=default_size,
+            min_size=min_size,
+            channels=channels,
+            require_static=self.include_top and flatten_head,
+        )
+        if input_tensor is None:
+            return keras.Input(shape=shape)
+        if keras.backend.is_keras_tensor(input_tensor):
+            return input_tensor
+        return keras.Input(tensor=input_tensor, shape=shape)
+
+    def finish(
+        self,
+        img_input,
+        x,
+        *,
+        stages: Sequence,
+        name: str | None = None,
+        top: Callable | None = None,
+        aux_outputs: Sequence = (),
+        exits: Sequence = (),
+    ) -> keras.Model:
+        """Close a builder: the classifier `top(x, classes, classifier_activation)` (default `pooled_classifier`)
+        or the pooled feature extractor, then the model and its weights. The model takes the caller's name, else
+        `name` (the builder's default for this configuration, e.g. "resnet20").
+
+        `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
+        model as `model.stage_names` for `feature_extractor`. `aux_outputs` (auxiliary classifiers, named aux*)
+        follow the main output; `exits` (the earlier classifiers of a multi-exit network, cheapest first)
+        precede it.
+        """
+        from keras_cnn.weights import resolve
+
+        top = top or pooled_classifier
+        name = self.name or name
+        x = top(x, self.classes, self.classifier_activation) if self.include_top else global_pool(x, self.pooling)
+        inputs = keras.utils.get_source_inputs(self.input_tensor) if self.input_tensor is not None else img_input
+        outputs = [*exits, x, *aux_outputs] if self.include_top else [x]
+        model = keras.Model(inputs, outputs if len(outputs) > 1 else x, name=name)
+        model.stage_names = [t._keras_history.operation.name for t in stages]
+        if self.weights is not None:
+            path = resolve(
+                self.weights,
+                model=name,
+                include_top=self.include_top,
+                classes=self.classes,
+                input_shape=model.input_shape[1:],
             )
-        for name, value in zip(CONTRACT, args, strict=False):
-            if name in kwargs:
-                raise TypeError(f"{builder.__name__}() got multiple values for argument {name!r}.")
-            kwargs[name] = value
-        include_top = kwargs.get("include_top", True)
-        if not isinstance(include_top, bool):
-            raise TypeError(
-                f"include_top must be True or False; received {include_top!r}. Builders take keras.applications' "
-                f"positional order ({', '.join(CONTRACT)}) and the architecture's own arguments by keyword, "
-                f"e.g. {builder.__name__}({_first_own(params)}=...)."
+            try:
+                model.load_weights(path)
+            except (ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
+                raise ValueError(
+                    f"Weights file {path!r} does not fit {name!r} as built (include_top={self.include_top}, "
+                    f"output shape {model.output_shape}), or is not a weights file: {err}"
+                ) from err
+        return model
+
+
+def builder(*, classes: int | None = 1000, name: str | None = None) -> Callable:
+    """Make `body(contract, *, own arguments)` a builder with keras.applications' signature.
+
+    The builder takes the contract's arguments (`CONTRACT`) first and positionally, as keras.applications
+    does (`ResNet50(False)` means include_top=False), with `classes` and `name` defaulting as given here; the
+    architecture's own arguments (depth, k, T, ...) follow, keyword-only. It checks include_top and refuses a
+    weight set that cannot fit before a layer is built, raises the recursion limit while building
+    (`deep_graph`), and hands the body a `Contract`. help() shows the whole signature. A model with a default
+    `name` is built under it, where its weight sets are found, and takes the caller's name after.
+    """
+
+    def decorate(body: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        own = list(inspect.signature(body).parameters.values())[1:]
+        defaults = Contract(classes=classes, name=name)
+        annotations = inspect.get_annotations(Contract)
+        contract_params = [
+            inspect.Parameter(
+                arg,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=getattr(defaults, arg),
+                annotation=annotations[arg],
             )
-        _refuse_unfit_weights(params, kwargs)
-        return builder(**kwargs)
+            for arg in CONTRACT
+        ]
+        signature = inspect.Signature(
+            contract_params + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own],
+            return_annotation="keras.Model",
+        )
 
-    build.__signature__ = inspect.Signature(
-        [params[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in CONTRACT]
-        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in params.items() if name not in CONTRACT],
-        return_annotation=inspect.signature(builder).return_annotation,
-    )
-    del build.__wrapped__
-    return build
+        @functools.wraps(body)
+        @deep_graph()
+        def build(*args, **kwargs):
+            if len(args) > len(CONTRACT):
+                raise TypeError(
+                    f"{body.__name__}() takes at most {len(CONTRACT)} positional arguments; received {len(args)}."
+                )
+            for arg, value in zip(CONTRACT, args, strict=False):
+                if arg in kwargs:
+                    raise TypeError(f"{body.__name__}() got multiple values for argument {arg!r}.")
+                kwargs[arg] = value
+            bound = signature.bind(**kwargs)
+            bound.apply_defaults()
+            contract = Contract(**{arg: bound.arguments.pop(arg) for arg in CONTRACT})
+            wanted = contract.name
+            if name is not None:  # built under the default name, where its weight sets are found, renamed after
+                contract = dataclasses.replace(contract, name=name)
+            if not isinstance(contract.include_top, bool):
+                raise TypeError(
+                    f"include_top must be True or False; received {contract.include_top!r}. Builders take "
+                    f"keras.applications' positional order ({', '.join(CONTRACT)}) and the architecture's own "
+                    f"arguments by keyword, e.g. {body.__name__}({own[0].name if own else 'include_top'}=...)."
+                )
+            _refuse_unfit_weights(contract)
+            model = body(contract, **bound.arguments)
+            if wanted is not None and wanted != model.name:
+                model.name = wanted
+            return model
+
+        build.__signature__ = signature
+        del build.__wrapped__
+        return build
+
+    return decorate
 
 
-def _refuse_unfit_weights(params, kwargs) -> None:
+def _refuse_unfit_weights(contract: Contract) -> None:
     """A weight set that cannot fit the model asked for is refused before a layer is built (as
     keras.applications does), where the model's name is known before building."""
     from keras_cnn.weights import check_fit
 
-    args = {name: kwargs.get(name, params[name].default) for name in CONTRACT}
-    weights, model = args["weights"], args["name"]
-    if isinstance(weights, (str, os.PathLike)) and isinstance(model, str):
-        shape = args["input_shape"]
-        check_fit(weights, model=model, include_top=bool(args["include_top"]), classes=args["classes"],
-                  input_shape=None if shape is None or None in tuple(shape) else shape)  # fmt: skip
-
-
-def _first_own(params) -> str:
-    own = [name for name in params if name not in CONTRACT]
-    return own[0] if own else "include_top"
+    weights, shape = contract.weights, contract.input_shape
+    if isinstance(weights, (str, os.PathLike)) and isinstance(contract.name, str):
+        check_fit(
+            weights,
+            model=contract.name,
+            include_top=bool(contract.include_top),
+            classes=contract.classes,
+            input_shape=None if shape is None or None in tuple(shape) else shape,
+        )
 
 
 def _check_size(input_shape, *, default_size: int, min_size: int, channels: int, require_static: bool):
@@ -131,53 +260,6 @@ def _check_size(input_shape, *, default_size: int, min_size: int, channels: int,
     if not isinstance(chans, numbers.Integral) or isinstance(chans, bool) or chans < 1:
         raise ValueError(f"Input channels must be a positive integer; received input_shape={tuple(input_shape)}.")
     return tuple(None if d is None else int(d) for d in input_shape)
-
-
-def model_input(
-    input_tensor,
-    input_shape,
-    *,
-    include_top: bool,
-    weights,
-    pooling,
-    classes,
-    classifier_activation,
-    default_size: int,
-    min_size: int,
-    channels: int = 3,
-    flatten_head: bool = False,
-):
-    """Check every builder argument before a layer is built, and return the Input to build on.
-
-    `flatten_head` marks heads that flatten spatial features (they need a static size with include_top).
-    """
-    check_weights(weights)
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}; received pooling={pooling!r}.")
-    if include_top and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
-        raise ValueError(f"classes must be a positive integer when include_top=True; received classes={classes!r}.")
-    if classifier_activation is not None:
-        try:
-            keras.activations.get(classifier_activation)
-        except ValueError as err:
-            raise ValueError(
-                f"Unknown classifier_activation={classifier_activation!r}: use None (logits), 'softmax', "
-                "or any keras activation name or callable."
-            ) from err
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
-    shape = _check_size(
-        input_shape,
-        default_size=default_size,
-        min_size=min_size,
-        channels=channels,
-        require_static=include_top and flatten_head,
-    )
-    if input_tensor is None:
-        return keras.Input(shape=shape)
-    if keras.backend.is_keras_tensor(input_tensor):
-        return input_tensor
-    return keras.Input(tensor=input_tensor, shape=shape)
 
 
 def global_pool(x, pooling: str | None):
@@ -233,48 +315,6 @@ def check_weights(weights) -> None:
         f"No weight set named {path!r}: pass None (random initialization), one of {sorted(set_names())}, or the "
         "path to a weights file."
     )
-
-
-def finish(
-    img_input,
-    x,
-    *,
-    input_tensor,
-    include_top: bool,
-    pooling,
-    classes: int,
-    classifier_activation,
-    weights,
-    name: str,
-    stages: Sequence,
-    top: Callable = pooled_classifier,
-    aux_outputs: Sequence = (),
-    exits: Sequence = (),
-) -> keras.Model:
-    """Close a builder: the classifier `top(x, classes, classifier_activation)` or the pooled feature
-    extractor, then the model and its weights.
-
-    `stages` are the tensors of the feature pyramid, shallow to deep; their layer names are kept on the
-    model as `model.stage_names` for `feature_extractor`. `aux_outputs` (auxiliary classifiers, named aux*)
-    follow the main output; `exits` (the earlier classifiers of a multi-exit network, cheapest first) precede it.
-    """
-    from keras_cnn.weights import resolve
-
-    x = top(x, classes, classifier_activation) if include_top else global_pool(x, pooling)
-    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    outputs = [*exits, x, *aux_outputs] if include_top else [x]
-    model = keras.Model(inputs, outputs if len(outputs) > 1 else x, name=name)
-    model.stage_names = [t._keras_history.operation.name for t in stages]
-    if weights is not None:
-        path = resolve(weights, model=name, include_top=include_top, classes=classes, input_shape=model.input_shape[1:])
-        try:
-            model.load_weights(path)
-        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
-            raise ValueError(
-                f"Weights file {path!r} does not fit {name!r} as built (include_top={include_top}, "
-                f"output shape {model.output_shape}), or is not a weights file: {err}"
-            ) from err
-    return model
 
 
 @deep_graph()

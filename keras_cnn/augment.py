@@ -34,8 +34,15 @@ class PCALighting(keras.layers.Layer):
     your own data instead of ImageNet's."""
 
     # Keras reads the signatures of __init__ and call, so mutation testing must not wrap them (docs/testing.md).
-    def __init__(self, alphastd: float = 0.1, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC,
-                 value_range: float = 1.0, seed: int | None = None, **kwargs):  # fmt: skip  # pragma: no mutate block
+    def __init__(
+        self,
+        alphastd: float = 0.1,
+        eigval=IMAGENET_EIGVAL,
+        eigvec=IMAGENET_EIGVEC,
+        value_range: float = 1.0,
+        seed: int | None = None,
+        **kwargs,
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         eigval, eigvec = np.asarray(eigval, "float32"), np.asarray(eigvec, "float32")
         if eigval.shape != (3,) or eigvec.shape != (3, 3):
@@ -78,8 +85,14 @@ class PCALighting(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "alphastd": self.alphastd, "eigval": self.eigval.tolist(),
-                "eigvec": self.eigvec.tolist(), "value_range": self.value_range, "seed": self.seed}  # fmt: skip
+        return {
+            **super().get_config(),
+            "alphastd": self.alphastd,
+            "eigval": self.eigval.tolist(),
+            "eigvec": self.eigvec.tolist(),
+            "value_range": self.value_range,
+            "seed": self.seed,
+        }
 
 
 def _pair(seed) -> tf.Tensor:
@@ -103,9 +116,15 @@ def random_resized_crop(image, size: int, *, seed=0, scale=(0.08, 1.0), ratio=(3
     """A random crop covering `scale` of the area with aspect ratio in `ratio`, resized to size x size
     (Szegedy et al. 2015, "Going deeper with convolutions", Sec. 6; torchvision's RandomResizedCrop)."""
     begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), tf.zeros((1, 0, 4)), seed=_pair(seed), min_object_covered=0.0,
-        aspect_ratio_range=ratio, area_range=scale, max_attempts=10, use_image_if_no_bounding_boxes=True,
-    )  # fmt: skip
+        tf.shape(image),
+        tf.zeros((1, 0, 4)),
+        seed=_pair(seed),
+        min_object_covered=0.0,
+        aspect_ratio_range=ratio,
+        area_range=scale,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     crop = tf.slice(image, begin, extent)
     return tf.image.resize(crop, (size, size))
 

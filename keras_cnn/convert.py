@@ -84,49 +84,73 @@ def _stage(m: re.Match) -> str:
 _resnet = _rules(
     (r"(conv1|bn1)\.(\w+)", lambda m: ({"conv1": "conv1_conv", "bn1": "conv1_bn"}[m[1]], m[2])),
     (r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.(\w+)", lambda m: (f"{_stage(m)}_block{int(m[2]) + 1}_{m[4]}_{m[3]}", m[5])),
-    (r"layer(\d)\.(\d+)\.downsample\.([01])\.(\w+)",
-     lambda m: (f"{_stage(m)}_block{int(m[2]) + 1}_0_{('conv', 'bn')[int(m[3])]}", m[4])),
+    (
+        r"layer(\d)\.(\d+)\.downsample\.([01])\.(\w+)",
+        lambda m: (f"{_stage(m)}_block{int(m[2]) + 1}_0_{('conv', 'bn')[int(m[3])]}", m[4]),
+    ),
     (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
-)  # fmt: skip
+)
 _DENSE_LAYER = {"norm1": "0_bn", "conv1": "1_conv", "norm2": "1_bn", "conv2": "2_conv"}
 _DENSE_ENDS = {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}
 _densenet = _rules(
     (r"features\.(conv0|norm0|norm5)\.(\w+)", lambda m: (_DENSE_ENDS[m[1]], m[2])),
-    (r"features\.denseblock(\d)\.denselayer(\d+)\.(\w+[12])\.(\w+)",
-     lambda m: (f"{_stage(m)}_block{m[2]}_{_DENSE_LAYER[m[3]]}", m[4])),
-    (r"features\.transition(\d)\.(norm|conv)\.(\w+)",
-     lambda m: (f"pool{int(m[1]) + 1}_{m[2].replace('norm', 'bn')}", m[3])),
+    (
+        r"features\.denseblock(\d)\.denselayer(\d+)\.(\w+[12])\.(\w+)",
+        lambda m: (f"{_stage(m)}_block{m[2]}_{_DENSE_LAYER[m[3]]}", m[4]),
+    ),
+    (
+        r"features\.transition(\d)\.(norm|conv)\.(\w+)",
+        lambda m: (f"pool{int(m[1]) + 1}_{m[2].replace('norm', 'bn')}", m[3]),
+    ),
     (r"classifier\.(\w+)", lambda m: ("predictions", m[1])),
-)  # fmt: skip
+)
 
 
 #: ShuffleNet V2's Sequential positions -> our layer suffixes (ReLUs hold no tensors).
-_SHUFFLE_PARTS = {"branch1.0": "branch1_dw_conv", "branch1.1": "branch1_dw_bn", "branch1.2": "branch1_pw_conv",
-                  "branch1.3": "branch1_pw_bn", "branch2.0": "branch2_pw1_conv", "branch2.1": "branch2_pw1_bn",
-                  "branch2.3": "branch2_dw_conv", "branch2.4": "branch2_dw_bn", "branch2.5": "branch2_pw2_conv",
-                  "branch2.6": "branch2_pw2_bn"}  # fmt: skip
+_SHUFFLE_PARTS = {
+    "branch1.0": "branch1_dw_conv",
+    "branch1.1": "branch1_dw_bn",
+    "branch1.2": "branch1_pw_conv",
+    "branch1.3": "branch1_pw_bn",
+    "branch2.0": "branch2_pw1_conv",
+    "branch2.1": "branch2_pw1_bn",
+    "branch2.3": "branch2_dw_conv",
+    "branch2.4": "branch2_dw_bn",
+    "branch2.5": "branch2_pw2_conv",
+    "branch2.6": "branch2_pw2_bn",
+}
 
 
 _shufflenet = _rules(
     (r"(conv1|conv5)\.([01])\.(\w+)", lambda m: (f"{m[1]}_{('conv', 'bn')[int(m[2])]}", m[3])),
-    (r"stage(\d)\.(\d+)\.(branch[12]\.\d)\.(\w+)",
-     lambda m: (f"stage{m[1]}_block{int(m[2]) + 1}_{_SHUFFLE_PARTS[m[3]]}", m[4])),
+    (
+        r"stage(\d)\.(\d+)\.(branch[12]\.\d)\.(\w+)",
+        lambda m: (f"stage{m[1]}_block{int(m[2]) + 1}_{_SHUFFLE_PARTS[m[3]]}", m[4]),
+    ),
     (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
-)  # fmt: skip
+)
 
 
 _BN = {"conv": "", "bn": "_bn"}  # GoogLeNet's BasicConv2d: our conv layer and its "_bn"
 _GOOGLENET_STEM = {"conv1": "conv1", "conv2": "conv2_reduce", "conv3": "conv2"}
-_GOOGLENET_BRANCH = {"branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "5x5_reduce",
-                     "branch3.1": "5x5", "branch4.1": "pool_proj"}  # fmt: skip
+_GOOGLENET_BRANCH = {
+    "branch1": "1x1",
+    "branch2.0": "3x3_reduce",
+    "branch2.1": "3x3",
+    "branch3.0": "5x5_reduce",
+    "branch3.1": "5x5",
+    "branch4.1": "pool_proj",
+}
 _googlenet = _rules(
     (r"(conv[123])\.(conv|bn)\.(\w+)", lambda m: (_GOOGLENET_STEM[m[1]] + _BN[m[2]], m[3])),
-    (r"inception(\d[a-e])\.(branch\d(?:\.\d)?)\.(conv|bn)\.(\w+)",
-     lambda m: (f"inception_{m[1]}_{_GOOGLENET_BRANCH[m[2]]}{_BN[m[3]]}", m[4])),
+    (
+        r"inception(\d[a-e])\.(branch\d(?:\.\d)?)\.(conv|bn)\.(\w+)",
+        lambda m: (f"inception_{m[1]}_{_GOOGLENET_BRANCH[m[2]]}{_BN[m[3]]}", m[4]),
+    ),
     (r"(aux[12])\.conv\.(conv|bn)\.(\w+)", lambda m: (f"{m[1]}_conv{_BN[m[2]]}", m[3])),
     (r"(aux[12])\.fc([12])\.(\w+)", lambda m: (f"{m[1]}_{('fc', 'predictions')[int(m[2]) - 1]}", m[3])),
     (r"fc\.(\w+)", lambda m: ("predictions", m[1])),
-)  # fmt: skip
+)
 
 
 def _mobilenet_v2_block(m: re.Match) -> tuple[str, str]:
@@ -136,8 +160,14 @@ def _mobilenet_v2_block(m: re.Match) -> tuple[str, str]:
     if i == 1:
         suffix = {"0.0": "depthwise", "0.1": "depthwise_BN", "1": "project", "2": "project_BN"}[part]
         return f"expanded_conv_{suffix}", tensor
-    suffix = {"0.0": "expand", "0.1": "expand_BN", "1.0": "depthwise", "1.1": "depthwise_BN", "2": "project",
-              "3": "project_BN"}[part]  # fmt: skip
+    suffix = {
+        "0.0": "expand",
+        "0.1": "expand_BN",
+        "1.0": "depthwise",
+        "1.1": "depthwise_BN",
+        "2": "project",
+        "3": "project_BN",
+    }[part]
     return f"block_{i - 1}_{suffix}", tensor
 
 
@@ -160,8 +190,10 @@ def _sequential(classifier: dict[int, str]):
         conv_idx = [i for i in indices if state.get(f"features.{i}.weight", np.zeros(0)).ndim == 4]
         norm_idx = [i for i in indices if f"features.{i}.running_mean" in state]
         if len(conv_idx) != len(convs) or len(norm_idx) != len(norms):
-            raise ValueError(f"The state dict has {len(conv_idx)} convolutions and {len(norm_idx)} BNs in "
-                             f"`features`; {model.name!r} has {len(convs)} and {len(norms)}.")  # fmt: skip
+            raise ValueError(
+                f"The state dict has {len(conv_idx)} convolutions and {len(norm_idx)} BNs in "
+                f"`features`; {model.name!r} has {len(convs)} and {len(norms)}."
+            )
         order = {**dict(zip(conv_idx, convs, strict=True)), **dict(zip(norm_idx, norms, strict=True))}
 
         def mapping(key: str) -> tuple[str, str] | None:
@@ -255,8 +287,10 @@ def _assign(model: keras.Model, state: dict[str, np.ndarray], mapping) -> None:
     unmatched += [f"{name}.*" for name in grouped if name not in names]
     missing = sorted(names - set(grouped))
     if unmatched or missing:
-        raise ValueError(f"The state dict does not fit {model.name!r}: tensors without a layer {unmatched[:8]}, "
-                         f"layers without tensors {missing[:8]}.")  # fmt: skip
+        raise ValueError(
+            f"The state dict does not fit {model.name!r}: tensors without a layer {unmatched[:8]}, "
+            f"layers without tensors {missing[:8]}."
+        )
     flatten = next((layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)), None)
     flat_shape = tuple(flatten.input.shape[1:]) if flatten is not None else None
     for name, tensors in grouped.items():

@@ -167,11 +167,16 @@ def budgeted_evaluation(
         val_exit, test_exit = assign_exits(val_p, thresholds), assign_exits(test_p, thresholds)
         chosen = test_p[test_exit, np.arange(test_p.shape[1])]
         share = lambda exits: (np.bincount(exits, minlength=len(val_p)) / len(exits)).tolist()  # noqa: E731
-        points.append(BudgetPoint(
-            q=float(level), thresholds=thresholds.tolist(), validation_fractions=share(val_exit),
-            test_fractions=share(test_exit), accuracy=float(np.mean(chosen.argmax(-1) == test[1])),
-            cost=float(costs[test_exit].mean()),
-        ))  # fmt: skip
+        points.append(
+            BudgetPoint(
+                q=float(level),
+                thresholds=thresholds.tolist(),
+                validation_fractions=share(val_exit),
+                test_fractions=share(test_exit),
+                accuracy=float(np.mean(chosen.argmax(-1) == test[1])),
+                cost=float(costs[test_exit].mean()),
+            )
+        )
     return points
 
 
@@ -229,10 +234,13 @@ def evaluate(
         fit, measured_indices = part(order[:cut]), np.sort(order[cut:])
     measured, costs = part(measured_indices), reference_costs(model)
     return ExitReport(
-        anytime=anytime_accuracy(*measured), costs=costs, lazy_costs=exit_costs(model),
-        budget=budgeted_evaluation(fit, measured, [c.ops for c in costs], q=q), threshold_samples=len(fit[1]),
+        anytime=anytime_accuracy(*measured),
+        costs=costs,
+        lazy_costs=exit_costs(model),
+        budget=budgeted_evaluation(fit, measured, [c.ops for c in costs], q=q),
+        threshold_samples=len(fit[1]),
         test_indices=measured_indices.tolist(),
-    )  # fmt: skip
+    )
 
 
 class EarlyExit:
@@ -266,19 +274,28 @@ class EarlyExit:
         """Segments as Keras models from intermediate tensors, with the keys (ids) of the tensors each reads and
         writes: its exit first, then what later segments read of its own."""
         source = model.inputs[0]
-        nodes_of = [[node for node in added if not isinstance(node.operation, keras.layers.InputLayer)]
-                    for added in nodes_by_output(model)]  # fmt: skip
+        nodes_of = [
+            [node for node in added if not isinstance(node.operation, keras.layers.InputLayer)]
+            for added in nodes_by_output(model)
+        ]
         made_in, tensors = {id(source): -1}, {id(source): source}
         for k, nodes in enumerate(nodes_of):
             for tensor in (t for node in nodes for t in node.output_tensors):
                 made_in[id(tensor)], tensors[id(tensor)] = k, tensor
-        reads = [list(dict.fromkeys(id(t) for node in nodes for t in node.input_tensors if made_in[id(t)] != k))
-                 for k, nodes in enumerate(nodes_of)]  # fmt: skip
+        reads = [
+            list(dict.fromkeys(id(t) for node in nodes for t in node.input_tensors if made_in[id(t)] != k))
+            for k, nodes in enumerate(nodes_of)
+        ]
         segments, writes = [], []
         for k, output in enumerate(model.outputs):
             later = list(dict.fromkeys(key for r in reads[k + 1 :] for key in r if made_in[key] == k))
-            segments.append(keras.Model([tensors[key] for key in reads[k]], [output, *(tensors[key] for key in later)],
-                                        name=f"{model.name}_segment{k + 1}"))  # fmt: skip
+            segments.append(
+                keras.Model(
+                    [tensors[key] for key in reads[k]],
+                    [output, *(tensors[key] for key in later)],
+                    name=f"{model.name}_segment{k + 1}",
+                )
+            )
             writes.append([id(output), *later])
         return segments, reads, writes
 

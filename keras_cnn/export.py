@@ -26,8 +26,14 @@ from keras_cnn.io import write_atomic
 PREPROCESSING = (None, "scale", "caffe", "tf", "torch")
 
 
-def serving_fn(model: keras.Model, *, preprocessing: str | None = None, resize: bool = False,
-               top_k: int | None = None, exit_thresholds=None):  # fmt: skip
+def serving_fn(
+    model: keras.Model,
+    *,
+    preprocessing: str | None = None,
+    resize: bool = False,
+    top_k: int | None = None,
+    exit_thresholds=None,
+):
     """image -> {"probabilities", ["exits"], ["top_k_classes", "top_k_probabilities"]} for `model`.
 
     Auxiliary heads (aux*) are left out. A model with several exits runs through `EarlyExit` with
@@ -71,8 +77,9 @@ def serving_fn(model: keras.Model, *, preprocessing: str | None = None, resize: 
 def image_spec(model: keras.Model, dtype: str, *, resize: bool) -> tf.TensorSpec:
     """The `image` input of an export: the model's input shape, or any height and width with `resize`."""
     height, width, channels = model.input_shape[1:]
-    return tf.TensorSpec((None, None, None, channels) if resize else (None, height, width, channels), dtype,
-                         name="image")  # fmt: skip
+    return tf.TensorSpec(
+        (None, None, None, channels) if resize else (None, height, width, channels), dtype, name="image"
+    )
 
 
 def export_saved_model(
@@ -100,8 +107,10 @@ def export_saved_model(
         raise ValueError(f"Only single-image-input models export; {model.name!r} takes {model.input_shape}.")
     target = os.path.join(os.fspath(export_dir), str(version))
     if os.path.exists(target) and not overwrite:
-        raise FileExistsError(f"{target!r} already holds version {version}: pass overwrite=True (--overwrite) to "
-                              "replace it, or export another version.")  # fmt: skip
+        raise FileExistsError(
+            f"{target!r} already holds version {version}: pass overwrite=True (--overwrite) to "
+            "replace it, or export another version."
+        )
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -142,8 +151,9 @@ def export_tflite(saved_model_dir: str | os.PathLike, path: str | os.PathLike, *
     return path
 
 
-def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int = 17, overwrite: bool = False,
-                **serving) -> str:  # fmt: skip
+def export_onnx(
+    model: keras.Model, path: str | os.PathLike, *, opset: int = 17, overwrite: bool = False, **serving
+) -> str:
     """Write `model` as ONNX through tf2onnx (`pip install tf2onnx`): input `image` and the outputs of
     `export_saved_model`; `serving` takes its `preprocessing`, `resize` and `top_k`."""
     import tf2onnx
@@ -153,8 +163,11 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, opset: int = 17,
         raise FileExistsError(f"{path!r} exists: pass overwrite=True to replace it.")
     spec = (image_spec(model, "float32", resize=serving.get("resize", False)),)
     function = tf.function(serving_fn(model, **serving), input_signature=spec, autograph=False)
-    write_atomic(path, lambda tmp: tf2onnx.convert.from_function(function, input_signature=spec, opset=opset,
-                                                                 output_path=tmp), suffix=".onnx")  # fmt: skip
+    write_atomic(
+        path,
+        lambda tmp: tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=tmp),
+        suffix=".onnx",
+    )
     return path
 
 

@@ -50,8 +50,10 @@ def load_model(path: str | os.PathLike):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model file {path!r} does not exist.")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path!r} is not a valid Keras archive (a .keras file is a zip archive; this one is "
-                         "truncated, corrupt or of another format).")  # fmt: skip
+        raise ValueError(
+            f"{path!r} is not a valid Keras archive (a .keras file is a zip archive; this one is "
+            "truncated, corrupt or of another format)."
+        )
     from keras_cnn.applications import deep_graph
 
     try:

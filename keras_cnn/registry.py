@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -23,123 +23,116 @@ class Paper:
     year: int
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What `model_info(name)` returns; figures from the papers and reference code it cites.
+@dataclass(frozen=True, kw_only=True)
+class Card:
+    """One registered name and what is published about it, in one shape for every family.
 
-    `params` is the trainable count of the default config (Keras totals add BN moving statistics);
-    `macs` is the multiply-accumulate count of conv and dense layers at `input_size`, as published.
-    `quick_lr` is the peak rate of the "quick" recipe for models that diverge at its default (None: 0.05).
+    `builder` is the family's builder and `arguments` those this name fixes (depth=20); `defaults` are changed
+    defaults a caller may still override (p_L=0.5). `label` names the Python builder made for the name
+    (`keras_cnn.ResNet20`, documented by `title`); without a label the name builds with `builder` itself.
+    `params` is the trainable count (Keras totals add BN moving statistics); `macs` the multiply-accumulates of
+    conv and dense layers at `input_size`, as published; `min_size` the smallest input side the builder takes.
+    `reported` holds published results, `source` where they and the counts come from. `recipe` names the
+    training recipe (`keras_cnn.recipes`); `quick_lr` is the peak rate of the "quick" recipe for models that
+    diverge at its default (None: 0.05).
     """
 
     name: str
-    builder: str
+    builder: Callable[..., keras.Model]
     paper: Paper
     params: int
     macs: float
-    input_size: tuple[int, int, int]
-    classes: int
+    min_size: int
     reported: dict[str, float]
     source: str
     recipe: Recipe
-    notes: str = ""
+    input_size: tuple[int, int, int] = (224, 224, 3)
+    classes: int = 1000
+    arguments: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    label: str | None = None
+    title: str = ""
+    notes: str = ""
     quick_lr: float | None = None
 
+    def __post_init__(self):
+        if isinstance(self.recipe, str):
+            if self.recipe not in RECIPES:
+                raise ValueError(f"Unknown recipe {self.recipe!r} for {self.name!r}; known: {sorted(RECIPES)}.")
+            object.__setattr__(self, "recipe", RECIPES[self.recipe])
 
-_REGISTRY: dict[str, tuple[Callable[..., keras.Model], ModelInfo]] = {}
+    @property
+    def function(self) -> str:
+        """The name of the Python builder for this name: `label`, else the family builder's."""
+        return self.label or self.builder.__name__
 
+    @property
+    def weight_sets(self) -> list[str]:
+        """The weight sets registered for this name (`keras_cnn.weights`)."""
+        from keras_cnn.weights import WEIGHT_SETS
 
-def register(
-    name: str,
-    /,
-    *,
-    paper: Paper,
-    params: int,
-    macs: float,
-    reported: dict[str, float],
-    source: str,
-    recipe: str,
-    input_size: tuple[int, int, int] = (224, 224, 3),
-    classes: int = 1000,
-    notes: str = "",
-    quick_lr: float | None = None,
-    **defaults,
-) -> Callable:
-    """Register a builder under `name`; `defaults` are keyword arguments fixed for this name (e.g. depth=20)."""
-    if name in _REGISTRY:
-        raise ValueError(f"Model name {name!r} is registered twice.")
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r} for {name!r}; known recipes: {sorted(RECIPES)}.")
-
-    def decorate(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        info = ModelInfo(
-            name=name,
-            builder=builder.__name__,
-            paper=paper,
-            params=params,
-            macs=macs,
-            input_size=input_size,
-            classes=classes,
-            reported=reported,
-            source=source,
-            recipe=RECIPES[recipe],
-            notes=notes,
-            defaults=dict(defaults),
-            quick_lr=quick_lr,
-        )
-        if inspect.signature(builder).parameters["name"].default == name:
-            builder = _built_under(name, builder)
-        _REGISTRY[name] = (builder, info)
-        return builder
-
-    return decorate
+        return sorted({weights for model, weights, _ in WEIGHT_SETS if model == self.name})
 
 
-def _built_under(registry_name: str, builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-    """`builder` building under `registry_name`, where its weight sets are looked up, and taking the name the
-    user gave it after, so that `ResNet20(weights="digits", name="mine")` loads the set."""
+_REGISTRY: dict[str, tuple[Callable[..., keras.Model], Card]] = {}
 
-    @functools.wraps(builder)
+
+def register_all(cards: Sequence[Card]) -> dict[str, Callable[..., keras.Model]]:
+    """Register every card; returns the Python builders made for the labelled ones (`variant`), by label."""
+    named = {}
+    for card in cards:
+        if card.name in _REGISTRY:
+            raise ValueError(f"Model name {card.name!r} is registered twice.")
+        builder = variant(card) if card.label else card.builder
+        if card.label:
+            named[card.label] = builder
+        _REGISTRY[card.name] = (builder, card)
+    return named
+
+
+def variant(card: Card) -> Callable[..., keras.Model]:
+    """The Python builder of a labelled card: its family builder with the card's `arguments` bound
+    (ResNet20 = CifarResNet(depth=20)) and its `defaults` and name as new defaults. help() shows the family
+    builder's signature less the bound arguments. The model is built under the card's name, where its weight
+    sets are found, and takes the caller's `name` after, so `ResNet20(weights="digits", name="mine")` loads."""
+    family, fixed = card.builder, card.arguments
+    defaults = {**card.defaults, "name": card.name}
+
+    @functools.wraps(family)
     def build(*args, **kwargs):
-        name_given_positionally = len(args) == len(CONTRACT)  # name is the contract's last positional argument
-        name = args[-1] if name_given_positionally else kwargs.pop("name", registry_name)
-        args = args[:-1] if name_given_positionally else args
-        model = builder(*args, **kwargs, name=registry_name)
+        clash = sorted(set(kwargs) & set(fixed))
+        if clash:
+            raise TypeError(f"{card.label}() fixes {clash}; call {family.__name__}() to choose them.")
+        named_positionally = len(args) == len(CONTRACT)  # name is the contract's last positional argument
+        name = args[-1] if named_positionally else kwargs.pop("name", card.name)
+        model = family(*(args[:-1] if named_positionally else args), **fixed, **{**defaults, **kwargs})
         if name is not None and name != model.name:
             model.name = name
         return model
 
-    build.__signature__ = inspect.signature(builder)
-    del build.__wrapped__
-    return build
-
-
-def variant(
-    builder: Callable[..., keras.Model], builder_name: str, doc: str, fixed: dict, **defaults
-) -> Callable[..., keras.Model]:
-    """A named builder: `builder` with the `fixed` arguments bound (ResNet20 = CifarResNet(depth=20)) and
-    new `defaults` for others (name="resnet20", p_L=0.5). Its signature, shown by help(), is the generic
-    builder's minus the fixed arguments."""
-
-    @functools.wraps(builder)
-    def build(*args, **kwargs):
-        clash = sorted(set(kwargs) & set(fixed))
-        if clash:
-            raise TypeError(f"{builder_name}() fixes {clash}; call {builder.__name__}() to choose them.")
-        return builder(*args, **fixed, **{**defaults, **kwargs})
-
     build.__signature__ = inspect.Signature(
         [
             p.replace(default=defaults[p.name]) if p.name in defaults else p
-            for p in inspect.signature(builder).parameters.values()
+            for p in inspect.signature(family).parameters.values()
             if p.name not in fixed
-        ]
+        ],
+        return_annotation="keras.Model",
     )
-    build.__name__ = build.__qualname__ = builder_name
-    build.__doc__ = doc
+    build.__name__ = build.__qualname__ = card.label
+    build.__doc__ = _doc(card)
     del build.__wrapped__
     return build
+
+
+def _doc(card: Card) -> str:
+    paper = card.paper
+    fixed = ", ".join(f"{k}={v!r}" for k, v in card.arguments.items())
+    return (
+        f'{card.title} ({paper.authors}, {paper.venue} {paper.year}: "{paper.title}").\n\n'
+        f"{card.params:,} trainable parameters at {card.classes} classes, {card.macs / 1e6:,.1f} M MACs at "
+        f"{card.input_size[0]}x{card.input_size[1]}. {card.builder.__name__}({fixed}) under another name; "
+        f"keras_cnn.model_info({card.name!r}) has the figures and their sources."
+    )
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -149,7 +142,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(fnmatch.filter(_REGISTRY, pattern))
 
 
-def _lookup(name: str) -> tuple[Callable[..., keras.Model], ModelInfo]:
+def _lookup(name: str) -> tuple[Callable[..., keras.Model], Card]:
     if name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(str(name).lower(), _REGISTRY, n=5, cutoff=0.6)
@@ -163,8 +156,9 @@ def create_model(name: str, /, *, features_only: bool = False, out_indices=None,
     `features_only=True` returns the multi-output feature extractor over the model's stage outputs
     (see `keras_cnn.feature_extractor`), selecting `out_indices` if given.
     """
-    builder, info = _lookup(name)
-    model = builder(**{**info.defaults, **kwargs})
+    builder, card = _lookup(name)
+    fixed = {} if card.label else card.arguments  # a labelled builder has them bound
+    model = builder(**{**fixed, **kwargs})
     if features_only:
         from keras_cnn.applications import feature_extractor
 
@@ -174,6 +168,28 @@ def create_model(name: str, /, *, features_only: bool = False, out_indices=None,
     return model
 
 
-def model_info(name: str, /) -> ModelInfo:
+def model_info(name: str, /) -> Card:
     """Paper, trainable parameters, MACs, reported metrics with source, and training recipe of `name`."""
     return _lookup(name)[1]
+
+
+def catalogue() -> str:
+    """The registry as a Markdown table, one row per card: what `docs/catalogue.md` holds."""
+    rows = [
+        "| name | builder | paper | trainable params | MACs | input (min) | reported | source | recipe | weights |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in list_models():
+        card = model_info(name)
+        arguments = ", ".join(f"{k}={v!r}" for k, v in {**card.arguments, **card.defaults}.items())
+        builder = card.function if card.label else f"{card.builder.__name__}({arguments})"
+        size = "x".join(map(str, card.input_size))
+        reported = ", ".join(f"{k} {v}" for k, v in card.reported.items()) or "-"
+        recipe = next(key for key, recipe in RECIPES.items() if recipe == card.recipe)
+        paper = f"{card.paper.authors}, {card.paper.venue} {card.paper.year}"
+        macs = f"{card.macs / 1e9:.2f} G" if card.macs >= 1e9 else f"{card.macs / 1e6:.1f} M"
+        rows.append(
+            f"| `{name}` | `{builder}` | {paper} | {card.params:,} | {macs} | {size} "
+            f"({card.min_size}) | {reported} | {card.source} | `{recipe}` | {', '.join(card.weight_sets) or '-'} |"
+        )
+    return "\n".join(rows) + "\n"

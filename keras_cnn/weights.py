@@ -65,34 +65,182 @@ def set_names() -> set[str]:
     return {name for _, name, _ in WEIGHT_SETS}
 
 
-def _imagenet(model: str, folder: str, stem: str, top_hash: str, notop_hash: str, preprocessing: str, *,
-              top1: float, top5: float, size: int = 224) -> None:  # fmt: skip
+def _imagenet(
+    model: str,
+    folder: str,
+    stem: str,
+    top_hash: str,
+    notop_hash: str,
+    preprocessing: str,
+    *,
+    top1: float,
+    top5: float,
+    size: int = 224,
+) -> None:
     """keras.applications' pair of files for `model` (with and without the classifier)."""
     for include_top, suffix, file_hash in ((True, "", top_hash), (False, "_notop", notop_hash)):
         filename = f"{stem}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-        register(WeightSet(
-            model, "imagenet", include_top, filename, file_hash, 1000, (size, size, 3), preprocessing,
-            url=f"{KERAS_APPLICATIONS}{folder}/{filename}", data="ImageNet-1k val (keras.applications' figures)",
-            accuracy={"top1": top1, "top5": top5}, command="keras.applications' published weights",
-        ))  # fmt: skip
+        register(
+            WeightSet(
+                model,
+                "imagenet",
+                include_top,
+                filename,
+                file_hash,
+                1000,
+                (size, size, 3),
+                preprocessing,
+                url=f"{KERAS_APPLICATIONS}{folder}/{filename}",
+                data="ImageNet-1k val (keras.applications' figures)",
+                accuracy={"top1": top1, "top5": top5},
+                command="keras.applications' published weights",
+            )
+        )
 
 
-# fmt: off
-_imagenet("resnet50", "resnet", "resnet50", "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626", "caffe", top1=0.749, top5=0.921)  # noqa: E501
-_imagenet("resnet101", "resnet", "resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21", "caffe", top1=0.764, top5=0.928)  # noqa: E501
-_imagenet("resnet152", "resnet", "resnet152", "100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c", "caffe", top1=0.766, top5=0.931)  # noqa: E501
-_imagenet("resnet50_v2", "resnet", "resnet50v2", "3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917", "tf", top1=0.760, top5=0.930)  # noqa: E501
-_imagenet("resnet101_v2", "resnet", "resnet101v2", "6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5", "tf", top1=0.772, top5=0.938)  # noqa: E501
-_imagenet("resnet152_v2", "resnet", "resnet152v2", "a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33", "tf", top1=0.780, top5=0.942)  # noqa: E501
-_imagenet("vgg16", "vgg16", "vgg16", "64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc", "caffe", top1=0.713, top5=0.901)  # noqa: E501
-_imagenet("vgg19", "vgg19", "vgg19", "cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6", "caffe", top1=0.713, top5=0.900)  # noqa: E501
-_imagenet("densenet121", "densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738", "torch", top1=0.750, top5=0.923)  # noqa: E501
-_imagenet("densenet169", "densenet", "densenet169", "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b", "torch", top1=0.762, top5=0.932)  # noqa: E501
-_imagenet("densenet201", "densenet", "densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1", "torch", top1=0.773, top5=0.936)  # noqa: E501
-_imagenet("inception_v3", "inception_v3", "inception_v3", "9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63", "tf", top1=0.779, top5=0.937, size=299)  # noqa: E501
-_imagenet("inception_resnet_v2", "inception_resnet_v2", "inception_resnet_v2", "e693bd0210a403b3192acc6073ad2e96", "d19885ff4a710c122648d3b5c3b684e4", "tf", top1=0.803, top5=0.953, size=299)  # noqa: E501
-_imagenet("xception", "xception", "xception", "0a58e3b7378bc2990ea3b43d5981f1f6", "b0042744bf5b25fce3cb969f33bebb97", "tf", top1=0.790, top5=0.945, size=299)  # noqa: E501
-# fmt: on
+_imagenet(
+    "resnet50",
+    "resnet",
+    "resnet50",
+    "2cb95161c43110f7111970584f804107",
+    "4d473c1dd8becc155b73f8504c6f6626",
+    "caffe",
+    top1=0.749,
+    top5=0.921,
+)
+_imagenet(
+    "resnet101",
+    "resnet",
+    "resnet101",
+    "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    "88cf7a10940856eca736dc7b7e228a21",
+    "caffe",
+    top1=0.764,
+    top5=0.928,
+)
+_imagenet(
+    "resnet152",
+    "resnet",
+    "resnet152",
+    "100835be76be38e30d865e96f2aaae62",
+    "ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "caffe",
+    top1=0.766,
+    top5=0.931,
+)
+_imagenet(
+    "resnet50_v2",
+    "resnet",
+    "resnet50v2",
+    "3ef43a0b657b3be2300d5770ece849e0",
+    "fac2f116257151a9d068a22e544a4917",
+    "tf",
+    top1=0.760,
+    top5=0.930,
+)
+_imagenet(
+    "resnet101_v2",
+    "resnet",
+    "resnet101v2",
+    "6343647c601c52e1368623803854d971",
+    "c0ed64b8031c3730f411d2eb4eea35b5",
+    "tf",
+    top1=0.772,
+    top5=0.938,
+)
+_imagenet(
+    "resnet152_v2",
+    "resnet",
+    "resnet152v2",
+    "a49b44d1979771252814e80f8ec446f9",
+    "ed17cf2e0169df9d443503ef94b23b33",
+    "tf",
+    top1=0.780,
+    top5=0.942,
+)
+_imagenet(
+    "vgg16",
+    "vgg16",
+    "vgg16",
+    "64373286793e3c8b2b4e3219cbf3544b",
+    "6d6bbae143d832006294945121d1f1fc",
+    "caffe",
+    top1=0.713,
+    top5=0.901,
+)
+_imagenet(
+    "vgg19",
+    "vgg19",
+    "vgg19",
+    "cbe5617147190e668d6c5d5026f83318",
+    "253f8cb515780f3b799900260a226db6",
+    "caffe",
+    top1=0.713,
+    top5=0.900,
+)
+_imagenet(
+    "densenet121",
+    "densenet",
+    "densenet121",
+    "9d60b8095a5708f2dcce2bca79d332c7",
+    "30ee3e1110167f948a6b9946edeeb738",
+    "torch",
+    top1=0.750,
+    top5=0.923,
+)
+_imagenet(
+    "densenet169",
+    "densenet",
+    "densenet169",
+    "d699b8f76981ab1b30698df4c175e90b",
+    "b8c4d4c20dd625c148057b9ff1c1176b",
+    "torch",
+    top1=0.762,
+    top5=0.932,
+)
+_imagenet(
+    "densenet201",
+    "densenet",
+    "densenet201",
+    "1ceb130c1ea1b78c3bf6114dbdfd8807",
+    "c13680b51ded0fb44dff2d8f86ac8bb1",
+    "torch",
+    top1=0.773,
+    top5=0.936,
+)
+_imagenet(
+    "inception_v3",
+    "inception_v3",
+    "inception_v3",
+    "9a0d58056eeedaa3f26cb7ebd46da564",
+    "bcbd6486424b2319ff4ef7d526e38f63",
+    "tf",
+    top1=0.779,
+    top5=0.937,
+    size=299,
+)
+_imagenet(
+    "inception_resnet_v2",
+    "inception_resnet_v2",
+    "inception_resnet_v2",
+    "e693bd0210a403b3192acc6073ad2e96",
+    "d19885ff4a710c122648d3b5c3b684e4",
+    "tf",
+    top1=0.803,
+    top5=0.953,
+    size=299,
+)
+_imagenet(
+    "xception",
+    "xception",
+    "xception",
+    "0a58e3b7378bc2990ea3b43d5981f1f6",
+    "b0042744bf5b25fce3cb969f33bebb97",
+    "tf",
+    top1=0.790,
+    top5=0.945,
+    size=299,
+)
 
 
 MANIFEST = SHIPPED / "manifest.json"
@@ -142,14 +290,23 @@ def publish(
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists: pass overwrite=True to replace the shipped {name!r} set.")
     write_atomic(target, model.save_weights, suffix=".weights.h5")
-    ws = register(WeightSet(
-        metrics["model"], name, True, filename, file_hash(target, "sha256"), classes, tuple(model.input_shape[1:]),
-        "digits" if metrics["dataset"] == "digits" else "scale",
-        data=data or f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
-        accuracy=accuracy or {"val_accuracy": metrics["final_val_accuracy"]}, command=command,
-        class_names=tuple(class_names),
-        training={key: metrics[key] for key in RUN_FIGURES if key in metrics},
-    ))  # fmt: skip
+    ws = register(
+        WeightSet(
+            metrics["model"],
+            name,
+            True,
+            filename,
+            file_hash(target, "sha256"),
+            classes,
+            tuple(model.input_shape[1:]),
+            "digits" if metrics["dataset"] == "digits" else "scale",
+            data=data or f"{metrics['dataset']}: held-out split of keras_cnn.data (seed {metrics['seed']})",
+            accuracy=accuracy or {"val_accuracy": metrics["final_val_accuracy"]},
+            command=command,
+            class_names=tuple(class_names),
+            training={key: metrics[key] for key in RUN_FIGURES if key in metrics},
+        )
+    )
     write_json_atomic(MANIFEST, [dataclasses.asdict(w) for w in WEIGHT_SETS.values() if w.url is None])
     return ws
 
@@ -202,14 +359,18 @@ def fetch(ws: WeightSet) -> str:
         _check_hash(cached, ws)
         return cached
     if ws.url is None:
-        raise FileNotFoundError(f"The {ws.model} {ws.name!r} weights ({ws.filename}) are not in {SHIPPED} or "
-                                f"{cache_dir()}, and the set has no download URL.")  # fmt: skip
+        raise FileNotFoundError(
+            f"The {ws.model} {ws.name!r} weights ({ws.filename}) are not in {SHIPPED} or "
+            f"{cache_dir()}, and the set has no download URL."
+        )
     try:
         os.makedirs(cache_dir(), exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=cache_dir(), suffix=".part")
     except OSError as err:
-        raise PermissionError(f"Cannot write to the weights cache {cache_dir()!r} ({err}); set KERAS_HOME to a "
-                              f"writable folder or download {ws.url} yourself and pass its path.") from err  # fmt: skip
+        raise PermissionError(
+            f"Cannot write to the weights cache {cache_dir()!r} ({err}); set KERAS_HOME to a "
+            f"writable folder or download {ws.url} yourself and pass its path."
+        ) from err
     os.close(handle)
     try:
         try:
@@ -251,11 +412,14 @@ def check_fit(weights, *, model: str, include_top: bool, classes: int | None, in
     if input_shape is None:
         return ws
     if include_top and tuple(input_shape) != ws.input_shape:
-        raise ValueError(f"weights={weights!r} with include_top=True need input_shape={ws.input_shape}; received "
-                         f"{tuple(input_shape)} (include_top=False takes other sizes).")  # fmt: skip
+        raise ValueError(
+            f"weights={weights!r} with include_top=True need input_shape={ws.input_shape}; received "
+            f"{tuple(input_shape)} (include_top=False takes other sizes)."
+        )
     if not include_top and input_shape[-1] != ws.input_shape[-1]:
-        raise ValueError(f"weights={weights!r} need {ws.input_shape[-1]} input channels; received "
-                         f"input_shape={tuple(input_shape)}.")  # fmt: skip
+        raise ValueError(
+            f"weights={weights!r} need {ws.input_shape[-1]} input channels; received input_shape={tuple(input_shape)}."
+        )
     return ws
 
 

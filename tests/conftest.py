@@ -24,10 +24,11 @@ def _fresh_keras_state():
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--round-trip-all", action="store_true",
+        "--round-trip-all",
+        action="store_true",
         help="save and reload every registered model in the catalogue (default: the ROUND_TRIP models of "
         "tests/helpers.py; the others serialize their config and are covered layer class by layer class).",
-    )  # fmt: skip
+    )
 
 
 def pytest_collection_modifyitems(items):

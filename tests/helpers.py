@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 
 import keras
 import pytest
@@ -19,10 +18,25 @@ DEEP = {"resnet1202", "sd_resnet1202", "preact_resnet1001"}
 #: checks that each registered model's classes are covered by one of its own file). Reloading rebuilds the graph
 #: layer by layer (1-2x the build time), so the other ~55 names check instead that their whole config serializes.
 ROUND_TRIP = (
-    "alexnet", "alexnet_v1", "cliquenet_k36_t12_ac", "cliquenet_s2", "densenet40", "densenet121", "googlenet",
-    "inception_resnet_v2", "lenet5", "mobilenet", "mobilenet_v2", "msdnet_cifar100_budget", "msdnet_imagenet_k4",
-    "resnet20", "resnext50_32x4d", "shufflenet_v1", "vgg11_bn", "xception",
-)  # fmt: skip
+    "alexnet",
+    "alexnet_v1",
+    "cliquenet_k36_t12_ac",
+    "cliquenet_s2",
+    "densenet40",
+    "densenet121",
+    "googlenet",
+    "inception_resnet_v2",
+    "lenet5",
+    "mobilenet",
+    "mobilenet_v2",
+    "msdnet_cifar100_budget",
+    "msdnet_imagenet_k4",
+    "resnet20",
+    "resnext50_32x4d",
+    "shufflenet_v1",
+    "vgg11_bn",
+    "xception",
+)
 
 
 def model_params(names=None):
@@ -31,18 +45,11 @@ def model_params(names=None):
     return [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in names]
 
 
-def minimum_size(name: str) -> int:
-    """The minimum input size a builder states in its error for a 1x1 input."""
-    channels = keras_cnn.model_info(name).input_size[-1]
-    with pytest.raises(ValueError, match=r"minimum \d+x\d+") as err:
-        keras_cnn.create_model(name, input_shape=(1, 1, channels))
-    return int(re.search(r"minimum (\d+)x", str(err.value)).group(1))
-
-
 def smallest_model_kwargs(name: str) -> dict:
     """create_model arguments for `name` at its smallest legal input with 5 classes. Stochastic depth may drop
     whole blocks in a training step, so all of its blocks survive (p_L=1)."""
-    size, channels = minimum_size(name), keras_cnn.model_info(name).input_size[-1]
+    card = keras_cnn.model_info(name)
+    size, channels = card.min_size, card.input_size[-1]
     gates = {"p_L": 1.0} if name.startswith("sd_") else {}
     return {"input_shape": (size, size, channels), "classes": 5, **gates}
 

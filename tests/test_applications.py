@@ -172,20 +172,40 @@ def test_a_model_named_by_the_user_still_finds_its_weight_set():
 
 #: One member of every family file (the cheapest that is not a special case of another family's builder).
 FAMILIES = (
-    "lenet5", "alexnet", "alexnet_v1", "vgg11", "resnet20", "resnet18", "resnet50_v2", "preact_resnet164",
-    "resnext29_8x64d", "resnext50_32x4d", "googlenet", "inception_v3", "inception_resnet_v2", "xception",
-    "mobilenet", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2_x0_5", "densenet_bc", "densenet121",
-    "cliquenet_k36_t12", "cliquenet_s0", "msdnet_cifar10_anytime", "msdnet_imagenet_k4",
-)  # fmt: skip
+    "lenet5",
+    "alexnet",
+    "alexnet_v1",
+    "vgg11",
+    "resnet20",
+    "resnet18",
+    "resnet50_v2",
+    "preact_resnet164",
+    "resnext29_8x64d",
+    "resnext50_32x4d",
+    "googlenet",
+    "inception_v3",
+    "inception_resnet_v2",
+    "xception",
+    "mobilenet",
+    "mobilenet_v2",
+    "shufflenet_v1",
+    "shufflenet_v2_x0_5",
+    "densenet_bc",
+    "densenet121",
+    "cliquenet_k36_t12",
+    "cliquenet_s0",
+    "msdnet_cifar10_anytime",
+    "msdnet_imagenet_k4",
+)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_keras_applications_contract_holds_for_every_family(name):
     """keras.applications' own contract: without the top, any spatial size (None) and 1 or 4 channels; pooled
     widths equal the map's channels; a new class count with logits; a user's input tensor is built upon."""
-    from tests.helpers import minimum_size, shapes_only
+    from tests.helpers import shapes_only
 
-    size = max(minimum_size(name), 32)
+    size = max(keras_cnn.model_info(name).min_size, 32)
     with shapes_only():
         width = keras_cnn.create_model(name, include_top=False, input_shape=(size, size, 3)).output_shape[-1]
         for channels in (1, 4):
@@ -207,12 +227,11 @@ def test_keras_applications_contract_holds_for_every_family(name):
 )
 def test_the_classifier_is_float32_under_mixed_precision_and_follows_full_precision_policies(policy, head):
     """Mixed precision keeps the softmax and the loss in float32; float64 must not be cut to float32 there."""
-    from tests.helpers import minimum_size
 
     keras.config.set_dtype_policy(policy)
     try:
         for name in ("resnet20", "lenet5", "vgg11", "mobilenet", "googlenet", "msdnet_cifar10_anytime"):
-            size = max(32, minimum_size(name))
+            size = max(32, keras_cnn.model_info(name).min_size)
             model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=4)
             heads = [layer for layer in model.layers if layer.name.endswith("predictions")]
             assert heads and all(layer.compute_dtype == head for layer in heads), name

@@ -109,8 +109,11 @@ def test_ten_crop_views_and_their_average():
 
 def test_stateless_seeds_make_every_draw_repeatable():
     image = tf.constant(np.random.default_rng(6).random((40, 60, 3)).astype("float32"))
-    for fn in (lambda s: random_resized_crop(image, 24, seed=s), lambda s: color_jitter(image, seed=s),
-               lambda s: pad_crop_flip(image, seed=s)):  # fmt: skip
+    for fn in (
+        lambda s: random_resized_crop(image, 24, seed=s),
+        lambda s: color_jitter(image, seed=s),
+        lambda s: pad_crop_flip(image, seed=s),
+    ):
         a, b, c = fn((1, 2)), fn((1, 2)), fn((1, 3))
         np.testing.assert_array_equal(a, b)
         assert not np.array_equal(a, c)
@@ -227,8 +230,13 @@ def test_the_cifar_crop_pads_4_and_flips_half_the_images():
     for s in range(300):
         out = pad_crop_flip(image, seed=s).numpy()
         np.testing.assert_array_equal(out, cifar(image, tf.constant([s, 0], tf.int64)).numpy())
-        found = [(t, l, f) for t in range(9) for l in range(9) for f in (0, 1)
-                 if np.array_equal(padded[t : t + 32, l : l + 32][:, :: -1 if f else 1], out)]  # fmt: skip
+        found = [
+            (t, l, f)
+            for t in range(9)
+            for l in range(9)
+            for f in (0, 1)
+            if np.array_equal(padded[t : t + 32, l : l + 32][:, :: -1 if f else 1], out)
+        ]
         assert found, "not a 32x32 window of the 4-padded image"
         offsets.add(found[0][:2])
         flips += found[0][2]
@@ -307,8 +315,10 @@ def test_batch_augmentation_is_seeded_float32_in_range_and_mixup_is_a_convex_pai
     labels = tf.one_hot(np.arange(6) % 3, 3)
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        first, again = (batch_augmenter(randaugment=True, mix="mixup", classes=3, channels=3, seed=4)(images, labels)
-                        for _ in range(2))  # fmt: skip
+        first, again = (
+            batch_augmenter(randaugment=True, mix="mixup", classes=3, channels=3, seed=4)(images, labels)
+            for _ in range(2)
+        )
     finally:
         keras.config.set_dtype_policy("float32")
     np.testing.assert_array_equal(first[0], again[0])
@@ -344,8 +354,10 @@ def test_color_jitter_scales_by_factors_in_1_plus_minus_0_4_and_clips():
     ]
     assert 0.6 <= min(contrast) < 0.65 and 1.35 < max(contrast) <= 1.4
     grey = tf.constant([[[0.5, 0.45, 0.45]]], tf.float32)  # saturation 0.1: scaled without clipping
-    sat = [float(tf.image.rgb_to_hsv(color_jitter(grey, seed=s, brightness=1e-6, contrast=1e-6))[0, 0, 1]) / 0.1
-           for s in range(200)]  # fmt: skip
+    sat = [
+        float(tf.image.rgb_to_hsv(color_jitter(grey, seed=s, brightness=1e-6, contrast=1e-6))[0, 0, 1]) / 0.1
+        for s in range(200)
+    ]
     assert 0.6 <= min(sat) < 0.65 and 1.35 < max(sat) <= 1.4
     bright = [float(tf.reduce_max(color_jitter(tf.fill((4, 4, 3), 0.9), seed=s, brightness=0.9))) for s in range(20)]
     assert max(bright) == 1.0  # clipped at 1

@@ -14,8 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_throughput_reports_a_ratio_per_model_and_mode(tmp_path):
     out = tmp_path / "throughput.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--models=VGG16", "--image_size=32",
-           "--batch_size=2", "--steps=1", "--rounds=1", f"--output={out}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/throughput.py"),
+        "--models=VGG16",
+        "--image_size=32",
+        "--batch_size=2",
+        "--steps=1",
+        "--rounds=1",
+        f"--output={out}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
     rows = json.loads(out.read_text())["rows"]
     assert [(r["model"], r["mode"]) for r in rows] == [("VGG16", "inference"), ("VGG16", "train")]
@@ -34,8 +42,15 @@ def test_throughput_refuses_models_without_a_peer(tmp_path):
 def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "vs.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/vs_pytorch.py"), "--models=resnet20:32:4,densenet_bc:32:2",
-           "--precisions=float32,bfloat16", "--steps=1", "--rounds=1", f"--output={out}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/vs_pytorch.py"),
+        "--models=resnet20:32:4,densenet_bc:32:2",
+        "--precisions=float32,bfloat16",
+        "--steps=1",
+        "--rounds=1",
+        f"--output={out}",
+    ]
     subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
     rows = json.loads(out.read_text())["rows"]
     assert [(r["model"], r["precision"], r["mode"]) for r in rows] == [
@@ -53,8 +68,14 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
 
 def test_input_pipeline_reports_input_and_train_rates(tmp_path):
     out = tmp_path / "input.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/input_pipeline.py"), "--model=lenet5", "--batches=2",
-           "--rounds=1", f"--output={out}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/input_pipeline.py"),
+        "--model=lenet5",
+        "--batches=2",
+        "--rounds=1",
+        f"--output={out}",
+    ]
     subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(out.read_text())
     assert result["input"] > 0 and result["ratio"] == pytest.approx(result["input"] / result["train"], rel=0.02)
@@ -64,11 +85,22 @@ def test_input_pipeline_reports_input_and_train_rates(tmp_path):
 def test_degradation_trains_plain_and_residual_nets_and_plots(tmp_path):
     from tests.test_data_sources import _write_jpeg_tree
 
-    _write_jpeg_tree(tmp_path / "data", np.random.default_rng(0),
-                     {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}}, size=(32, 32))  # fmt: skip
+    _write_jpeg_tree(
+        tmp_path / "data",
+        np.random.default_rng(0),
+        {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}},
+        size=(32, 32),
+    )
     out = tmp_path / "degradation-test.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/degradation.py"), f"--data_dir={tmp_path / 'data'}",
-           "--models=plain20,resnet20", "--epochs=2", f"--runs_dir={tmp_path / 'runs'}", f"--output={out}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/degradation.py"),
+        f"--data_dir={tmp_path / 'data'}",
+        "--models=plain20,resnet20",
+        "--epochs=2",
+        f"--runs_dir={tmp_path / 'runs'}",
+        f"--output={out}",
+    ]
     subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
     results = json.loads(out.read_text())["results"]
     for name in ("plain20", "resnet20"):
@@ -82,11 +114,21 @@ def test_accuracy_vs_pytorch_trains_both_on_the_same_images(tmp_path):
     pytest.importorskip("torch")
     from tests.test_data_sources import _write_jpeg_tree
 
-    _write_jpeg_tree(tmp_path / "data", np.random.default_rng(1),
-                     {"train": {"a": 6, "b": 6}, "test": {"a": 3, "b": 3}}, size=(32, 32))  # fmt: skip
+    _write_jpeg_tree(
+        tmp_path / "data",
+        np.random.default_rng(1),
+        {"train": {"a": 6, "b": 6}, "test": {"a": 3, "b": 3}},
+        size=(32, 32),
+    )
     out = tmp_path / "accuracy.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/accuracy_vs_pytorch.py"), f"--data_dir={tmp_path / 'data'}",
-           "--epochs=1", f"--runs_dir={tmp_path / 'runs'}", f"--output={out}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/accuracy_vs_pytorch.py"),
+        f"--data_dir={tmp_path / 'data'}",
+        "--epochs=1",
+        f"--runs_dir={tmp_path / 'runs'}",
+        f"--output={out}",
+    ]
     subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
     result = json.loads(out.read_text())
     assert sorted(row["framework"] for row in result["rows"]) == ["keras_cnn", "pytorch"]

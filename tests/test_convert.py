@@ -34,8 +34,17 @@ def _random_torchvision(arch: str, classes: int = 7, **kwargs):
     return net.eval()
 
 
-ARCHITECTURES = [("resnet18", 64), ("resnet50", 64), ("googlenet", 96), ("mobilenet_v2", 64), ("resnext50_32x4d", 64),
-                 ("shufflenet_v2_x1_0", 64), ("densenet121", 64), ("vgg11_bn", 224), ("alexnet", 224)]  # fmt: skip
+ARCHITECTURES = [
+    ("resnet18", 64),
+    ("resnet50", 64),
+    ("googlenet", 96),
+    ("mobilenet_v2", 64),
+    ("resnext50_32x4d", 64),
+    ("shufflenet_v2_x1_0", 64),
+    ("densenet121", 64),
+    ("vgg11_bn", 224),
+    ("alexnet", 224),
+]
 
 
 @pytest.mark.parametrize("arch, size", ARCHITECTURES)

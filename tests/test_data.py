@@ -21,9 +21,12 @@ def test_digits_colour_and_seeded_split():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"image_size": 4}, "image_size must be an integer >= 8"), ({"channels": 2}, "channels must be 1 or 3"),
-     ({"validation_fraction": 1.0}, "validation_fraction must be in")],
-)  # fmt: skip
+    [
+        ({"image_size": 4}, "image_size must be an integer >= 8"),
+        ({"channels": 2}, "channels must be 1 or 3"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_digits(**kwargs)

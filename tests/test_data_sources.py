@@ -110,13 +110,15 @@ def _write_folder(root, rng, counts: dict[str, int], size=(20, 24)):
 
 def test_image_folder_splits_per_class_and_decodes_losslessly(tmp_path):
     images = _write_folder(tmp_path, np.random.default_rng(3), {"cat": 5, "dog": 5})
-    train, val, classes, _ = load_dataset("folder", data_dir=tmp_path, image_size=None, batch_size=2,
-                                       validation_fraction=0.4)  # fmt: skip
+    train, val, classes, _ = load_dataset(
+        "folder", data_dir=tmp_path, image_size=None, batch_size=2, validation_fraction=0.4
+    )
     assert classes == 2
     seen = [(x.numpy(), int(y)) for ds in (train, val) for xb, yb in ds for x, y in zip(xb, yb, strict=True)]
     assert len(seen) == 10 and sum(1 for xb, _ in val for _ in xb) == 4
-    originals = {label: [img / 255.0 for (cls, _), img in images.items() if cls == ["cat", "dog"][label]]
-                 for label in (0, 1)}  # fmt: skip
+    originals = {
+        label: [img / 255.0 for (cls, _), img in images.items() if cls == ["cat", "dog"][label]] for label in (0, 1)
+    }
     for x, label in seen:  # each decoded image is one of its class's files, pixel for pixel
         assert any(np.allclose(x, original, atol=1e-6) for original in originals[label])
     resized, _, _, _ = load_dataset("folder", data_dir=tmp_path, image_size=16, channels=1, batch_size=4)
@@ -146,8 +148,14 @@ def test_tfds_datasets_load_through_tfds_and_never_download(tmp_path):
         mnist_x, _ = next(iter(mnist_train))
         from keras_cnn.augment import augmenter
 
-        imagenet = load_dataset("imagenet2012", data_dir=tmp_path, batch_size=3, image_size=32, epochs=(0, 1),
-                                augment=augmenter("imagenet", channels=3, image_size=32))  # fmt: skip
+        imagenet = load_dataset(
+            "imagenet2012",
+            data_dir=tmp_path,
+            batch_size=3,
+            image_size=32,
+            epochs=(0, 1),
+            augment=augmenter("imagenet", channels=3, image_size=32),
+        )
         crops, val_crops = next(iter(imagenet.train))[0], next(iter(imagenet.validation))[0]
     assert imagenet.classes == 1000 and crops.shape == val_crops.shape == (3, 32, 32, 3)  # random and centre crops
     assert classes == 10 and x.shape == (4, 24, 24, 3) and 0.0 <= float(tf.reduce_min(x)) <= 1.0
@@ -178,8 +186,14 @@ def test_training_stream_is_a_function_of_seed_epoch_and_example():
 
     images = np.random.default_rng(9).random((10, 8, 8, 1)).astype("float32")
     source = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
-    kwargs = {"image_size": None, "channels": 1, "batch_size": 4, "training": True, "seed": 5,
-              "augment": augmenter("cifar", channels=1, image_size=8)}  # fmt: skip
+    kwargs = {
+        "image_size": None,
+        "channels": 1,
+        "batch_size": 4,
+        "training": True,
+        "seed": 5,
+        "augment": augmenter("cifar", channels=1, image_size=8),
+    }
     whole = list(pipeline(source, epochs=(0, 3), **kwargs))
     tail = list(pipeline(source, epochs=(2, 3), **kwargs))
     assert len(whole) == 9 and len(tail) == 3  # ceil(10 / 4) batches per epoch, never shared between epochs
@@ -278,8 +292,9 @@ def test_ten_crop_views_are_alexnets_central_squares_of_the_decoded_images(tmp_p
     resize nor a centre crop of a larger rescale."""
     from keras_cnn.augment import alexnet_view
 
-    written = _write_jpeg_tree(tmp_path, np.random.default_rng(9), {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}},
-                               size=(12, 20))  # fmt: skip
+    written = _write_jpeg_tree(
+        tmp_path, np.random.default_rng(9), {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}}, size=(12, 20)
+    )
     val = load_dataset("folder", data_dir=tmp_path, image_size=8, batch_size=2, crop=True, crop_fraction=1.0).validation
     images = np.concatenate([np.asarray(x) for x, _ in val])
     assert images.shape == (2, 8, 8, 3)
@@ -289,8 +304,9 @@ def test_ten_crop_views_are_alexnets_central_squares_of_the_decoded_images(tmp_p
         expected = np.asarray(alexnet_view(_pil_pixels(path).astype("float32") / 255.0, 8))
         assert min(np.abs(image - expected).max() for image in images) < 1e-5
     scaled = np.asarray(tf.image.resize(_pil_pixels(sorted(written)[0]) / 255.0, (8, 13)))
-    np.testing.assert_allclose(np.asarray(alexnet_view(_pil_pixels(sorted(written)[0]) / 255.0, 8)), scaled[:, 2:10],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(alexnet_view(_pil_pixels(sorted(written)[0]) / 255.0, 8)), scaled[:, 2:10], atol=1e-5
+    )
 
 
 def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
@@ -307,5 +323,14 @@ def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
     whole = victim.read_bytes()
     victim.write_bytes(whole[: len(whole) * 2 // 3])  # header intact, scan data cut
     with pytest.raises(ValueError, match=rf"1 image\(s\) .* cannot be decoded .*{victim.name}"):
-        train(TrainConfig(model="lenet5", dataset="folder", data_dir=str(tmp_path / "data"), epochs=1, batch_size=2,
-                          output_dir=str(tmp_path / "run"), channels=3))  # fmt: skip
+        train(
+            TrainConfig(
+                model="lenet5",
+                dataset="folder",
+                data_dir=str(tmp_path / "data"),
+                epochs=1,
+                batch_size=2,
+                output_dir=str(tmp_path / "run"),
+                channels=3,
+            )
+        )

@@ -71,23 +71,28 @@ def test_kd_loss_is_alpha_hard_plus_t_squared_soft():
         want = np.mean(alpha * hard_ce(s_logits) + (1 - alpha) * T**2 * soft_ce(t_logits, s_logits, T))
         np.testing.assert_allclose(float(got), want, rtol=1e-5)
     one_hot = np.eye(3)[labels]  # MixUp/CutMix labels give the same loss
-    np.testing.assert_allclose(float(distill.kd_loss(one_hot, t_logits, s_logits, temperature=4.0, alpha=0.1)),
-                               float(distill.kd_loss(labels, t_logits, s_logits, temperature=4.0, alpha=0.1)),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        float(distill.kd_loss(one_hot, t_logits, s_logits, temperature=4.0, alpha=0.1)),
+        float(distill.kd_loss(labels, t_logits, s_logits, temperature=4.0, alpha=0.1)),
+        rtol=1e-6,
+    )
 
 
 def test_mimic_fitnets_and_rocket_losses_match_hand_computation():
-    np.testing.assert_allclose(float(distill.mimic_loss(t_logits, s_logits)),
-                               np.mean(0.5 * ((s_logits - t_logits) ** 2).sum(-1)), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        float(distill.mimic_loss(t_logits, s_logits)), np.mean(0.5 * ((s_logits - t_logits) ** 2).sum(-1)), rtol=1e-6
+    )
     got = distill.fitnet_kd_loss(labels, t_logits, s_logits, temperature=3.0, lambda_=2.5)
-    np.testing.assert_allclose(float(got), np.mean(hard_ce(s_logits) + 2.5 * soft_ce(t_logits, s_logits, 3.0)),
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        float(got), np.mean(hard_ce(s_logits) + 2.5 * soft_ce(t_logits, s_logits, 3.0)), rtol=1e-5
+    )
     got = distill.rocket_loss(labels, s_logits, t_logits, hint_weight=0.03)
     want = np.mean(hard_ce(s_logits) + hard_ce(t_logits) + 0.03 * ((s_logits - t_logits) ** 2).sum(-1))
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
     hint, regressed = RNG.normal(size=(2, 3, 3, 4)), RNG.normal(size=(2, 3, 3, 4))
-    np.testing.assert_allclose(float(distill.hint_loss(hint, regressed)),
-                               np.mean(0.5 * ((hint - regressed) ** 2).mean((1, 2, 3))), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        float(distill.hint_loss(hint, regressed)), np.mean(0.5 * ((hint - regressed) ** 2).mean((1, 2, 3))), rtol=1e-6
+    )
 
 
 def test_logits_share_the_weights_and_give_the_softmax_back():
@@ -185,8 +190,16 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     """Teacher and student LeNet-5 on the digits: the teacher is trained into <output_dir>/teacher, then
     FitNets (hints, then KD) trains the student; a second method reuses the teacher; a missing teacher file is a
     clear error before any training."""
-    run = [sys.executable, str(ROOT / "examples/distill.py"), "--teacher=lenet5", "--student=lenet5",
-           "--epochs=2", "--lr=0.002", "--hint_epochs=1", f"--output_dir={tmp_path}"]  # fmt: skip
+    run = [
+        sys.executable,
+        str(ROOT / "examples/distill.py"),
+        "--teacher=lenet5",
+        "--student=lenet5",
+        "--epochs=2",
+        "--lr=0.002",
+        "--hint_epochs=1",
+        f"--output_dir={tmp_path}",
+    ]
     done = subprocess.run([*run, "--method=fitnets"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

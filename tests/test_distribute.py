@@ -38,8 +38,10 @@ def test_two_workers_train_the_same_model_in_sync(tmp_path):
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                                     "task": {"type": "worker", "index": index}})}  # fmt: skip
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        }
         cmd = [sys.executable, "-c", _WORKER, str(tmp_path / "cluster"), "auto"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
@@ -49,8 +51,13 @@ def test_two_workers_train_the_same_model_in_sync(tmp_path):
     chief = keras.saving.load_model(tmp_path / "cluster" / "model.keras").get_weights()
     other = keras.saving.load_model(tmp_path / "cluster" / "workers" / "worker1" / "model.keras").get_weights()
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    single = subprocess.run([sys.executable, "-c", _WORKER, str(tmp_path / "single"), "default"], env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(tmp_path / "single"), "default"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     alone = keras.saving.load_model(tmp_path / "single" / "model.keras").get_weights()
     for a, b, c in zip(chief, other, alone, strict=True):

@@ -120,23 +120,34 @@ def test_later_segments_only_compute_the_samples_still_running(small_msdnet):
     runner = EarlyExit(model, fit_thresholds(full, early_exit.exit_fractions(0.5, 3)))
     seen = []
     for segment in runner.segments:
-        segment.call = (lambda call: lambda inputs, *a, **k: seen.append(int(inputs[0].shape[0])) or call(inputs, *a,
-                        **k))(segment.call)  # fmt: skip
+        segment.call = (
+            lambda call: lambda inputs, *a, **k: seen.append(int(inputs[0].shape[0])) or call(inputs, *a, **k)
+        )(segment.call)
     exits = np.asarray(runner(x)["exits"])
     assert seen == [24, int((exits >= 1).sum()), int((exits >= 2).sum())]
     assert seen[1] < 24
     # Segment k computes what exit k needs beyond exit k - 1: their MACs add up to the whole model's.
     costs = keras_cnn.exit_costs(model)
     assert [keras_cnn.count_macs(s) for s in runner.segments] == [
-        costs[0].macs, costs[1].macs - costs[0].macs, costs[2].macs - costs[1].macs]  # fmt: skip
+        costs[0].macs,
+        costs[1].macs - costs[0].macs,
+        costs[2].macs - costs[1].macs,
+    ]
     assert costs[-1].macs == keras_cnn.count_macs(model)
 
 
 def test_logit_exits_and_bad_input():
     model = keras_cnn.MSDNet(
-        blocks=2, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(17, 17, 3), classes=3,
+        blocks=2,
+        step=1,
+        base=1,
+        structure="cifar",
+        channels=8,
+        growth_rate=4,
+        input_shape=(17, 17, 3),
+        classes=3,
         classifier_activation=None,
-    )  # fmt: skip
+    )
     x = np.random.default_rng(4).random((6, 17, 17, 3)).astype("float32")
     result = EarlyExit(model, [np.inf, -np.inf])(x)
     np.testing.assert_allclose(result["probabilities"], keras.ops.softmax(model(x)[1]), atol=1e-6)
@@ -182,8 +193,12 @@ def test_evaluate_exits_example_reports_anytime_budget_and_served_figures(tmp_pa
         blocks=3, step=1, base=1, structure="cifar", channels=8, growth_rate=4, input_shape=(32, 32, 1), classes=10
     )
     model.save(tmp_path / "model.keras")
-    cmd = [sys.executable, str(root / "examples/evaluate_exits.py"), f"--saved_model={tmp_path / 'model.keras'}",
-           "--serve_q=0.5"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(root / "examples/evaluate_exits.py"),
+        f"--saved_model={tmp_path / 'model.keras'}",
+        "--serve_q=0.5",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "exits.json").read_text())

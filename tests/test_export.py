@@ -29,13 +29,17 @@ def model():
 
 
 def test_saved_model_serves_the_same_outputs_in_a_fresh_process(model, tmp_path):
-    path = export.export_saved_model(model, tmp_path / "lenet", 3, input_dtype="uint8", resize=True,
-                                     preprocessing="scale", top_k=3)  # fmt: skip
+    path = export.export_saved_model(
+        model, tmp_path / "lenet", 3, input_dtype="uint8", resize=True, preprocessing="scale", top_k=3
+    )
     assert path == str(tmp_path / "lenet" / "3") and (Path(path) / "saved_model.pb").is_file()
     image = np.random.default_rng(0).integers(0, 256, (4, 40, 48, 1)).astype(np.uint8)  # any size: resized
     np.save(tmp_path / "image.npy", image)
-    subprocess.run([sys.executable, "-c", LOAD_AND_SERVE, path, str(tmp_path / "image.npy"), str(tmp_path / "out.npz")],
-                   check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SERVE, path, str(tmp_path / "image.npy"), str(tmp_path / "out.npz")],
+        check=True,
+        timeout=300,
+    )
     served = np.load(tmp_path / "out.npz")
     expected = model.predict(tf.image.resize(image.astype("float32"), (32, 32)) / 255.0, verbose=0)
     np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
@@ -44,8 +48,13 @@ def test_saved_model_serves_the_same_outputs_in_a_fresh_process(model, tmp_path)
     cli = Path(sys.executable).with_name("saved_model_cli")
     shown = subprocess.run([str(cli), "show", "--all", "--dir", path], capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
-    for text in ("signature_def['serving_default']", "inputs['image']", "DT_UINT8", "outputs['probabilities']",
-                 "outputs['top_k_classes']"):  # fmt: skip
+    for text in (
+        "signature_def['serving_default']",
+        "inputs['image']",
+        "DT_UINT8",
+        "outputs['probabilities']",
+        "outputs['top_k_classes']",
+    ):
         assert text in shown.stdout
 
 
@@ -94,8 +103,16 @@ def test_onnx_matches_keras(model, tmp_path):
 
 
 def test_export_serving_example_with_shipped_weights(tmp_path):
-    run = [sys.executable, str(ROOT / "examples/export_serving.py"), "--model=lenet5", "--weights=digits",
-           f"--export_dir={tmp_path}", "--top_k=3", "--tflite", "--onnx"]  # fmt: skip
+    run = [
+        sys.executable,
+        str(ROOT / "examples/export_serving.py"),
+        "--model=lenet5",
+        "--weights=digits",
+        f"--export_dir={tmp_path}",
+        "--top_k=3",
+        "--tflite",
+        "--onnx",
+    ]
     done = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "1" / "saved_model.pb").is_file() and (tmp_path / "1.tflite").is_file()

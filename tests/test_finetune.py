@@ -24,8 +24,12 @@ def _toy_data(classes=3, n=24, size=16):
 
 
 def _bn_statistics(model):
-    return [np.asarray(v) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
-            for v in (layer.moving_mean, layer.moving_variance)]  # fmt: skip
+    return [
+        np.asarray(v)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    ]
 
 
 def test_new_head_frozen_then_full_keeps_bn_statistics():
@@ -63,9 +67,17 @@ def test_finetune_example_from_a_saved_model_to_an_image_folder(tmp_path):
 
     _write_folder(tmp_path / "imgs", np.random.default_rng(0), {"cat": 4, "dog": 4, "eel": 4})
     keras_cnn.create_model("resnet20", input_shape=(16, 16, 3), classes=10).save(tmp_path / "base.keras")
-    cmd = [sys.executable, str(ROOT / "examples/finetune.py"), f"--saved_model={tmp_path / 'base.keras'}",
-           "--dataset=folder", f"--data_dir={tmp_path / 'imgs'}", "--head_epochs=1", "--epochs=1",
-           "--batch_size=4", f"--output_dir={tmp_path / 'run'}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples/finetune.py"),
+        f"--saved_model={tmp_path / 'base.keras'}",
+        "--dataset=folder",
+        f"--data_dir={tmp_path / 'imgs'}",
+        "--head_epochs=1",
+        "--epochs=1",
+        "--batch_size=4",
+        f"--output_dir={tmp_path / 'run'}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -16,8 +16,12 @@ def _pair(rng, channels: int, **kwargs):
     weights = None
     for layer in (ours, peer):
         layer.build((None, 4, 4, channels))
-        weights = weights or [rng.normal(1, 0.3, channels).astype("float32") if "variance" not in w.path
-                              else rng.uniform(0.5, 2, channels).astype("float32") for w in layer.weights]  # fmt: skip
+        weights = weights or [
+            rng.normal(1, 0.3, channels).astype("float32")
+            if "variance" not in w.path
+            else rng.uniform(0.5, 2, channels).astype("float32")
+            for w in layer.weights
+        ]
         layer.set_weights(weights)
     return ours, peer, weights
 

@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.parametrize("model, epochs, lr, floor", [("resnet20", 4, 0.05, 0.95), ("lenet5", 8, 0.005, 0.93)])
 def test_train_cifar_learns_the_digits(model, epochs, lr, floor, tmp_path):
-    cmd = [sys.executable, str(ROOT / "examples/train_cifar.py"), f"--model={model}", f"--epochs={epochs}",
-           f"--lr={lr}", f"--output_dir={tmp_path}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples/train_cifar.py"),
+        f"--model={model}",
+        f"--epochs={epochs}",
+        f"--lr={lr}",
+        f"--output_dir={tmp_path}",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"] == model and metrics["epochs"] == epochs
@@ -24,8 +30,9 @@ def test_train_cifar_learns_the_digits(model, epochs, lr, floor, tmp_path):
 
 
 def _run(*flags):
-    return subprocess.run([sys.executable, str(ROOT / "examples/train_cifar.py"), *flags],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples/train_cifar.py"), *flags], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_unknown_dataset_is_a_usage_error(tmp_path):
@@ -43,8 +50,15 @@ def test_trains_on_a_cifar_archive_with_augmentation(tmp_path):
     from tests.test_data_sources import _write_cifar10
 
     archive, _ = _write_cifar10(tmp_path, np.random.default_rng(0))
-    result = _run("--model=resnet20", "--dataset=cifar10_archive", f"--data_dir={archive}", "--augment=cifar_pca",
-                  "--epochs=1", "--batch_size=8", f"--output_dir={tmp_path / 'run'}")  # fmt: skip
+    result = _run(
+        "--model=resnet20",
+        "--dataset=cifar10_archive",
+        f"--data_dir={archive}",
+        "--augment=cifar_pca",
+        "--epochs=1",
+        "--batch_size=8",
+        f"--output_dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["dataset"] == "cifar10_archive" and metrics["augment"] == "cifar_pca" and metrics["epochs"] == 1
@@ -82,9 +96,21 @@ def test_train_imagenet_on_an_image_folder_with_cutmix_and_ten_crop(tmp_path):
     from tests.test_data_sources import _write_folder
 
     _write_folder(tmp_path / "imgs", np.random.default_rng(1), {"cat": 6, "dog": 6})
-    cmd = [sys.executable, str(ROOT / "examples/train_imagenet.py"), "--model=resnet20", "--dataset=folder",
-           f"--data_dir={tmp_path / 'imgs'}", "--image_size=32", "--recipe=quick", "--epochs=1", "--batch_size=4",
-           "--mix=cutmix", "--randaugment", "--ten_crop", f"--output_dir={tmp_path / 'run'}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples/train_imagenet.py"),
+        "--model=resnet20",
+        "--dataset=folder",
+        f"--data_dir={tmp_path / 'imgs'}",
+        "--image_size=32",
+        "--recipe=quick",
+        "--epochs=1",
+        "--batch_size=4",
+        "--mix=cutmix",
+        "--randaugment",
+        "--ten_crop",
+        f"--output_dir={tmp_path / 'run'}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

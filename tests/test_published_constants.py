@@ -95,8 +95,11 @@ def test_plateau_recipes_of_alexnet_vgg_and_imagenet_resnet():
     """AlexNet (Krizhevsky et al. 2012): lr 0.01, batch 128, wd 5e-4, /10 on plateaus, ~90 epochs. VGG
     (Simonyan & Zisserman 2015): lr 0.01, batch 256, wd 5e-4, 74 epochs. ResNet ImageNet (He et al. 2016,
     Sec. 3.4): lr 0.1, batch 256, wd 1e-4, /10 on plateaus, 60e4 iterations."""
-    for name, lr, batch, wd, epochs in [("alexnet", 0.01, 128, 5e-4, 90), ("vgg", 0.01, 256, 5e-4, 74),
-                                        ("resnet_imagenet", 0.1, 256, 1e-4, 120)]:  # fmt: skip
+    for name, lr, batch, wd, epochs in [
+        ("alexnet", 0.01, 128, 5e-4, 90),
+        ("vgg", 0.01, 256, 5e-4, 74),
+        ("resnet_imagenet", 0.1, 256, 1e-4, 120),
+    ]:
         recipe = recipes.RECIPES[name]
         assert (recipe.decay, recipe.gamma, recipe.momentum) == ("plateau", 0.1, 0.9), name
         assert (recipe.lr, recipe.batch_size, recipe.weight_decay, recipe.epochs) == (lr, batch, wd, epochs), name
@@ -104,8 +107,16 @@ def test_plateau_recipes_of_alexnet_vgg_and_imagenet_resnet():
 
 def test_rmsprop_has_tf_slim_constants():
     """TF-slim's Inception/MobileNet training: RMSProp decay 0.9, momentum 0.9, epsilon 1.0."""
-    recipe = recipes.Recipe(optimizer="rmsprop", lr=0.045, schedule="", epochs=1, batch_size=32, weight_decay=4e-5,
-                            augmentation="", source="")  # fmt: skip
+    recipe = recipes.Recipe(
+        optimizer="rmsprop",
+        lr=0.045,
+        schedule="",
+        epochs=1,
+        batch_size=32,
+        weight_decay=4e-5,
+        augmentation="",
+        source="",
+    )
     opt = optimizers.optimizer(recipe, 0.045)
     assert (opt.rho, opt.momentum, opt.epsilon, opt.l2) == (0.9, 0.9, 1.0, 4e-5)
     assert float(opt.learning_rate) == pytest.approx(0.045)
@@ -151,8 +162,9 @@ def test_train_distilled_defaults_the_temperature_per_method(tmp_path, method, t
     student = keras_cnn.create_model("lenet5", classes=10)
     from keras_cnn.training.distill.runs import _distiller
 
-    made = _distiller(distill.DistillConfig(method=method, hint_epochs=0), student, None,
-                              str(tmp_path / "teacher.keras"), None)  # fmt: skip
+    made = _distiller(
+        distill.DistillConfig(method=method, hint_epochs=0), student, None, str(tmp_path / "teacher.keras"), None
+    )
     assert made.temperature == temperature
 
 
@@ -182,9 +194,8 @@ BN = {
 
 @pytest.mark.parametrize("name", sorted(BN))
 def test_batch_norm_constants_per_family(name):
-    from tests.helpers import minimum_size
 
-    size = max(32, minimum_size(name))
+    size = max(32, keras_cnn.model_info(name).min_size)
     with keras.StatelessScope():
         model = keras_cnn.create_model(name, input_shape=(size, size, 3))
     found = {(l.epsilon, l.momentum, l.scale) for l in model.layers if isinstance(l, keras.layers.BatchNormalization)}

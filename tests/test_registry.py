@@ -1,20 +1,46 @@
 import inspect
+from pathlib import Path
 
 import keras
 import pytest
 
 import keras_cnn
+from keras_cnn.registry import Card, catalogue, register_all
 from tests.helpers import shapes_only
 
 ISSUE_NAMES = [
-    "lenet5", "alexnet", "alexnet_v1",
-    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
-    "plain20", "plain56",
-    "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "preact_resnet164", "preact_resnet1001", "resnet50_v2", "resnet101_v2", "resnet152_v2",
-    "sd_resnet110", "sd_resnet1202",
-]  # fmt: skip
+    "lenet5",
+    "alexnet",
+    "alexnet_v1",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+    "vgg11_bn",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "plain20",
+    "plain56",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet1202",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "preact_resnet164",
+    "preact_resnet1001",
+    "resnet50_v2",
+    "resnet101_v2",
+    "resnet152_v2",
+    "sd_resnet110",
+    "sd_resnet1202",
+]
 
 
 def test_every_name_of_the_foundation_issue_is_registered():
@@ -51,8 +77,16 @@ def test_create_model_passes_arguments_and_fixed_ones_are_refused():
 def test_named_builders_show_the_keras_applications_signature():
     for builder in (keras_cnn.ResNet20, keras_cnn.VGG16, keras_cnn.ResNet50, keras_cnn.LeNet5, keras_cnn.AlexNet):
         params = inspect.signature(builder).parameters
-        for arg in ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
-                    "classifier_activation", "name"):  # fmt: skip
+        for arg in (
+            "include_top",
+            "weights",
+            "input_tensor",
+            "input_shape",
+            "pooling",
+            "classes",
+            "classifier_activation",
+            "name",
+        ):
             assert arg in params, (builder.__name__, arg)
     assert "depth" not in inspect.signature(keras_cnn.ResNet20).parameters
     assert inspect.signature(keras_cnn.ResNet20).parameters["name"].default == "resnet20"
@@ -92,11 +126,14 @@ def test_model_names_default_to_the_registry_name():
 def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():
     alias, full = keras_cnn.model_info("densenet_bc"), keras_cnn.model_info("densenet_bc_100_12")
     assert (alias.params, alias.macs, alias.reported) == (full.params, full.macs, full.reported)
-    assert alias.builder == full.builder == "DenseNetBC"
+    assert alias.builder is full.builder is keras_cnn.DenseNetBC and alias.arguments == full.arguments == {}
     assert keras_cnn.create_model("densenet_bc").name == "densenet_bc_100_12"
     assert keras_cnn.list_models("densenet_bc*") == [
-        "densenet_bc", "densenet_bc_100_12", "densenet_bc_190_40", "densenet_bc_250_24",
-    ]  # fmt: skip
+        "densenet_bc",
+        "densenet_bc_100_12",
+        "densenet_bc_190_40",
+        "densenet_bc_250_24",
+    ]
 
 
 def test_importing_the_package_is_light_and_leaves_the_recursion_limit_alone():
@@ -136,3 +173,35 @@ def _python_at_the_default_recursion_limit(script: str) -> None:
     prelude = "import sys; sys.setrecursionlimit(1000)\n"
     done = subprocess.run([sys.executable, "-c", prelude + script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_catalogue_page_is_the_cards():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "catalogue.md").read_text()
+    assert catalogue() in page, "docs/catalogue.md is stale: regenerate it from keras_cnn.registry.catalogue()"
+    assert page.count("\n| `") == len(keras_cnn.list_models())
+
+
+def test_every_card_has_one_shape_and_its_builder_lives_in_its_family_file():
+    for name in keras_cnn.list_models():
+        card = keras_cnn.model_info(name)
+        assert card.name == name and card.builder.__module__.startswith("keras_cnn.models."), name
+        assert set(card.arguments) <= set(inspect.signature(card.builder).parameters), name
+        assert 1 <= card.min_size <= card.input_size[0] and card.params > 0 and card.macs > 0, name
+        if card.label:  # the Python builder made for the name is exported and binds the card's arguments
+            named = getattr(keras_cnn, card.label)
+            assert named.__name__ == card.label and card.title and card.title in named.__doc__, name
+            assert not set(card.arguments) & set(inspect.signature(named).parameters), name
+
+
+def test_cards_refuse_unknown_recipes_and_names_registered_twice():
+    figures = dict(paper=keras_cnn.model_info("resnet20").paper, params=1, macs=1.0, min_size=1, reported={})
+    with pytest.raises(ValueError, match="Unknown recipe 'quikc' for 'x'"):
+        Card(name="x", builder=keras_cnn.CifarResNet, source="", recipe="quikc", **figures)
+    card = Card(name="resnet20", builder=keras_cnn.CifarResNet, source="", recipe="quick", **figures)
+    with pytest.raises(ValueError, match="'resnet20' is registered twice"):
+        register_all([card])
+
+
+def test_a_labelled_builder_refuses_to_rebind_its_fixed_arguments():
+    with pytest.raises(TypeError, match=r"ResNet20\(\) fixes \['depth'\]; call CifarResNet\(\)"):
+        keras_cnn.ResNet20(depth=32)

@@ -20,14 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _digest(folder: Path) -> dict[str, str]:
     """Every file under `folder` (relative path -> sha256)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _users_folder(root: Path, *, with_model: bool = True) -> dict[str, str]:
     """A folder holding a user's own checkpoints, TensorBoard runs and (`with_model`) model.keras."""
-    files = {"checkpoints/other_project_best.keras": b"theirs", "tensorboard/other_experiment/events": b"runs",
-             "notes.txt": b"keep", **({"model.keras": b"my model"} if with_model else {})}  # fmt: skip
+    files = {
+        "checkpoints/other_project_best.keras": b"theirs",
+        "tensorboard/other_experiment/events": b"runs",
+        "notes.txt": b"keep",
+        **({"model.keras": b"my model"} if with_model else {}),
+    }
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
@@ -165,8 +172,16 @@ def test_corrupt_keras_files_are_named(tmp_path):
         keras_cnn.create_model("lenet5", weights=str(bad))
     with pytest.raises(FileNotFoundError, match=r"missing\.keras' does not exist"):
         load_model(tmp_path / "missing.keras")
-    result = subprocess.run([sys.executable, str(ROOT / "examples/export_serving.py"), f"--saved_model={bad}",
-                             f"--export_dir={tmp_path / 'export'}"], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples/export_serving.py"),
+            f"--saved_model={bad}",
+            f"--export_dir={tmp_path / 'export'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "is not a valid Keras archive" in result.stderr
     assert "See --helpshort" in result.stderr and "--export_dir:" not in result.stderr  # no flag list
 

@@ -137,8 +137,9 @@ def test_train_writes_every_artifact_and_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.slow
 def test_mixed_precision_and_xla_keep_a_float32_head_and_restore_the_policy(tmp_path):
-    config = TrainConfig(model="lenet5", epochs=1, lr=0.002, output_dir=str(tmp_path), precision="mixed_bfloat16",
-                         jit=True, verbose=0)  # fmt: skip
+    config = TrainConfig(
+        model="lenet5", epochs=1, lr=0.002, output_dir=str(tmp_path), precision="mixed_bfloat16", jit=True, verbose=0
+    )
     metrics = train(config)
     assert metrics["precision"] == "mixed_bfloat16" and metrics["jit"]
     assert keras.config.dtype_policy().name == "float32"

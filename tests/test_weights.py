@@ -32,13 +32,28 @@ def _as_registered(monkeypatch, key, **changes):
 
 def test_imagenet_names_keras_applications_files():
     ws = wts.weight_set("densenet121", "imagenet", include_top=True)
-    assert ws.url == ("https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
-                      "densenet121_weights_tf_dim_ordering_tf_kernels.h5")  # fmt: skip
+    assert ws.url == (
+        "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+        "densenet121_weights_tf_dim_ordering_tf_kernels.h5"
+    )
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
     models = {m for m, n, _ in wts.WEIGHT_SETS if n == "imagenet"}
-    assert models == {"resnet50", "resnet101", "resnet152", "resnet50_v2", "resnet101_v2", "resnet152_v2", "vgg16",
-                      "vgg19", "densenet121", "densenet169", "densenet201", "xception", "inception_v3",
-                      "inception_resnet_v2"}  # fmt: skip
+    assert models == {
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet50_v2",
+        "resnet101_v2",
+        "resnet152_v2",
+        "vgg16",
+        "vgg19",
+        "densenet121",
+        "densenet169",
+        "densenet201",
+        "xception",
+        "inception_v3",
+        "inception_resnet_v2",
+    }
     assert all(m in keras_cnn.list_models() for m in models)
     irv2 = wts.weight_set("inception_resnet_v2", "imagenet", include_top=False)
     assert irv2.filename == "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -105,8 +120,9 @@ def test_preprocess_input_follows_the_set():
     x = np.full((1, 2, 2, 3), 255.0, np.float32)
     np.testing.assert_allclose(wts.preprocess_input(x, model="resnet50_v2"), 1.0)  # "tf": [-1, 1]
     torch = np.asarray(wts.preprocess_input(x.copy(), model="densenet121"))[0, 0, 0]
-    np.testing.assert_allclose(torch, (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        torch, (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="No weight set 'imagenet' for 'resnet20'"):
         wts.preprocess_input(x, model="resnet20")
 

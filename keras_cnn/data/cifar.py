@@ -48,8 +48,9 @@ def _read_batch(raw: bytes, source: str, label_key: bytes, classes: int) -> tupl
         raise ValueError(f"{source}: expected N x 3072 uint8 rows and N labels; found {data.shape}, {labels.shape}.")
     bad = np.flatnonzero((labels < 0) | (labels >= classes))
     if bad.size:
-        raise ValueError(f"{source}: label {labels[bad[0]]} at row {bad[0]} is outside 0..{classes - 1} "
-                         f"({bad.size} such rows).")  # fmt: skip
+        raise ValueError(
+            f"{source}: label {labels[bad[0]]} at row {bad[0]} is outside 0..{classes - 1} ({bad.size} such rows)."
+        )
     # Rows are channel-major 32x32 planes (R, G, B); return NHWC.
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
@@ -71,8 +72,10 @@ def load_cifar_archive(path: str | os.PathLike, dataset: str = "cifar10") -> dic
         base = path if os.path.isfile(os.path.join(path, test_member)) else os.path.join(path, folder)
         missing = [m for m in members if not os.path.isfile(os.path.join(base, m))]
         if missing:
-            raise FileNotFoundError(f"{base!r} lacks the {dataset} batches {missing}; expected the extracted "
-                                    f"{folder}/ folder of the python archive.")  # fmt: skip
+            raise FileNotFoundError(
+                f"{base!r} lacks the {dataset} batches {missing}; expected the extracted "
+                f"{folder}/ folder of the python archive."
+            )
         raw = {}
         for m in members:
             with open(os.path.join(base, m), "rb") as f:

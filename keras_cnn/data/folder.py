@@ -183,6 +183,8 @@ def load_image_folder(
         splits = [(train_files, train_labels), (val_files, val_labels)]
     rng = np.random.default_rng(seed)  # mixed once, so that a shuffle buffer smaller than a class sees them all
     order = [rng.permutation(len(files)) for files, _ in splits]
-    train, val = (to_dataset([files[i] for i in o], [labels[i] for i in o], budget)
-                  for (files, labels), o in zip(splits, order, strict=True))  # fmt: skip
+    train, val = (
+        to_dataset([files[i] for i in o], [labels[i] for i in o], budget)
+        for (files, labels), o in zip(splits, order, strict=True)
+    )
     return train, val, names

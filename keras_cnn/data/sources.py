@@ -17,8 +17,13 @@ from keras_cnn.data.cifar import load_cifar_archive
 from keras_cnn.data.digits import digits_arrays, photo_arrays
 from keras_cnn.data.folder import load_image_folder
 
-TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "mnist": ("train", "test"),
-        "svhn_cropped": ("train", "test"), "imagenet2012": ("train", "validation")}  # fmt: skip
+TFDS = {
+    "cifar10": ("train", "test"),
+    "cifar100": ("train", "test"),
+    "mnist": ("train", "test"),
+    "svhn_cropped": ("train", "test"),
+    "imagenet2012": ("train", "validation"),
+}
 ARCHIVES = {"cifar10_archive": "cifar10", "cifar100_archive": "cifar100"}
 DATASETS = ("digits", "photos", *TFDS, *ARCHIVES, "folder")
 #: Shuffle buffer for sources read from disk; sources held in memory are shuffled whole (a uniform permutation).
@@ -119,8 +124,9 @@ def pipeline(
         )
     else:
         if crop:
-            ds = ds.map(lambda x, y: (resize_center_crop(x, image_size, crop_fraction), y),
-                        num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+            ds = ds.map(
+                lambda x, y: (resize_center_crop(x, image_size, crop_fraction), y), num_parallel_calls=tf.data.AUTOTUNE
+            )
         ds = ds.batch(batch_size)
     if one_hot is not None:
         ds = ds.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
@@ -163,8 +169,9 @@ def load_dataset(
     if not 0.0 < crop_fraction <= 1.0:
         raise ValueError(f"crop_fraction must be in (0, 1] (1.0: AlexNet's full square); received {crop_fraction!r}.")
     if name == "digits":
-        train, val, classes = digits_arrays(image_size or 32, channels, validation_fraction=validation_fraction,
-                                            seed=seed)  # fmt: skip
+        train, val, classes = digits_arrays(
+            image_size or 32, channels, validation_fraction=validation_fraction, seed=seed
+        )
         train, val = tf.data.Dataset.from_tensor_slices(train), tf.data.Dataset.from_tensor_slices(val)
     elif name == "photos":
         train, val, classes = photo_arrays(image_size or 32, validation_fraction=validation_fraction, seed=seed)
@@ -186,9 +193,17 @@ def load_dataset(
     if examples < 0:
         examples = int(train.reduce(0, lambda n, _: n + 1))
     crop = name == "imagenet2012" if crop is None else crop
-    common = {"image_size": image_size, "channels": channels, "batch_size": batch_size, "seed": seed,
-              "deterministic": deterministic, "one_hot": classes if one_hot else None, "crop": crop,
-              "cache": not crop, "crop_fraction": crop_fraction}  # fmt: skip
+    common = {
+        "image_size": image_size,
+        "channels": channels,
+        "batch_size": batch_size,
+        "seed": seed,
+        "deterministic": deterministic,
+        "one_hot": classes if one_hot else None,
+        "crop": crop,
+        "cache": not crop,
+        "crop_fraction": crop_fraction,
+    }
     return Splits(
         pipeline(train, training=True, augment=augment, batch_augment=batch_augment, epochs=epochs, **common),
         pipeline(val, training=False, **common),
@@ -202,8 +217,14 @@ def _tfds(name: str, data_dir) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
 
     train_split, val_split = TFDS[name]
     try:
-        (train, val), info = tfds.load(name, split=[train_split, val_split], data_dir=os.fspath(data_dir),
-                                       download=False, as_supervised=True, with_info=True)  # fmt: skip
+        (train, val), info = tfds.load(
+            name,
+            split=[train_split, val_split],
+            data_dir=os.fspath(data_dir),
+            download=False,
+            as_supervised=True,
+            with_info=True,
+        )
     except AssertionError as err:  # tfds reports missing prepared data this way
         build = f"`tfds build {name} --data_dir {data_dir}`"
         if name == "imagenet2012":

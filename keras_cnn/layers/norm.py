@@ -58,10 +58,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if training and self.trainable:
             empty = tf.constant([], tf.float32)
             y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=tf.convert_to_tensor(scale), offset=tf.convert_to_tensor(offset), mean=empty,
-                variance=empty, epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+                x=x,
+                scale=tf.convert_to_tensor(scale),
+                offset=tf.convert_to_tensor(offset),
+                mean=empty,
+                variance=empty,
+                epsilon=self.epsilon,
+                exponential_avg_factor=1.0,
+                data_format="NHWC",
                 is_training=True,
-            )  # fmt: skip
+            )
             n = tf.cast(tf.size(x) // channels, tf.float32)
             variance = tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
             m = self.momentum
@@ -69,10 +75,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
             self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(variance) * (1.0 - m))
         else:
             y, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=tf.convert_to_tensor(scale), offset=tf.convert_to_tensor(offset),
-                mean=tf.convert_to_tensor(self.moving_mean), variance=tf.convert_to_tensor(self.moving_variance),
-                epsilon=self.epsilon, data_format="NHWC", is_training=False,
-            )  # fmt: skip
+                x=x,
+                scale=tf.convert_to_tensor(scale),
+                offset=tf.convert_to_tensor(offset),
+                mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=False,
+            )
         return ops.cast(y, self.compute_dtype)
 
 

@@ -65,8 +65,9 @@ class RecomputedBottleneck(keras.layers.Layer):
 
         def bn_relu(x, norm):
             mean, variance = ops.moments(x, axes=[0, 1, 2])
-            y = ops.batch_normalization(x, mean, variance, axis=-1, offset=norm.beta, scale=norm.gamma,
-                                        epsilon=norm.epsilon)  # fmt: skip
+            y = ops.batch_normalization(
+                x, mean, variance, axis=-1, offset=norm.beta, scale=norm.gamma, epsilon=norm.epsilon
+            )
             return ops.relu(y), mean, variance
 
         def recomputed(*maps):

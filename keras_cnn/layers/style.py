@@ -41,10 +41,17 @@ class Style:
         """The Conv2D of `conv` without calling it, for a kernel shared by several calls (CliqueNet)."""
         padding = "valid" if stride > 1 or kernel == 1 else "same"
         return keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name, groups=groups,
-            kernel_regularizer=self.regularizer, bias_regularizer=self.regularizer if use_bias else None,
+            filters,
+            kernel,
+            strides=stride,
+            padding=padding,
+            use_bias=use_bias,
+            name=name,
+            groups=groups,
+            kernel_regularizer=self.regularizer,
+            bias_regularizer=self.regularizer if use_bias else None,
             **self.init,
-        )  # fmt: skip
+        )
 
     def norm_act(self, x, name: str, act: bool = True):
         """`{name}_bn` then `{name}_relu`; an empty name gives keras.applications' head names `bn`, `relu`."""
@@ -58,9 +65,13 @@ class Style:
 
     def dense(self, x, units: int, name: str, activation=None, **kwargs):
         return keras.layers.Dense(
-            units, activation=activation, name=name, kernel_regularizer=self.regularizer,
-            bias_regularizer=self.regularizer, **kwargs,
-        )(x)  # fmt: skip
+            units,
+            activation=activation,
+            name=name,
+            kernel_regularizer=self.regularizer,
+            bias_regularizer=self.regularizer,
+            **kwargs,
+        )(x)
 
     @property
     def norm_regularizers(self) -> dict:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
-from keras_cnn.registry import Paper, register
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -44,14 +45,18 @@ def _features(x, widths: Sequence[int], *, groups: Sequence[int], lrn: bool, con
 
 
 def _alexnet(
-    widths, groups, lrn, conv1_pad, default_size, min_size, *, include_top, weights, input_tensor, input_shape,
-    pooling, classes, classifier_activation, dropout_rate, name, adaptive_pool,
-) -> keras.Model:  # fmt: skip
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=default_size, min_size=min_size,
-        flatten_head=True,
-    )  # fmt: skip
+    contract: Contract,
+    widths: Sequence[int],
+    *,
+    groups: Sequence[int],
+    lrn: bool,
+    conv1_pad: int,
+    default_size: int,
+    min_size: int,
+    dropout_rate: float,
+    adaptive_pool: bool,
+) -> keras.Model:
+    img_input = contract.input(default_size=default_size, min_size=min_size, flatten_head=True)
     x, stages = _features(img_input, widths, groups=groups, lrn=lrn, conv1_pad=conv1_pad)
 
     def top(x, classes, classifier_activation):
@@ -61,34 +66,11 @@ def _alexnet(
             x, classes, classifier_activation, widths=(4096, 4096), dropout_rate=dropout_rate
         )
 
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages, top=top,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, top=top)
 
 
-@register(
-    "alexnet",
-    paper=ONE_WEIRD_TRICK,
-    params=61_100_840,
-    macs=0.714e9,
-    reported={"imagenet_top1_acc": 56.522, "imagenet_top5_acc": 79.066},
-    source="torchvision AlexNet_Weights.IMAGENET1K_V1 [TV]",
-    recipe="torchvision_imagenet",
-)
-@applications.keras_order
-def AlexNet(
-    *,
-    dropout_rate: float = 0.5,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "alexnet",
-) -> keras.Model:
+@applications.builder(name="alexnet")
+def AlexNet(contract: Contract, *, dropout_rate: float = 0.5) -> keras.Model:
     """Single-tower AlexNet, 64-192-384-256-256, no LRN (Krizhevsky 2014; torchvision's layout).
 
     61,100,840 trainable at 1000 classes. An adaptive 6x6 average pool before the classifier lets it run at
@@ -96,35 +78,20 @@ def AlexNet(
     (torchvision places it before them; the weights are the same).
     """
     return _alexnet(
-        (64, 192, 384, 256, 256), (1, 1, 1, 1, 1), False, 2, 224, 63, include_top=include_top, weights=weights,
-        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, dropout_rate=dropout_rate, name=name, adaptive_pool=True,
-    )  # fmt: skip
+        contract,
+        (64, 192, 384, 256, 256),
+        groups=(1, 1, 1, 1, 1),
+        lrn=False,
+        conv1_pad=2,
+        default_size=224,
+        min_size=63,
+        dropout_rate=dropout_rate,
+        adaptive_pool=True,
+    )
 
 
-@register(
-    "alexnet_v1",
-    paper=PAPER,
-    params=60_965_224,
-    macs=0.72e9,
-    reported={"ilsvrc2012_val_top1_err": 40.7, "ilsvrc2012_val_top5_err": 18.2},
-    source="Krizhevsky et al. 2012, Table 2, 1 CNN [M]",
-    recipe="alexnet",
-    input_size=(227, 227, 3),
-)
-@applications.keras_order
-def AlexNetV1(
-    *,
-    dropout_rate: float = 0.5,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "alexnet_v1",
-) -> keras.Model:
+@applications.builder(name="alexnet_v1")
+def AlexNetV1(contract: Contract, *, dropout_rate: float = 0.5) -> keras.Model:
     """The original two-GPU AlexNet, 96-256-384-384-256 (Krizhevsky et al. 2012, Fig. 2).
 
     conv2, conv4 and conv5 see only their own GPU's half of the maps (groups=2), conv3 sees both; local
@@ -133,7 +100,41 @@ def AlexNetV1(
     the paper's 224 does not divide out with an 11x11/4 first layer (the 227 of the Caffe reference models).
     """
     return _alexnet(
-        (96, 256, 384, 384, 256), (1, 2, 1, 2, 2), True, 0, 227, 67, include_top=include_top, weights=weights,
-        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, dropout_rate=dropout_rate, name=name, adaptive_pool=False,
-    )  # fmt: skip
+        contract,
+        (96, 256, 384, 384, 256),
+        groups=(1, 2, 1, 2, 2),
+        lrn=True,
+        conv1_pad=0,
+        default_size=227,
+        min_size=67,
+        dropout_rate=dropout_rate,
+        adaptive_pool=False,
+    )
+
+
+CARDS = (
+    Card(
+        name="alexnet",
+        builder=AlexNet,
+        paper=ONE_WEIRD_TRICK,
+        params=61_100_840,
+        macs=0.714e9,
+        min_size=63,
+        reported={"imagenet_top1_acc": 56.522, "imagenet_top5_acc": 79.066},
+        source="torchvision AlexNet_Weights.IMAGENET1K_V1 [TV]",
+        recipe="torchvision_imagenet",
+    ),
+    Card(
+        name="alexnet_v1",
+        builder=AlexNetV1,
+        paper=PAPER,
+        params=60_965_224,
+        macs=0.72e9,
+        min_size=67,
+        reported={"ilsvrc2012_val_top1_err": 40.7, "ilsvrc2012_val_top5_err": 18.2},
+        source="Krizhevsky et al. 2012, Table 2, 1 CNN [M]",
+        recipe="alexnet",
+        input_size=(227, 227, 3),
+    ),
+)
+register_all(CARDS)

@@ -12,6 +12,7 @@ passes its stage-II layers on and contributes X0 + stage-II layers to a multi-sc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -20,8 +21,9 @@ import keras
 from keras import ops
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, TORCH_LINEAR, Style
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="Convolutional Neural Networks with Alternately Updated Clique",
@@ -116,10 +118,11 @@ def clique_block(x0, n: int, k: int, style: Style, *, bottleneck: bool, name: st
     [X1..Xn]), both of stage II.
     """
     clique_convs = [
-        CliqueConv(k, 1 if bottleneck else 3, layer=i, n=n, c0=x0.shape[-1], name=f"{name}_w_{i}",
-                   **_clique_kwargs(style))
+        CliqueConv(
+            k, 1 if bottleneck else 3, layer=i, n=n, c0=x0.shape[-1], name=f"{name}_w_{i}", **_clique_kwargs(style)
+        )
         for i in range(1, n + 1)
-    ]  # fmt: skip
+    ]
     bottleneck_convs = [style.conv_layer(k, 3, f"{name}_layer{i}_3x3") for i in range(1, n + 1)] if bottleneck else []
     latest = {0: x0}
 
@@ -143,8 +146,10 @@ def clique_block(x0, n: int, k: int, style: Style, *, bottleneck: bool, name: st
 
 
 def _clique_kwargs(style: Style) -> dict:
-    return {"kernel_initializer": style.init.get("kernel_initializer", "glorot_uniform"),
-            "kernel_regularizer": style.regularizer}  # fmt: skip
+    return {
+        "kernel_initializer": style.init.get("kernel_initializer", "glorot_uniform"),
+        "kernel_regularizer": style.regularizer,
+    }
 
 
 def attention(x, style: Style, name: str):
@@ -217,15 +222,9 @@ _DEFAULTS = {  # structure -> k, T, attention, bottleneck, compression, dropout_
 }
 
 
-@applications.keras_order
+@applications.builder(classes=None)
 def CliqueNet(
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int | None = None,
-    classifier_activation="softmax",
+    contract: Contract,
     *,
     k: int | Sequence[int] | None = None,
     T: int | Sequence[int] | None = None,
@@ -237,7 +236,6 @@ def CliqueNet(
     constants: Literal["reference", "keras"] = "reference",
     weight_decay: float | None = None,
     multiscale: bool = False,
-    name: str = "cliquenet",
 ) -> keras.Model:
     """CliqueNet with k maps per clique layer and T layers (Yang et al. 2018, Tables 2-3; Fig. 3 head).
 
@@ -265,7 +263,8 @@ def CliqueNet(
     if constants not in ("reference", "keras"):
         raise ValueError(f"constants must be 'reference' or 'keras'; received {constants!r}.")
     if structure == "auto":
-        shape = input_shape if input_shape is not None else getattr(input_tensor, "shape", (None, None))[1:3]
+        shape = contract.input_shape
+        shape = shape if shape is not None else getattr(contract.input_tensor, "shape", (None, None))[1:3]
         sides = [d for d in tuple(shape)[:2] if d is not None] if shape is not None else []
         structure = "imagenet" if sides and min(sides) >= 112 else "cifar"
     d_k, d_T, d_a, d_b, d_c, d_drop, d_classes = _DEFAULTS[structure]
@@ -274,18 +273,16 @@ def CliqueNet(
     bottleneck = d_b if bottleneck is None else bottleneck
     compression = d_c if compression is None else compression
     dropout_rate = d_drop if dropout_rate is None else dropout_rate
-    classes = d_classes if classes is None else classes
+    if contract.classes is None:
+        contract = dataclasses.replace(contract, classes=d_classes)
     if weight_decay is None:
         weight_decay = 1e-4 if constants == "reference" else 0.0
     imagenet = structure == "imagenet"
     blocks = 4 if imagenet else 3
     ks = _per_block(k, blocks, "k")
     layers = _layers_per_block(T, blocks, bottleneck)
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
-        min_size=2 ** (blocks - 1 + (2 if imagenet else 0)),  # one halving per transition (+ stem)
-    )  # fmt: skip
+    halvings = blocks - 1 + (2 if imagenet else 0)  # one per transition (+ the stem's two)
+    img_input = contract.input(default_size=224 if imagenet else 32, min_size=2**halvings)
     style = _style(structure, constants, dropout_rate, weight_decay)
     if imagenet:
         _, x = style.imagenet_stem(img_input, 64, pool_name="pool1")
@@ -300,17 +297,16 @@ def CliqueNet(
         features.append(style.norm_act(block_feature, f"block{b}_head"))
         if b < blocks:
             x = transition(transit, style, attend=attention_on, name=f"transition{b}")
-    if include_top or (multiscale and pooling):
-        x, pooling, stages = _multiscale_pool(features, "avg" if include_top else pooling), None, features
+    if contract.include_top or (multiscale and contract.pooling):
+        x, stages = _multiscale_pool(features, "avg" if contract.include_top else contract.pooling), features
+        contract = dataclasses.replace(contract, pooling=None)
     else:  # the earlier block heads are not part of this model: those stages are the blocks' outputs
         x, stages = features[-1], [*transits[:-1], features[-1]]
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
-        top=lambda v, classes, activation: style.dense(
-            v, classes, "predictions", activation, dtype=applications.head_dtype(), **style.dense_init
-        ),
-    )  # fmt: skip
+
+    def top(v, classes, activation):
+        return style.dense(v, classes, "predictions", activation, dtype=applications.head_dtype(), **style.dense_init)
+
+    return contract.finish(img_input, x, stages=stages, top=top, name="cliquenet")
 
 
 def _multiscale_pool(features, pooling: str):
@@ -320,72 +316,175 @@ def _multiscale_pool(features, pooling: str):
     return keras.layers.Concatenate(name=f"multiscale_{pooling}_pool")(pooled)
 
 
-# --- named configurations with the paper's figures (Yang et al. 2018, Tables 2-4) -------------------------
-_SRC = "[R:iboing/CliqueNet] paper Table 3 as reproduced in the repo (img/tab2.JPG); no augmentation"
-_CIFAR = {"input_size": (32, 32, 3), "classes": 10, "recipe": "cliquenet_cifar", "paper": PAPER, "source": _SRC}
-
-
-def _cifar_errors(c10: float, c100: float, svhn: float | None) -> dict[str, float]:
-    errors = {"cifar10_test_error": c10, "cifar100_test_error": c100, "svhn_test_error": svhn}
-    return {key: value for key, value in errors.items() if value is not None}
-
-
-def _cifar(name: str, k: int, T: int, params: int, macs: float, reported: dict, *, abc: str = "", notes: str = ""):
-    fixed = {"k": k, "T": T, "structure": "cifar", "attention": "a" in abc, "bottleneck": "b" in abc,
-             "compression": "c" in abc}  # fmt: skip
-    flags = "".join(f", {flag.upper()}" for flag in abc)
-    doc = f"CliqueNet (k={k}, T={T}{flags}) for CIFAR/SVHN (Yang et al. 2018, Table 3)."
-    named = variant(CliqueNet, f"CliqueNetK{k}T{T}{abc.upper()}", doc, fixed, name=name)
-    return register(name, params=params, macs=macs, reported=reported, notes=notes, **_CIFAR)(named)
-
-
-CliqueNetK36T12 = _cifar("cliquenet_k36_t12", 36, 12, 935_994, 0.455e9, _cifar_errors(5.93, 27.32, 1.77))
-CliqueNetK64T15 = _cifar("cliquenet_k64_t15", 64, 15, 4_485_706, 2.103e9, _cifar_errors(5.12, 23.98, 1.62))
-CliqueNetK80T15 = _cifar("cliquenet_k80_t15", 80, 15, 6_937_546, 3.226e9, _cifar_errors(5.10, 23.32, 1.56))
-CliqueNetK80T18 = _cifar("cliquenet_k80_t18", 80, 18, 10_135_594, 4.727e9, _cifar_errors(5.06, 23.14, 1.51))
-CliqueNetK36T12AC = _cifar(
-    "cliquenet_k36_t12_ac", 36, 12, 1_079_338, 0.491e9, _cifar_errors(5.61, 25.55, 1.69), abc="ac"
-)
-CliqueNetK80T15AC = _cifar(
-    "cliquenet_k80_t15_ac", 80, 15, 7_998_138, 3.438e9, _cifar_errors(5.17, 22.78, 1.53), abc="ac"
-)
-CliqueNetK150T30ABC = _cifar(
-    "cliquenet_k150_t30_abc", 150, 30, 10_480_938, 5.279e9, _cifar_errors(5.06, 21.83, 1.64), abc="abc",
-    notes="As released: the paper lists 10.02 M params / 8.49 G FLOPs, the released code gives 10,480,938 / "
-    "10.56 G FLOPs (5.28 G MACs); no variant reproduces the paper row (Table 4).",
-)  # fmt: skip
-
-_IMAGENET = {  # k per block, clique layers per block, trainable params with attention, MACs
-    "s0": ((36, 64, 100, 80), (5, 6, 6, 6), 6_245_330, 2.225e9),
-    "s1": ((36, 80, 120, 100), (5, 6, 6, 6), 8_740_046, 2.906e9),
-    "s2": ((36, 80, 150, 120), (5, 5, 6, 6), 11_008_376, 3.028e9),
-    "s3": ((40, 80, 160, 160), (6, 6, 6, 6), 14_383_024, 4.073e9),
+# --- one card per registered name: the paper's figures (Yang et al. 2018, Tables 2-5) ------------------------
+CIFAR_SOURCE = "[R:iboing/CliqueNet] paper Table 3 as reproduced in the repo (img/tab2.JPG); no augmentation"
+CIFAR = {
+    "input_size": (32, 32, 3),
+    "classes": 10,
+    "min_size": 4,
+    "recipe": "cliquenet_cifar",
+    "paper": PAPER,
+    "source": CIFAR_SOURCE,
+    "builder": CliqueNet,
 }
-_IMAGENET_ERRORS = {  # paper Table 5 (img/tab3.JPG): top-1 / top-5 single-crop error; S0/S1 only without A
-    "s0": {"imagenet_top1_err_no_attention": 27.52, "imagenet_top5_err_no_attention": 8.98},
-    "s1": {"imagenet_top1_err_no_attention": 26.21, "imagenet_top5_err_no_attention": 8.30},
-    "s2": {"imagenet_top1_err": 24.82, "imagenet_top5_err": 7.51, "imagenet_top1_err_no_attention": 25.85},
-    "s3": {"imagenet_top1_err": 24.01, "imagenet_top5_err": 7.15, "imagenet_top1_err_no_attention": 24.98},
+IMAGENET = {
+    "paper": PAPER,
+    "min_size": 32,
+    "recipe": "cliquenet_imagenet",
+    "source": "[R:iboing/CliqueNet] img/tab3.JPG; configs from imagenet_pytorch/cliquenet.py history",
+    "builder": CliqueNet,
 }
-_NO_ATTENTION_PARAMS = {"s0": 5_703_728, "s1": 7_956_776, "s2": 10_003_756, "s3": 13_170_904}
 
 
-def _imagenet(size: str):
-    k, T, params, macs = _IMAGENET[size]
-    fixed = {"k": k, "T": T, "structure": "imagenet", "bottleneck": True, "compression": True}
-    doc = (
-        f"CliqueNet-{size.upper()} for ImageNet (Yang et al. 2018, Table 5): k={k}, {T} layers per block, "
-        f"attentional transitions (attention=False: the starred row, {_NO_ATTENTION_PARAMS[size]:,} params)."
-    )
-    named = variant(CliqueNet, f"CliqueNet{size.upper()}", doc, fixed, name=f"cliquenet_{size}")
-    return register(
-        f"cliquenet_{size}", paper=PAPER, params=params, macs=macs, reported=_IMAGENET_ERRORS[size],
-        source="[R:iboing/CliqueNet] img/tab3.JPG; configs from imagenet_pytorch/cliquenet.py history",
-        recipe="cliquenet_imagenet",
-    )(named)  # fmt: skip
+def _cifar(k: int, T: int, abc: str = "") -> dict:
+    """The arguments of a CIFAR/SVHN configuration (Table 3): k, T and which of attention, bottleneck and
+    compression (A, B, C) it uses."""
+    return {
+        "k": k,
+        "T": T,
+        "structure": "cifar",
+        "attention": "a" in abc,
+        "bottleneck": "b" in abc,
+        "compression": "c" in abc,
+    }
 
 
-CliqueNetS0 = _imagenet("s0")
-CliqueNetS1 = _imagenet("s1")
-CliqueNetS2 = _imagenet("s2")
-CliqueNetS3 = _imagenet("s3")
+def _cifar_errors(c10: float, c100: float, svhn: float) -> dict[str, float]:
+    return {"cifar10_test_error": c10, "cifar100_test_error": c100, "svhn_test_error": svhn}
+
+
+def _imagenet(k: tuple[int, ...], T: tuple[int, ...]) -> dict:
+    """The arguments of an ImageNet configuration (Table 5): k and clique layers per block, with attentional
+    transitions, bottleneck and compression."""
+    return {"k": k, "T": T, "structure": "imagenet", "bottleneck": True, "compression": True}
+
+
+def _no_attention(params: int) -> str:
+    return f"attention=False builds the starred row of Table 5, {params:,} trainable."
+
+
+CARDS = (
+    Card(
+        name="cliquenet_k36_t12",
+        label="CliqueNetK36T12",
+        title="CliqueNet (k=36, T=12) for CIFAR/SVHN",
+        arguments=_cifar(36, 12),
+        params=935_994,
+        macs=0.455e9,
+        reported=_cifar_errors(5.93, 27.32, 1.77),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k64_t15",
+        label="CliqueNetK64T15",
+        title="CliqueNet (k=64, T=15) for CIFAR/SVHN",
+        arguments=_cifar(64, 15),
+        params=4_485_706,
+        macs=2.103e9,
+        reported=_cifar_errors(5.12, 23.98, 1.62),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k80_t15",
+        label="CliqueNetK80T15",
+        title="CliqueNet (k=80, T=15) for CIFAR/SVHN",
+        arguments=_cifar(80, 15),
+        params=6_937_546,
+        macs=3.226e9,
+        reported=_cifar_errors(5.10, 23.32, 1.56),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k80_t18",
+        label="CliqueNetK80T18",
+        title="CliqueNet (k=80, T=18) for CIFAR/SVHN",
+        arguments=_cifar(80, 18),
+        params=10_135_594,
+        macs=4.727e9,
+        reported=_cifar_errors(5.06, 23.14, 1.51),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k36_t12_ac",
+        label="CliqueNetK36T12AC",
+        title="CliqueNet (k=36, T=12, A, C) for CIFAR/SVHN",
+        arguments=_cifar(36, 12, "ac"),
+        params=1_079_338,
+        macs=0.491e9,
+        reported=_cifar_errors(5.61, 25.55, 1.69),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k80_t15_ac",
+        label="CliqueNetK80T15AC",
+        title="CliqueNet (k=80, T=15, A, C) for CIFAR/SVHN",
+        arguments=_cifar(80, 15, "ac"),
+        params=7_998_138,
+        macs=3.438e9,
+        reported=_cifar_errors(5.17, 22.78, 1.53),
+        **CIFAR,
+    ),
+    Card(
+        name="cliquenet_k150_t30_abc",
+        label="CliqueNetK150T30ABC",
+        title="CliqueNet (k=150, T=30, A, B, C) for CIFAR/SVHN",
+        arguments=_cifar(150, 30, "abc"),
+        params=10_480_938,
+        macs=5.279e9,
+        reported=_cifar_errors(5.06, 21.83, 1.64),
+        notes="As released: the paper lists 10.02 M params / 8.49 G FLOPs, the released code gives 10,480,938 / "
+        "10.56 G FLOPs (5.28 G MACs); no variant reproduces the paper row (Table 4).",
+        **CIFAR,
+    ),
+    # Table 5 (img/tab3.JPG): top-1 / top-5 single-crop error; S0/S1 only without attention.
+    Card(
+        name="cliquenet_s0",
+        label="CliqueNetS0",
+        title="CliqueNet-S0 for ImageNet",
+        arguments=_imagenet((36, 64, 100, 80), (5, 6, 6, 6)),
+        params=6_245_330,
+        macs=2.225e9,
+        reported={"imagenet_top1_err_no_attention": 27.52, "imagenet_top5_err_no_attention": 8.98},
+        notes=_no_attention(5_703_728),
+        **IMAGENET,
+    ),
+    Card(
+        name="cliquenet_s1",
+        label="CliqueNetS1",
+        title="CliqueNet-S1 for ImageNet",
+        arguments=_imagenet((36, 80, 120, 100), (5, 6, 6, 6)),
+        params=8_740_046,
+        macs=2.906e9,
+        reported={"imagenet_top1_err_no_attention": 26.21, "imagenet_top5_err_no_attention": 8.30},
+        notes=_no_attention(7_956_776),
+        **IMAGENET,
+    ),
+    Card(
+        name="cliquenet_s2",
+        label="CliqueNetS2",
+        title="CliqueNet-S2 for ImageNet",
+        arguments=_imagenet((36, 80, 150, 120), (5, 5, 6, 6)),
+        params=11_008_376,
+        macs=3.028e9,
+        reported={"imagenet_top1_err": 24.82, "imagenet_top5_err": 7.51, "imagenet_top1_err_no_attention": 25.85},
+        notes=_no_attention(10_003_756),
+        **IMAGENET,
+    ),
+    Card(
+        name="cliquenet_s3",
+        label="CliqueNetS3",
+        title="CliqueNet-S3 for ImageNet",
+        arguments=_imagenet((40, 80, 160, 160), (6, 6, 6, 6)),
+        params=14_383_024,
+        macs=4.073e9,
+        reported={"imagenet_top1_err": 24.01, "imagenet_top5_err": 7.15, "imagenet_top1_err_no_attention": 24.98},
+        notes=_no_attention(13_170_904),
+        **IMAGENET,
+    ),
+)
+NAMED = register_all(CARDS)
+CliqueNetK36T12, CliqueNetK64T15 = NAMED["CliqueNetK36T12"], NAMED["CliqueNetK64T15"]
+CliqueNetK80T15, CliqueNetK80T18 = NAMED["CliqueNetK80T15"], NAMED["CliqueNetK80T18"]
+CliqueNetK36T12AC, CliqueNetK80T15AC = NAMED["CliqueNetK36T12AC"], NAMED["CliqueNetK80T15AC"]
+CliqueNetK150T30ABC = NAMED["CliqueNetK150T30ABC"]
+CliqueNetS0, CliqueNetS1, CliqueNetS2, CliqueNetS3 = (NAMED[f"CliqueNetS{i}"] for i in range(4))

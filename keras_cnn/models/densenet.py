@@ -3,6 +3,7 @@ Networks", CVPR 2017, Table 1 (ImageNet) and Table 2 (CIFAR)), as in liuzhuang13
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -10,9 +11,10 @@ from collections.abc import Sequence
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN, Style
 from keras_cnn.layers.recompute import RecomputedBottleneck
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="Densely Connected Convolutional Networks",
@@ -35,9 +37,15 @@ def dense_block(x, n: int, k: int, style: Style, *, bottleneck: bool, memory_eff
         fused_bn = memory_efficient and bottleneck and not style.dropout_rate
         if memory_efficient:
             y = RecomputedBottleneck(
-                first_filters, first_kernel, bn_name=f"{label}_0_bn", conv_name=f"{first_conv}_conv", bn=style.bn,
-                init=style.init, post_bn_name=f"{label}_1_bn" if fused_bn else None, name=f"{label}_recomputed",
-            )(features)  # fmt: skip
+                first_filters,
+                first_kernel,
+                bn_name=f"{label}_0_bn",
+                conv_name=f"{first_conv}_conv",
+                bn=style.bn,
+                init=style.init,
+                post_bn_name=f"{label}_1_bn" if fused_bn else None,
+                name=f"{label}_recomputed",
+            )(features)
         else:
             y = style.conv(style.norm_act(x, f"{label}_0"), first_filters, first_kernel, 1, first_conv)
         if bottleneck:
@@ -61,25 +69,18 @@ def transition(x, theta: float, style: Style, name: str):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-@applications.keras_order
+@applications.builder()
 def DenseNet(
+    contract: Contract,
+    *,
     blocks: Sequence[int] = (6, 12, 24, 16),
     growth_rate: int = 32,
-    *,
     theta: float = 0.5,
     bottleneck: bool = True,
     stem: str = "imagenet",
     stem_channels: int | None = None,
     dropout_rate: float = 0.0,
     memory_efficient: bool = False,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "densenet",
 ) -> keras.Model:
     """A DenseNet of dense blocks with `blocks[i]` layers of growth rate k = `growth_rate` (Huang et al. 2017).
 
@@ -100,11 +101,8 @@ def DenseNet(
     if not 0.0 < theta <= 1.0:
         raise ValueError(f"Compression theta must be in (0, 1]; received theta={theta!r}.")
     imagenet = stem == "imagenet"
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
-        min_size=2 ** (len(blocks) - 1 + (2 if imagenet else 0)),  # one halving per transition (+ stem)
-    )  # fmt: skip
+    halvings = len(blocks) - 1 + (2 if imagenet else 0)  # one per transition (+ the stem's two)
+    img_input = contract.input(default_size=224 if imagenet else 32, min_size=2**halvings)
     style = Style(bn=KERAS_BN if imagenet else TORCH_BN, init={} if imagenet else HE_FAN_OUT, dropout_rate=dropout_rate)
     stem_channels = stem_channels or 2 * growth_rate
     if imagenet:
@@ -122,18 +120,21 @@ def DenseNet(
             x = transition(x, theta, style, f"pool{b}")
     x = style.norm_act(x, "")
     stages.append(x)
-    model = applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=None if memory_efficient else weights, name=name,
-        stages=stages,
-    )  # fmt: skip
-    if memory_efficient and weights is not None:
-        _load_into_memory_efficient(model, weights, lambda: DenseNet(
-            blocks=blocks, growth_rate=growth_rate, theta=theta, bottleneck=bottleneck, stem=stem,
-            stem_channels=stem_channels, dropout_rate=dropout_rate, include_top=include_top, weights=weights,
-            input_shape=tuple(img_input.shape[1:]), pooling=pooling, classes=classes,
-            classifier_activation=classifier_activation, name=name,
-        ))  # fmt: skip
+    weights = contract.weights
+    if not memory_efficient or weights is None:
+        return contract.finish(img_input, x, stages=stages, name="densenet")
+    model = dataclasses.replace(contract, weights=None).finish(img_input, x, stages=stages, name="densenet")
+    plain = {
+        "blocks": blocks,
+        "growth_rate": growth_rate,
+        "theta": theta,
+        "bottleneck": bottleneck,
+        "stem": stem,
+        "stem_channels": stem_channels,
+        "dropout_rate": dropout_rate,
+    }
+    arguments = contract.arguments(input_tensor=None, input_shape=tuple(img_input.shape[1:]), name=model.name)
+    _load_into_memory_efficient(model, weights, lambda: DenseNet(**arguments, **plain))
     return model
 
 
@@ -148,23 +149,16 @@ def _load_into_memory_efficient(model: keras.Model, weights, build_plain) -> Non
         model.set_weights(build_plain().get_weights())
 
 
-@applications.keras_order
+@applications.builder(classes=10)
 def DenseNetBC(
+    contract: Contract,
+    *,
     L: int = 100,
     k: int = 12,
     theta: float = 0.5,
     bottleneck: bool = True,
-    *,
     dropout_rate: float = 0.0,
     memory_efficient: bool = False,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """CIFAR DenseNet of depth L and growth rate k (Huang et al. 2017, Sec. 4 and Table 2): three dense blocks
     of (L - 4) / 3 convolutions each ((L - 4) / 6 bottleneck layers when `bottleneck`), transitions with
@@ -179,60 +173,142 @@ def DenseNetBC(
         )
     n = (L - 4) // (3 * convs_per_layer)
     plain = not bottleneck and theta == 1.0
+    name = contract.name or (f"densenet{L}" if plain else f"densenet_bc_{L}_{k}")
     return DenseNet(
-        blocks=(n, n, n), growth_rate=k, theta=theta, bottleneck=bottleneck, stem="cifar",
-        stem_channels=16 if plain else 2 * k, dropout_rate=dropout_rate, memory_efficient=memory_efficient,
-        include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-        pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-        name=name or (f"densenet{L}" if plain else f"densenet_bc_{L}_{k}"),
-    )  # fmt: skip
+        **contract.arguments(name=name),
+        blocks=(n, n, n),
+        growth_rate=k,
+        theta=theta,
+        bottleneck=bottleneck,
+        stem="cifar",
+        stem_channels=16 if plain else 2 * k,
+        dropout_rate=dropout_rate,
+        memory_efficient=memory_efficient,
+    )
 
 
-# --- named builders with the published figures (Huang et al. 2017, Tables 1-2) ---------
-CIFAR = {"input_size": (32, 32, 3), "classes": 10, "recipe": "densenet_cifar", "paper": PAPER}
-_SRC = "[R:liuzhuang13/DenseNet] README / paper Table 2"
+# --- one card per registered name: the published figures (Huang et al. 2017, Tables 1-2) ---------
+CIFAR = {
+    "input_size": (32, 32, 3),
+    "classes": 10,
+    "min_size": 4,
+    "recipe": "densenet_cifar",
+    "paper": PAPER,
+    "source": "[R:liuzhuang13/DenseNet] README / paper Table 2",
+    "builder": DenseNetBC,
+}
+IMAGENET = {"paper": PAPER, "min_size": 32, "recipe": "densenet_imagenet", "builder": DenseNet}
+KERAS_IO = "keras.io applications table [K]"
+PLAIN = {"theta": 1.0, "bottleneck": False}  # DenseNet without B and C
 
 
 def _errors(c10: float | None, c10_aug: float, c100: float | None, c100_aug: float) -> dict[str, float]:
-    figures = {"cifar10_test_error": c10, "cifar10+_test_error": c10_aug, "cifar100_test_error": c100,
-               "cifar100+_test_error": c100_aug}  # fmt: skip
+    figures = {
+        "cifar10_test_error": c10,
+        "cifar10+_test_error": c10_aug,
+        "cifar100_test_error": c100,
+        "cifar100+_test_error": c100_aug,
+    }
     return {key: value for key, value in figures.items() if value is not None}
 
 
-DenseNet40 = register("densenet40", params=1_019_722, macs=265e6, reported=_errors(7.00, 5.24, 27.55, 24.42),
-                      source=_SRC, **CIFAR)(
-    variant(DenseNetBC, "DenseNet40", "DenseNet (L=40, k=12) for CIFAR, 16-map stem (Huang et al. 2017, Table 2).",
-            {"L": 40, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet40")
-)  # fmt: skip
-DenseNet100 = register("densenet100", params=6_979_642, macs=1.77e9, reported=_errors(5.77, 4.10, 23.79, 20.20),
-                       source=_SRC, notes="Published as 7.0 M; computed 6.980 M (the paper rounds).", **CIFAR)(
-    variant(DenseNetBC, "DenseNet100", "DenseNet (L=100, k=12) for CIFAR (Huang et al. 2017, Table 2).",
-            {"L": 100, "k": 12, "theta": 1.0, "bottleneck": False}, name="densenet100")
-)  # fmt: skip
-register("densenet_bc", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), source=_SRC,
-         notes="Alias of densenet_bc_100_12.", name="densenet_bc_100_12", **CIFAR)(DenseNetBC)  # fmt: skip
-register("densenet_bc_100_12", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), source=_SRC,
-         **CIFAR)(DenseNetBC)  # fmt: skip
-register("densenet_bc_250_24", params=15_324_406, macs=5.42e9, reported=_errors(5.19, 3.62, 19.64, 17.60),
-         source=_SRC, L=250, k=24, **CIFAR)(DenseNetBC)  # fmt: skip
-register("densenet_bc_190_40", params=25_624_430, macs=9.30e9, reported=_errors(None, 3.46, None, 17.18),
-         source=_SRC, L=190, k=40, **CIFAR)(DenseNetBC)  # fmt: skip
-
-_IMAGENET_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32), 264: (6, 12, 64, 48)}
-_KERAS = "keras.io applications table [K]"
+def _imagenet(blocks: tuple[int, ...]) -> dict:
+    return {"blocks": blocks, "growth_rate": 32}
 
 
-def _imagenet(depth: int, params: int, macs: float, reported: dict[str, float], source: str):
-    doc = f"DenseNet-{depth} (k=32, theta=0.5, bottleneck) for ImageNet (Huang et al. 2017, Table 1)."
-    named = variant(DenseNet, f"DenseNet{depth}", doc, {"blocks": _IMAGENET_BLOCKS[depth], "growth_rate": 32},
-                    name=f"densenet{depth}")  # fmt: skip
-    return register(f"densenet{depth}", paper=PAPER, params=params, macs=macs, reported=reported, source=source,
-                    recipe="densenet_imagenet")(named)  # fmt: skip
-
-
-DenseNet121 = _imagenet(121, 7_978_856, 2.834e9, {"imagenet_top1_acc": 75.0, "imagenet_top5_acc": 92.3}, _KERAS)
-DenseNet169 = _imagenet(169, 14_149_480, 3.360e9, {"imagenet_top1_acc": 76.2, "imagenet_top5_acc": 93.2}, _KERAS)
-DenseNet201 = _imagenet(201, 20_013_928, 4.291e9, {"imagenet_top1_acc": 77.3, "imagenet_top5_acc": 93.6}, _KERAS)
-DenseNet264 = _imagenet(
-    264, 33_337_704, 5.75e9, {"imagenet_top1_err": 22.15, "imagenet_top1_err_10crop": 20.80}, "paper [P*]"
+CARDS = (
+    Card(
+        name="densenet40",
+        label="DenseNet40",
+        title="DenseNet (L=40, k=12) for CIFAR, 16-map stem (Table 2)",
+        arguments={"L": 40, "k": 12, **PLAIN},
+        params=1_019_722,
+        macs=265e6,
+        reported=_errors(7.00, 5.24, 27.55, 24.42),
+        **CIFAR,
+    ),
+    Card(
+        name="densenet100",
+        label="DenseNet100",
+        title="DenseNet (L=100, k=12) for CIFAR (Table 2)",
+        arguments={"L": 100, "k": 12, **PLAIN},
+        params=6_979_642,
+        macs=1.77e9,
+        reported=_errors(5.77, 4.10, 23.79, 20.20),
+        notes="Published as 7.0 M; computed 6.980 M (the paper rounds).",
+        **CIFAR,
+    ),
+    Card(
+        name="densenet_bc",
+        params=769_162,
+        macs=288e6,
+        reported=_errors(5.92, 4.51, 24.15, 22.27),
+        notes="Alias of densenet_bc_100_12.",
+        **CIFAR,
+    ),
+    Card(name="densenet_bc_100_12", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), **CIFAR),
+    Card(
+        name="densenet_bc_250_24",
+        arguments={"L": 250, "k": 24},
+        params=15_324_406,
+        macs=5.42e9,
+        reported=_errors(5.19, 3.62, 19.64, 17.60),
+        **CIFAR,
+    ),
+    Card(
+        name="densenet_bc_190_40",
+        arguments={"L": 190, "k": 40},
+        params=25_624_430,
+        macs=9.30e9,
+        reported=_errors(None, 3.46, None, 17.18),
+        **CIFAR,
+    ),
+    Card(
+        name="densenet121",
+        label="DenseNet121",
+        title="DenseNet-121 (k=32, theta=0.5, bottleneck) for ImageNet",
+        arguments=_imagenet((6, 12, 24, 16)),
+        params=7_978_856,
+        macs=2.834e9,
+        reported={"imagenet_top1_acc": 75.0, "imagenet_top5_acc": 92.3},
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="densenet169",
+        label="DenseNet169",
+        title="DenseNet-169 (k=32, theta=0.5, bottleneck) for ImageNet",
+        arguments=_imagenet((6, 12, 32, 32)),
+        params=14_149_480,
+        macs=3.360e9,
+        reported={"imagenet_top1_acc": 76.2, "imagenet_top5_acc": 93.2},
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="densenet201",
+        label="DenseNet201",
+        title="DenseNet-201 (k=32, theta=0.5, bottleneck) for ImageNet",
+        arguments=_imagenet((6, 12, 48, 32)),
+        params=20_013_928,
+        macs=4.291e9,
+        reported={"imagenet_top1_acc": 77.3, "imagenet_top5_acc": 93.6},
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="densenet264",
+        label="DenseNet264",
+        title="DenseNet-264 (k=32, theta=0.5, bottleneck) for ImageNet",
+        arguments=_imagenet((6, 12, 64, 48)),
+        params=33_337_704,
+        macs=5.75e9,
+        reported={"imagenet_top1_err": 22.15, "imagenet_top1_err_10crop": 20.80},
+        source="paper [P*]",
+        **IMAGENET,
+    ),
 )
+NAMED = register_all(CARDS)
+DenseNet40, DenseNet100 = NAMED["DenseNet40"], NAMED["DenseNet100"]
+DenseNet121, DenseNet169 = NAMED["DenseNet121"], NAMED["DenseNet169"]
+DenseNet201, DenseNet264 = NAMED["DenseNet201"], NAMED["DenseNet264"]

@@ -7,9 +7,10 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
 from keras_cnn.layers.norm import BatchNormalization
-from keras_cnn.registry import Paper, register
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(title="Going Deeper with Convolutions", authors="Szegedy et al.", venue="CVPR", year=2015)
 
@@ -33,8 +34,9 @@ def _conv(x, filters: int, kernel: int, name: str, *, stride: int = 1, batch_nor
     `batch_norm` (not in the paper)."""
     if stride > 1:
         x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
-                            use_bias=not batch_norm, name=name)(x)  # fmt: skip
+    x = keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same" if stride == 1 else "valid", use_bias=not batch_norm, name=name
+    )(x)
     if batch_norm:
         x = BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
@@ -67,8 +69,9 @@ def auxiliary_classifier(x, classes: int, classifier_activation, name: str, *, b
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name=f"{name}_predictions",
-                              dtype=applications.head_dtype())(x)  # fmt: skip
+    return keras.layers.Dense(
+        classes, activation=classifier_activation, name=f"{name}_predictions", dtype=applications.head_dtype()
+    )(x)
 
 
 def _max_pool(x, name: str, size: int = 3):
@@ -76,30 +79,13 @@ def _max_pool(x, name: str, size: int = 3):
     return keras.layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
 
 
-@register(
-    "googlenet",
-    paper=PAPER,
-    params=6_998_552,
-    macs=1.58e9,
-    reported={"imagenet_top5_err_1crop": 10.07, "imagenet_top5_err_10crop": 9.15},
-    source="Szegedy et al. 2015 Table 3 [M]; Caffe-style count [C]",
-    recipe="torchvision_imagenet",
-    notes="6,998,552 without the auxiliary heads; 13,378,280 with them (aux1 3,188,840, aux2 3,190,888).",
-)
-@applications.keras_order
+@applications.builder(name="googlenet")
 def GoogLeNet(
+    contract: Contract,
     *,
     aux_logits: bool = False,
     layout: Literal["paper", "torchvision"] = "paper",
     batch_norm: bool | None = None,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "googlenet",
 ) -> keras.Model:
     """GoogLeNet as in Table 1 of Szegedy et al. (CVPR 2015): 5x5 branches (torchvision has 3x3), LRN after
     the first pooling and the second convolution, dropout 0.4 before the classifier.
@@ -123,13 +109,13 @@ def GoogLeNet(
     torchvision = layout == "torchvision"
     batch_norm = torchvision if batch_norm is None else batch_norm
     lrn, dropout_rate = not torchvision, 0.2 if torchvision else 0.4
-    if aux_logits and not include_top:
+    if aux_logits and not contract.include_top:
         raise ValueError("aux_logits=True needs include_top=True (the auxiliary heads are classifiers).")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224,
-        min_size=80 if aux_logits and not torchvision else 16, flatten_head=aux_logits and not torchvision,
-    )  # fmt: skip
+    img_input = contract.input(
+        default_size=224,
+        min_size=80 if aux_logits and not torchvision else 16,
+        flatten_head=aux_logits and not torchvision,
+    )
     x = _conv(img_input, 64, 7, "conv1", stride=2, batch_norm=batch_norm)
     stages = [x]
     x = _max_pool(x, "pool1")
@@ -149,19 +135,35 @@ def GoogLeNet(
         x = inception(x, widths, f"inception_{module}", batch_norm=batch_norm, kernel5=3 if torchvision else 5)
         if aux_logits and module in AUX_AFTER:
             label = f"aux{AUX_AFTER.index(module) + 1}"
-            aux.append(auxiliary_classifier(x, classes, classifier_activation, label, batch_norm=batch_norm,
-                                            adaptive=torchvision))  # fmt: skip
+            head = auxiliary_classifier(
+                x, contract.classes, contract.classifier_activation, label, batch_norm=batch_norm, adaptive=torchvision
+            )
+            aux.append(head)
     stages.append(x)
 
     def top(x, classes, classifier_activation):
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
-                                  dtype=applications.head_dtype())(x)  # fmt: skip
+        return keras.layers.Dense(
+            classes, activation=classifier_activation, name="predictions", dtype=applications.head_dtype()
+        )(x)
 
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages, top=top,
-        aux_outputs=aux,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, top=top, aux_outputs=aux)
+
+
+CARDS = (
+    Card(
+        name="googlenet",
+        builder=GoogLeNet,
+        min_size=16,
+        paper=PAPER,
+        params=6_998_552,
+        macs=1.58e9,
+        reported={"imagenet_top5_err_1crop": 10.07, "imagenet_top5_err_10crop": 9.15},
+        source="Szegedy et al. 2015 Table 3 [M]; Caffe-style count [C]",
+        recipe="torchvision_imagenet",
+        notes="6,998,552 without the auxiliary heads; 13,378,280 with them (aux1 3,188,840, aux2 3,190,888).",
+    ),
+)
+register_all(CARDS)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers.norm import BatchNormalization
-from keras_cnn.registry import Paper, register
+from keras_cnn.registry import Card, Paper, register_all
 
-PAPER = Paper(title="Rethinking the Inception Architecture for Computer Vision", authors="Szegedy et al.",
-              venue="CVPR", year=2016)  # fmt: skip
-PAPER_V4 = Paper(title="Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
-                 authors="Szegedy, Ioffe, Vanhoucke, Alemi", venue="AAAI", year=2017)  # fmt: skip
+PAPER = Paper(
+    title="Rethinking the Inception Architecture for Computer Vision", authors="Szegedy et al.", venue="CVPR", year=2016
+)
+PAPER_V4 = Paper(
+    title="Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
+    authors="Szegedy, Ioffe, Vanhoucke, Alemi",
+    venue="AAAI",
+    year=2017,
+)
 
 
 def _conv_bn(x, filters: int, kernel: tuple[int, int], name: str | None = None, *, stride: int = 1, padding="same"):
@@ -59,9 +65,12 @@ REDUCTIONS = {
     "mixed3": [[(384, (3, 3))], [(64, (1, 1)), (96, (3, 3)), (96, (3, 3))]],  # Inception-v3, 35 -> 17 (Fig. 10)
     "mixed8": [[(192, (1, 1)), (320, (3, 3))], [(192, (1, 1)), (192, (1, 7)), (192, (7, 1)), (192, (3, 3))]],  # 17 -> 8
     "mixed_6a": [[(384, (3, 3))], [(256, (1, 1)), (256, (3, 3)), (384, (3, 3))]],  # Inception-ResNet-v2 (Fig. 7)
-    "mixed_7a": [[(256, (1, 1)), (384, (3, 3))], [(256, (1, 1)), (288, (3, 3))],
-                 [(256, (1, 1)), (288, (3, 3)), (320, (3, 3))]],  # Fig. 18
-}  # fmt: skip
+    "mixed_7a": [
+        [(256, (1, 1)), (384, (3, 3))],
+        [(256, (1, 1)), (288, (3, 3))],
+        [(256, (1, 1)), (288, (3, 3)), (320, (3, 3))],
+    ],  # Fig. 18
+}
 
 
 def _conv_path(x, path, *, reduce: bool = False):
@@ -102,36 +111,13 @@ def module_e(x, index: int):
     return keras.layers.Concatenate(name=f"mixed{9 + index}")([b1, b3, bd, _avg_pool_branch(x, 192)])
 
 
-@register(
-    "inception_v3",
-    paper=PAPER,
-    params=23_817_352,
-    macs=5.713e9,
-    input_size=(299, 299, 3),
-    reported={"imagenet_top1_acc": 77.9, "imagenet_top5_acc": 93.7},
-    source="keras.applications [K][KC]",
-    recipe="torchvision_imagenet",
-    notes="Paper recipe: RMSprop (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, label smoothing 0.1, "
-    "an auxiliary classifier on the last 17x17 layer (not in keras.applications, hence not here).",
-)
-@applications.keras_order
+@applications.builder(name="inception_v3")
 def InceptionV3(
-    *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "inception_v3",
+    contract: Contract,
 ) -> keras.Model:
     """Inception-v3 (Szegedy et al., CVPR 2016, Table 1) as keras.applications builds it: 299x299, no
     auxiliary classifier, BN without scale. 23,817,352 trainable at 1000 classes (23,851,784 in all)."""
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=299, min_size=75,
-    )  # fmt: skip
+    img_input = contract.input(default_size=299, min_size=75)
     x, stages = stem(img_input)
     for i, pool_filters in enumerate((32, 64, 64)):
         x = module_a(x, pool_filters, f"mixed{i}")
@@ -144,10 +130,7 @@ def InceptionV3(
     for i in range(2):
         x = module_e(x, i)
     stages.append(x)
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages)
 
 
 # --- Inception-ResNet-v2 -----------------------------------------------------------------------------------
@@ -193,38 +176,15 @@ def inception_resnet_block(x, kind: str, index: int, scale: float, *, activation
     return keras.layers.Activation("relu", name=f"{block}_ac")(x) if activation else x
 
 
-@register(
-    "inception_resnet_v2",
-    paper=PAPER_V4,
-    params=55_813_192,
-    macs=13.16e9,
-    input_size=(299, 299, 3),
-    reported={"imagenet_top1_acc": 80.3, "imagenet_top5_acc": 95.3, "imagenet_top1_err_144crop": 17.8},
-    source="keras.applications [K][KC]; 144-crop error paper Table 5 [P*]",
-    recipe="torchvision_imagenet",
-    notes="Paper recipe: RMSProp (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, 20 replicas, "
-    "residual scaling 0.1-0.3.",
-)
-@applications.keras_order
+@applications.builder(name="inception_resnet_v2")
 def InceptionResNetV2(
-    *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "inception_resnet_v2",
+    contract: Contract,
 ) -> keras.Model:
     """Inception-ResNet-v2 (Szegedy et al., AAAI 2017, Fig. 15 schema) as TF-slim and keras.applications build
     it: 299x299; Inception-v3's stem and a 35x35 mixed module (mixed_5b) where the paper has the Fig. 3 stem;
     10 x block35 (scale 0.17), reduction A, 20 x block17 (0.1), reduction B, 10 x block8 (0.2, the last
     unscaled and without ReLU), a 1x1 conv to 1536. 55,813,192 trainable at 1000 classes (55,873,736 in all)."""
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=299, min_size=75,
-    )  # fmt: skip
+    img_input = contract.input(default_size=299, min_size=75)
     x, stages = stem(img_input)
     x = module_a(x, 64, "mixed_5b", filters_1x1=96)
     for index in range(1, 11):
@@ -239,7 +199,37 @@ def InceptionResNetV2(
         x = inception_resnet_block(x, "block8", index, 1.0 if index == 10 else 0.2, activation=index < 10)
     x = _conv_bn(x, 1536, (1, 1), "conv_7b")
     stages.append(x)
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages)
+
+
+CARDS = (
+    Card(
+        name="inception_v3",
+        builder=InceptionV3,
+        min_size=75,
+        paper=PAPER,
+        params=23_817_352,
+        macs=5.713e9,
+        input_size=(299, 299, 3),
+        reported={"imagenet_top1_acc": 77.9, "imagenet_top5_acc": 93.7},
+        source="keras.applications [K][KC]",
+        recipe="torchvision_imagenet",
+        notes="Paper recipe: RMSprop (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, label smoothing 0.1, "
+        "an auxiliary classifier on the last 17x17 layer (not in keras.applications, hence not here).",
+    ),
+    Card(
+        name="inception_resnet_v2",
+        builder=InceptionResNetV2,
+        min_size=75,
+        paper=PAPER_V4,
+        params=55_813_192,
+        macs=13.16e9,
+        input_size=(299, 299, 3),
+        reported={"imagenet_top1_acc": 80.3, "imagenet_top5_acc": 95.3, "imagenet_top1_err_144crop": 17.8},
+        source="keras.applications [K][KC]; 144-crop error paper Table 5 [P*]",
+        recipe="torchvision_imagenet",
+        notes="Paper recipe: RMSProp (decay 0.9, epsilon 1.0), lr 0.045 x 0.94 every 2 epochs, 20 replicas, "
+        "residual scaling 0.1-0.3.",
+    ),
+)
+register_all(CARDS)

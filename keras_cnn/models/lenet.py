@@ -10,7 +10,8 @@ import numpy as np
 from keras import ops
 
 from keras_cnn import applications
-from keras_cnn.registry import Paper, register
+from keras_cnn.applications import Contract
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="Gradient-Based Learning Applied to Document Recognition",
@@ -21,11 +22,23 @@ PAPER = Paper(
 
 #: Table I: the S2 maps feeding each of the 16 C3 maps (1,516 trainable parameters instead of 2,416).
 C3_TABLE = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2),
+    (1, 2, 3),
+    (2, 3, 4),
+    (3, 4, 5),
+    (4, 5, 0),
+    (5, 0, 1),
+    (0, 1, 2, 3),
+    (1, 2, 3, 4),
+    (2, 3, 4, 5),
+    (3, 4, 5, 0),
+    (4, 5, 0, 1),
+    (5, 0, 1, 2),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
     (0, 1, 2, 3, 4, 5),
-)  # fmt: skip
+)
 
 
 def fan_in_uniform(fan_in: int) -> keras.initializers.Initializer:
@@ -122,31 +135,11 @@ class EuclideanRBF(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "seed": self.seed}
 
 
-@register(
-    "lenet5",
-    paper=PAPER,
-    params=60_000,
-    macs=0.33e6,
-    reported={"mnist_test_error": 0.95, "mnist_test_error_distortions": 0.8},
-    source="LeCun et al. 1998 [M]",
-    recipe="lenet",
-    input_size=(32, 32, 1),
-    classes=10,
-    notes="Paper variant: 60,000 trainable (C3 table, trainable S2/S4, fixed RBF); 'modern' variant: 61,706.",
-    quick_lr=0.002,  # the RBF output layer diverges at the quick recipe's 0.05 (loss ~92 in epoch 1)
-)
-@applications.keras_order
+@applications.builder(classes=10, name="lenet5")
 def LeNet5(
-    variant: Literal["paper", "modern"] = "paper",
+    contract: Contract,
     *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str = "lenet5",
+    variant: Literal["paper", "modern"] = "paper",
 ) -> keras.Model:
     """LeNet-5 on 32x32 single-channel input (LeCun et al. 1998, Fig. 2).
 
@@ -159,10 +152,7 @@ def LeNet5(
     """
     if variant not in ("paper", "modern"):
         raise ValueError(f"Unknown LeNet-5 variant={variant!r}; allowed values are ('paper', 'modern').")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=32, min_size=32, channels=1, flatten_head=True,
-    )  # fmt: skip
+    img_input = contract.input(default_size=32, min_size=32, channels=1, flatten_head=True)
     paper = variant == "paper"
     act = scaled_tanh if paper else "tanh"
 
@@ -192,7 +182,24 @@ def LeNet5(
             return keras.layers.Activation(classifier_activation or "linear", name="predictions", dtype=head)(x)
         return keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head)(x)
 
-    return applications.finish(
-        img_input, c5, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=[c1, c3, c5], top=top,
-    )  # fmt: skip
+    return contract.finish(img_input, c5, stages=[c1, c3, c5], top=top)
+
+
+CARDS = (
+    Card(
+        name="lenet5",
+        builder=LeNet5,
+        min_size=32,
+        paper=PAPER,
+        params=60_000,
+        macs=0.33e6,
+        reported={"mnist_test_error": 0.95, "mnist_test_error_distortions": 0.8},
+        source="LeCun et al. 1998 [M]",
+        recipe="lenet",
+        input_size=(32, 32, 1),
+        classes=10,
+        notes="Paper variant: 60,000 trainable (C3 table, trainable S2/S4, fixed RBF); 'modern' variant: 61,706.",
+        quick_lr=0.002,  # the RBF output layer diverges at the quick recipe's 0.05 (loss ~92 in epoch 1)
+    ),
+)
+register_all(CARDS)

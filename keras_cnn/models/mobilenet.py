@@ -11,8 +11,9 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers.norm import BatchNormalization
-from keras_cnn.registry import Paper, register
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER_V1 = Paper(
     title="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
@@ -20,8 +21,9 @@ PAPER_V1 = Paper(
     venue="arXiv:1704.04861",
     year=2017,
 )
-PAPER_V2 = Paper(title="MobileNetV2: Inverted Residuals and Linear Bottlenecks", authors="Sandler et al.",
-                 venue="CVPR", year=2018)  # fmt: skip
+PAPER_V2 = Paper(
+    title="MobileNetV2: Inverted Residuals and Linear Bottlenecks", authors="Sandler et al.", venue="CVPR", year=2018
+)
 
 #: Table 1 of Howard et al.: (pointwise filters, stride) of the 13 depthwise-separable blocks.
 V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *((512, 1),) * 5, (1024, 2), (1024, 1))
@@ -61,38 +63,26 @@ def depthwise_separable(x, filters: int, stride: int, depth_multiplier: int, blo
     """Fig. 3 (right): 3x3 depthwise conv, BN, ReLU6, then 1x1 pointwise conv, BN, ReLU6."""
     if stride == 2:
         x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"conv_pad_{block}")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid",
-                                     depth_multiplier=depth_multiplier, use_bias=False,
-                                     name=f"conv_dw_{block}")(x)  # fmt: skip
+    x = keras.layers.DepthwiseConv2D(
+        3,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        depth_multiplier=depth_multiplier,
+        use_bias=False,
+        name=f"conv_dw_{block}",
+    )(x)
     x = keras.layers.ReLU(6.0, name=f"conv_dw_{block}_relu")(_bn(x, f"conv_dw_{block}_bn"))
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"conv_pw_{block}")(x)
     return keras.layers.ReLU(6.0, name=f"conv_pw_{block}_relu")(_bn(x, f"conv_pw_{block}_bn"))
 
 
-@register(
-    "mobilenet",
-    paper=PAPER_V1,
-    params=4_231_976,
-    macs=569e6,
-    reported={"imagenet_top1_acc": 70.6},
-    source="Howard et al. 2017 Table 8 [P*]; Keras count [KC]",
-    recipe="torchvision_imagenet",
-    notes="The paper trains with asynchronous RMSprop as Inception-v3 and gives no schedule.",
-)
-@applications.keras_order
+@applications.builder(name="mobilenet")
 def MobileNet(
+    contract: Contract,
     *,
     alpha: float = 1.0,
     depth_multiplier: int = 1,
     dropout_rate: float = 1e-3,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "mobilenet",
 ) -> keras.Model:
     """MobileNet as in Table 1 of Howard et al. (2017): width multiplier `alpha`, resolution multiplier rho
     through `input_shape`. 4,231,976 trainable at alpha=1, 1000 classes. The classifier is a 1x1 convolution
@@ -100,10 +90,7 @@ def MobileNet(
     layer)."""
     if alpha <= 0:
         raise ValueError(f"alpha must be positive; received alpha={alpha!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     x = keras.layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(img_input)
     x = keras.layers.ReLU(6.0, name="conv1_relu")(_bn(x, "conv1_bn"))
     stages = []
@@ -120,10 +107,7 @@ def MobileNet(
         x = keras.layers.Reshape((classes,), name="reshape_2")(x)
         return keras.layers.Activation(classifier_activation, name="predictions", dtype=applications.head_dtype())(x)
 
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages, top=top,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, top=top)
 
 
 def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: dict, pad: Callable):
@@ -136,8 +120,9 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: d
         x = keras.layers.ReLU(6.0, name=f"{prefix}expand_relu")(_bn(x, f"{prefix}expand_BN", **bn))
     if stride == 2:
         x = pad(x, f"{prefix}pad")
-    x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False,
-                                     name=f"{prefix}depthwise")(x)  # fmt: skip
+    x = keras.layers.DepthwiseConv2D(
+        3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name=f"{prefix}depthwise"
+    )(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(x, f"{prefix}depthwise_BN", **bn))
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
     x = _bn(x, f"{prefix}project_BN", **bn)
@@ -146,29 +131,12 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: d
     return x
 
 
-@register(
-    "mobilenet_v2",
-    paper=PAPER_V2,
-    params=3_504_872,
-    macs=300e6,
-    reported={"imagenet_top1_acc": 72.0},
-    source="Sandler et al. 2018 Table 4 [P*]; torchvision = Keras trainable count [TV][KC]",
-    recipe="torchvision_imagenet",
-    notes="Paper recipe: RMSprop (decay 0.9, momentum 0.9), lr 0.045 x 0.98 per epoch, weight decay 4e-5.",
-)
-@applications.keras_order
+@applications.builder(name="mobilenet_v2")
 def MobileNetV2(
+    contract: Contract,
     *,
     alpha: float = 1.0,
     layout: Literal["keras", "torchvision"] = "keras",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "mobilenet_v2",
 ) -> keras.Model:
     """MobileNetV2 as in Table 2 of Sandler et al. (CVPR 2018): width multiplier `alpha`, channels rounded
     to multiples of 8, the last 1x1 convolution kept at 1280 for alpha <= 1. 3,504,872 trainable at alpha=1, 1000
@@ -178,10 +146,7 @@ def MobileNetV2(
         raise ValueError(f"alpha must be positive; received alpha={alpha!r}.")
     if layout not in V2_LAYOUTS:
         raise ValueError(f"layout must be one of {tuple(V2_LAYOUTS)}; received layout={layout!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     bn, pad = V2_LAYOUTS[layout]
     x = pad(img_input, "Conv1_pad")
     x = keras.layers.Conv2D(_divisible(32 * alpha), 3, strides=2, use_bias=False, name="Conv1")(x)
@@ -201,11 +166,38 @@ def MobileNetV2(
         if layout == "torchvision":
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
             x = keras.layers.Dropout(0.2, name="dropout")(x)
-            return keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
-                                      dtype=applications.head_dtype())(x)  # fmt: skip
+            return keras.layers.Dense(
+                classes, activation=classifier_activation, name="predictions", dtype=applications.head_dtype()
+            )(x)
         return applications.pooled_classifier(x, classes, classifier_activation)
 
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages, top=top,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, top=top)
+
+
+CARDS = (
+    Card(
+        name="mobilenet",
+        builder=MobileNet,
+        min_size=32,
+        paper=PAPER_V1,
+        params=4_231_976,
+        macs=569e6,
+        reported={"imagenet_top1_acc": 70.6},
+        source="Howard et al. 2017 Table 8 [P*]; Keras count [KC]",
+        recipe="torchvision_imagenet",
+        notes="The paper trains with asynchronous RMSprop as Inception-v3 and gives no schedule.",
+    ),
+    Card(
+        name="mobilenet_v2",
+        builder=MobileNetV2,
+        min_size=32,
+        paper=PAPER_V2,
+        params=3_504_872,
+        macs=300e6,
+        reported={"imagenet_top1_acc": 72.0},
+        source="Sandler et al. 2018 Table 4 [P*]; torchvision = Keras trainable count [TV][KC]",
+        recipe="torchvision_imagenet",
+        notes="Paper recipe: RMSprop (decay 0.9, momentum 0.9), lr 0.045 x 0.98 per epoch, weight decay 4e-5.",
+    ),
+)
+register_all(CARDS)

@@ -18,8 +18,9 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, TORCH_LINEAR, Style
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="Multi-Scale Dense Networks for Resource Efficient Image Classification",
@@ -148,8 +149,9 @@ def _check(blocks, step, base, step_mode, structure, growth_rate, scale_factors,
             f"growth_rate * scale_factors[s] must be even for s > 0 (the down and normal paths take half each); "
             f"received growth_rate={growth_rate}, scale_factors={tuple(scale_factors)}."
         )
-    if len(bottleneck_factors) != len(scale_factors) or any(not isinstance(b, int) or b < 1
-                                                            for b in bottleneck_factors):  # fmt: skip
+    if len(bottleneck_factors) != len(scale_factors) or any(
+        not isinstance(b, int) or b < 1 for b in bottleneck_factors
+    ):
         raise ValueError(
             f"bottleneck_factors needs one positive integer per scale ({len(scale_factors)}); "
             f"received {bottleneck_factors!r}."
@@ -158,12 +160,13 @@ def _check(blocks, step, base, step_mode, structure, growth_rate, scale_factors,
         raise ValueError(f"reduction must be in (0, 1]; received reduction={reduction!r}.")
 
 
-@applications.keras_order
+@applications.builder()
 def MSDNet(
+    contract: Contract,
+    *,
     blocks: int = 5,
     step: int = 4,
     base: int = 4,
-    *,
     step_mode: StepMode = "even",
     structure: Literal["cifar", "imagenet"] = "imagenet",
     growth_rate: int | None = None,
@@ -172,14 +175,6 @@ def MSDNet(
     bottleneck: bool = True,
     bottleneck_factors: Sequence[int] | None = None,
     reduction: float = 0.5,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "msdnet",
 ) -> keras.Model:
     """MSDNet (Huang et al., ICLR 2018, Fig. 2) with `blocks` exits; the defaults are the ImageNet k=4 network.
 
@@ -203,19 +198,17 @@ def MSDNet(
     growth_rate = defaults.get("growth_rate") if growth_rate is None else growth_rate
     channels = defaults.get("channels") if channels is None else channels
     scale_factors = tuple(defaults.get("scale_factors", ()) if scale_factors is None else scale_factors)
-    bottleneck_factors = tuple(defaults.get("bottleneck_factors", ()) if bottleneck_factors is None
-                               else bottleneck_factors)  # fmt: skip
+    bottleneck_factors = tuple(
+        defaults.get("bottleneck_factors", ()) if bottleneck_factors is None else bottleneck_factors
+    )
     _check(blocks, step, base, step_mode, structure, growth_rate, scale_factors, bottleneck_factors, reduction)
     _positive("channels", channels)
     imagenet, scales = structure == "imagenet", len(scale_factors)
     # The backbone halves the input once per coarser scale (and twice in the ImageNet stem); each exit then
     # halves the coarsest scale twice and needs a 2x2 map to pool. Without the exits, the backbone's is the limit.
     downsamplings = scales - 1 + (2 if imagenet else 0)
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224 if imagenet else 32,
-        min_size=4 * 2**downsamplings + 1 if include_top else 2**downsamplings, flatten_head=True,
-    )  # fmt: skip
+    min_size = 4 * 2**downsamplings + 1 if contract.include_top else 2**downsamplings
+    img_input = contract.input(default_size=224 if imagenet else 32, min_size=min_size, flatten_head=True)
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     features = first_layer(img_input, channels, scale_factors, style, imagenet=imagenet)
     stages = {**features}  # the last map of every scale, for the feature pyramid
@@ -234,13 +227,17 @@ def MSDNet(
                 width = math.floor(reduction * width)
                 features = transition(features, width, scale_factors, style, f"transition{layer}")
             stages.update(features)
-        if include_top and block < blocks:
-            exits.append(head(features[scales - 1], classes, classifier_activation, name=f"exit{block}"))
-    return applications.finish(
-        img_input, features[scales - 1], input_tensor=input_tensor, include_top=include_top, pooling=pooling,
-        classes=classes, classifier_activation=classifier_activation, weights=weights, name=name,
-        stages=[stages[s] for s in sorted(stages)], top=functools.partial(head, name=f"exit{blocks}"), exits=exits,
-    )  # fmt: skip
+        if contract.include_top and block < blocks:
+            exit_ = head(features[scales - 1], contract.classes, contract.classifier_activation, name=f"exit{block}")
+            exits.append(exit_)
+    return contract.finish(
+        img_input,
+        features[scales - 1],
+        stages=[stages[s] for s in sorted(stages)],
+        top=functools.partial(head, name=f"exit{blocks}"),
+        exits=exits,
+        name="msdnet",
+    )
 
 
 def block_outputs(model: keras.Model) -> list[list[keras.KerasTensor]]:
@@ -261,63 +258,115 @@ def block_outputs(model: keras.Model) -> list[list[keras.KerasTensor]]:
     return states
 
 
-# --- the published configurations (the reference READMEs' commands) -----------------------------
-_COSTS = "cumulative op-counter cost per exit as the reference's op counter gives it, tested with keras_cnn.exit_costs"
+# --- one card per published configuration (the reference READMEs' commands) -----------------------------
+COSTS = "cumulative op-counter cost per exit as the reference's op counter gives it, tested with keras_cnn.exit_costs"
+GAO, KALVINY = "[R:gaohuang/MSDNet README]", "[R:kalviny/MSDNet-PyTorch README]"
+CIFAR = {
+    "paper": PAPER,
+    "builder": MSDNet,
+    "notes": COSTS,
+    "recipe": "msdnet_cifar",
+    "input_size": (32, 32, 3),
+    "min_size": 17,
+}
+IMAGENET = {"paper": PAPER, "builder": MSDNet, "notes": COSTS, "recipe": "msdnet_imagenet", "min_size": 129}
 
 
-def _named(
-    registry_name: str, builder_name: str, doc: str, fixed: dict, *, params: int, macs: float, source: str,
-    reported: dict | None = None, classes: int, structure: str,
-):  # fmt: skip
-    cifar = structure == "cifar"
-    named = variant(MSDNet, builder_name, doc, {**fixed, "structure": structure}, classes=classes, name=registry_name)
-    return register(
-        registry_name, paper=PAPER, params=params, macs=macs, reported=reported or {}, source=source, notes=_COSTS,
-        recipe="msdnet_cifar" if cifar else "msdnet_imagenet", input_size=(32, 32, 3) if cifar else (224, 224, 3),
-        classes=classes,
-    )(named)  # fmt: skip
+def _layers(blocks: int, step: int, base: int, step_mode: str, structure: str) -> dict:
+    """The arguments of a configuration: `blocks` exits, layers per block from base, step and step_mode."""
+    return {"blocks": blocks, "step": step, "base": base, "step_mode": step_mode, "structure": structure}
 
 
-MSDNetCifar10Anytime = _named(
-    "msdnet_cifar10_anytime", "MSDNetCifar10Anytime",
-    "MSDNet for CIFAR-10 anytime prediction (Huang et al. 2018): 10 blocks of 4, 2, ..., 2 layers (22), 10 exits.",
-    {"blocks": 10, "step": 2, "base": 4, "step_mode": "even"}, params=4_839_544, macs=121.0e6, classes=10,
-    structure="cifar", source="[R:gaohuang/MSDNet README] config; 4.840 M [computed]",
-)  # fmt: skip
-MSDNetCifar100Anytime = _named(
-    "msdnet_cifar100_anytime", "MSDNetCifar100Anytime",
-    "MSDNet for CIFAR-100 anytime prediction (Huang et al. 2018): 7 blocks of 4, 2, ..., 2 layers (16), 7 exits.",
-    {"blocks": 7, "step": 2, "base": 4, "step_mode": "even"}, params=3_067_960, macs=75.5e6, classes=100,
-    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 3.068 M [computed]",
-)  # fmt: skip
-MSDNetCifar10Budget = _named(
-    "msdnet_cifar10_budget", "MSDNetCifar10Budget",
-    "MSDNet for CIFAR-10 budgeted batch classification (Huang et al. 2018): 7 blocks of 1, 2, ..., 7 layers.",
-    {"blocks": 7, "step": 1, "base": 1, "step_mode": "lin_grow"}, params=3_885_394, macs=136.5e6, classes=10,
-    structure="cifar", source="[R:gaohuang/MSDNet README] config; 3.885 M [computed]",
-)  # fmt: skip
-MSDNetCifar100Budget = _named(
-    "msdnet_cifar100_budget", "MSDNetCifar100Budget",
-    "MSDNet for CIFAR-100 budgeted batch classification (Huang et al. 2018): 5 blocks of 1, 2, ..., 5 layers.",
-    {"blocks": 5, "step": 1, "base": 1, "step_mode": "lin_grow"}, params=2_078_924, macs=58.1e6, classes=100,
-    structure="cifar", source="[R:kalviny/MSDNet-PyTorch README] config; 2.079 M [computed]",
-)  # fmt: skip
-
-
-def _imagenet(k: int, params: int, macs: float, reported: dict | None = None, source: str = ""):
-    doc = f"MSDNet for ImageNet with k={k} (Huang et al. 2018): 5 blocks of {k} layers, 4 scales, 5 exits."
-    return _named(
-        f"msdnet_imagenet_k{k}", f"MSDNetImageNetK{k}", doc, {"blocks": 5, "step": k, "base": k, "step_mode": "even"},
-        params=params, macs=macs, classes=1000, structure="imagenet", reported=reported,
-        source=source or f"[R:kalviny/MSDNet-PyTorch] config (step=base={k}) [computed]",
-    )  # fmt: skip
-
-
-MSDNetImageNetK4 = _imagenet(4, 23_958_440, 1.356e9)
-MSDNetImageNetK6 = _imagenet(6, 56_529_304, 2.735e9)
-MSDNetImageNetK7 = _imagenet(
-    7, 62_314_472, 3.246e9,
-    {"imagenet_top1_acc_exit1": 62.90, "imagenet_top1_acc_exit3": 73.00, "imagenet_top1_acc_exit5": 74.59},
-    "[R:kalviny/MSDNet-PyTorch] config; top-1 of the released checkpoint re-run by a third party "
-    "(kalviny/MSDNet-PyTorch#10, budgeted-trained)",
-)  # fmt: skip
+CARDS = (
+    Card(
+        name="msdnet_cifar10_anytime",
+        label="MSDNetCifar10Anytime",
+        title="MSDNet for CIFAR-10 anytime prediction: 10 blocks of 4, 2, ..., 2 layers (22), 10 exits",
+        arguments=_layers(10, 2, 4, "even", "cifar"),
+        defaults={"classes": 10},
+        classes=10,
+        params=4_839_544,
+        macs=121.0e6,
+        reported={},
+        source=f"{GAO} config; 4.840 M [computed]",
+        **CIFAR,
+    ),
+    Card(
+        name="msdnet_cifar100_anytime",
+        label="MSDNetCifar100Anytime",
+        title="MSDNet for CIFAR-100 anytime prediction: 7 blocks of 4, 2, ..., 2 layers (16), 7 exits",
+        arguments=_layers(7, 2, 4, "even", "cifar"),
+        defaults={"classes": 100},
+        classes=100,
+        params=3_067_960,
+        macs=75.5e6,
+        reported={},
+        source=f"{KALVINY} config; 3.068 M [computed]",
+        **CIFAR,
+    ),
+    Card(
+        name="msdnet_cifar10_budget",
+        label="MSDNetCifar10Budget",
+        title="MSDNet for CIFAR-10 budgeted batch classification: 7 blocks of 1, 2, ..., 7 layers",
+        arguments=_layers(7, 1, 1, "lin_grow", "cifar"),
+        defaults={"classes": 10},
+        classes=10,
+        params=3_885_394,
+        macs=136.5e6,
+        reported={},
+        source=f"{GAO} config; 3.885 M [computed]",
+        **CIFAR,
+    ),
+    Card(
+        name="msdnet_cifar100_budget",
+        label="MSDNetCifar100Budget",
+        title="MSDNet for CIFAR-100 budgeted batch classification: 5 blocks of 1, 2, ..., 5 layers",
+        arguments=_layers(5, 1, 1, "lin_grow", "cifar"),
+        defaults={"classes": 100},
+        classes=100,
+        params=2_078_924,
+        macs=58.1e6,
+        reported={},
+        source=f"{KALVINY} config; 2.079 M [computed]",
+        **CIFAR,
+    ),
+    Card(
+        name="msdnet_imagenet_k4",
+        label="MSDNetImageNetK4",
+        title="MSDNet for ImageNet with k=4: 5 blocks of 4 layers, 4 scales, 5 exits",
+        arguments=_layers(5, 4, 4, "even", "imagenet"),
+        params=23_958_440,
+        macs=1.356e9,
+        reported={},
+        source="[R:kalviny/MSDNet-PyTorch] config (step=base=4) [computed]",
+        **IMAGENET,
+    ),
+    Card(
+        name="msdnet_imagenet_k6",
+        label="MSDNetImageNetK6",
+        title="MSDNet for ImageNet with k=6: 5 blocks of 6 layers, 4 scales, 5 exits",
+        arguments=_layers(5, 6, 6, "even", "imagenet"),
+        params=56_529_304,
+        macs=2.735e9,
+        reported={},
+        source="[R:kalviny/MSDNet-PyTorch] config (step=base=6) [computed]",
+        **IMAGENET,
+    ),
+    Card(
+        name="msdnet_imagenet_k7",
+        label="MSDNetImageNetK7",
+        title="MSDNet for ImageNet with k=7: 5 blocks of 7 layers, 4 scales, 5 exits",
+        arguments=_layers(5, 7, 7, "even", "imagenet"),
+        params=62_314_472,
+        macs=3.246e9,
+        reported={"imagenet_top1_acc_exit1": 62.90, "imagenet_top1_acc_exit3": 73.00, "imagenet_top1_acc_exit5": 74.59},
+        source="[R:kalviny/MSDNet-PyTorch] config; top-1 of the released checkpoint re-run by a third party "
+        "(kalviny/MSDNet-PyTorch#10, budgeted-trained)",
+        **IMAGENET,
+    ),
+)
+NAMED = register_all(CARDS)
+MSDNetCifar10Anytime, MSDNetCifar100Anytime = NAMED["MSDNetCifar10Anytime"], NAMED["MSDNetCifar100Anytime"]
+MSDNetCifar10Budget, MSDNetCifar100Budget = NAMED["MSDNetCifar10Budget"], NAMED["MSDNetCifar100Budget"]
+MSDNetImageNetK4, MSDNetImageNetK6 = NAMED["MSDNetImageNetK4"], NAMED["MSDNetImageNetK6"]
+MSDNetImageNetK7 = NAMED["MSDNetImageNetK7"]

@@ -17,6 +17,7 @@ from typing import Literal
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import (
     HE_FAN_OUT,
     KERAS_BN,
@@ -28,7 +29,7 @@ from keras_cnn.layers import (
 )
 from keras_cnn.layers.norm import Norm
 from keras_cnn.layers.stochastic_depth import Schedule
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
 RESNET = Paper(
     title="Deep Residual Learning for Image Recognition", authors="He, Zhang, Ren, Sun", venue="CVPR", year=2016
@@ -126,29 +127,29 @@ def _stages(x, depths, widths, strides, block: Callable, survival, style: Style,
     for s, (depth, width, stride) in enumerate(zip(depths, widths, strides, strict=True), start=2):
         strided = 1 if downsample == "first" else depth
         for b in range(1, depth + 1):
-            x = block(x, width, stride if b == strided else 1, style, p=survival[s - 2][b - 1],
-                      name=f"conv{s}_block{b}", **kwargs)  # fmt: skip
+            x = block(
+                x,
+                width,
+                stride if b == strided else 1,
+                style,
+                p=survival[s - 2][b - 1],
+                name=f"conv{s}_block{b}",
+                **kwargs,
+            )
         outputs.append(x)
     return x, outputs
 
 
-@applications.keras_order
+@applications.builder(classes=10)
 def CifarResNet(
-    depth: int = 20,
+    contract: Contract,
     *,
+    depth: int = 20,
     shortcut: Literal["A", "B"] = "A",
     residual: bool = True,
     p_L: float = 1.0,
     schedule: Schedule = "linear",
     norm: Norm = "batch",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """The 6n+2-layer CIFAR ResNet (He et al., CVPR 2016, Sec. 4.2): a 3x3 conv with 16 maps, three stages
     of n basic blocks at 16/32/64 maps (32x32, 16x16, 8x8), global average pooling and a dense classifier.
@@ -163,41 +164,27 @@ def CifarResNet(
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202); got {depth!r}.")
     n = (depth - 2) // 6
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=32, min_size=4,
-    )  # fmt: skip
+    img_input = contract.input(default_size=32, min_size=4)
     style = Style(norm=norm, bn=TORCH_BN, init=HE_FAN_OUT)
     stem = style.norm_act(style.conv(img_input, 16, 3, 1, "conv1"), "conv1")
     survival = block_survival((n, n, n), p_L, schedule)
     x, outputs = _stages(
         stem, (n, n, n), (16, 32, 64), (1, 2, 2), basic_block, survival, style, shortcut=shortcut, residual=residual
     )
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
-        name=name or f"{'resnet' if residual else 'plain'}{depth}",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=[stem, *outputs], name=f"{'resnet' if residual else 'plain'}{depth}")
 
 
 IMAGENET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-@applications.keras_order
+@applications.builder()
 def ResNet(
-    depth: int = 50,
+    contract: Contract,
     *,
+    depth: int = 50,
     p_L: float = 1.0,
     schedule: Schedule = "linear",
     norm: Norm = "batch",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """ImageNet ResNet-18/34/50/101/152 (He et al., CVPR 2016, Table 1).
 
@@ -208,10 +195,7 @@ def ResNet(
     """
     if depth not in IMAGENET_DEPTHS:
         raise ValueError(f"ImageNet ResNet depth must be one of {tuple(IMAGENET_DEPTHS)}; received depth={depth!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     bottleneck = depth >= 50
     style = Style(norm=norm, bn=KERAS_BN if bottleneck else TORCH_BN, init=KERAS_INIT if bottleneck else HE_FAN_OUT)
     stem, x = style.imagenet_stem(img_input, use_bias=bottleneck, pool_name="pool1_pool")
@@ -219,66 +203,50 @@ def ResNet(
     block, kwargs = (bottleneck_block, {}) if bottleneck else (basic_block, {"shortcut": "B", "residual": True})
     survival = block_survival(depths, p_L, schedule)
     x, outputs = _stages(x, depths, (64, 128, 256, 512), (1, 2, 2, 2), block, survival, style, **kwargs)
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
-        name=name or f"resnet{depth}",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=[stem, *outputs], name=f"resnet{depth}")
 
 
-@applications.keras_order
+@applications.builder()
 def ResNetV2(
-    depth: int = 50,
+    contract: Contract,
     *,
+    depth: int = 50,
     p_L: float = 1.0,
     schedule: Schedule = "linear",
     norm: Norm = "batch",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """Pre-activation ImageNet ResNet-50/101/152 (He et al., ECCV 2016) in keras.applications' ResNetV2
     layout (names, order, biases, downsampling in each stage's last block), so its weight files load."""
     if depth not in (50, 101, 152):
         raise ValueError(f"ResNetV2 depth must be one of (50, 101, 152); received depth={depth!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     style = Style(norm=norm, bn=KERAS_BN, init=KERAS_INIT)
     stem, x = style.imagenet_stem(img_input, use_bias=True, preact=True, pool_name="pool1_pool")
     depths = IMAGENET_DEPTHS[depth]
     survival = block_survival(depths, p_L, schedule)
-    x, outputs = _stages(x, depths, (64, 128, 256, 512), (2, 2, 2, 1), preact_bottleneck_block, survival, style,
-                         downsample="last", layout="keras")  # fmt: skip
+    x, outputs = _stages(
+        x,
+        depths,
+        (64, 128, 256, 512),
+        (2, 2, 2, 1),
+        preact_bottleneck_block,
+        survival,
+        style,
+        downsample="last",
+        layout="keras",
+    )
     x = style.norm_act(x, "post")
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs[:-1], x],
-        name=name or f"resnet{depth}_v2",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=[stem, *outputs[:-1], x], name=f"resnet{depth}_v2")
 
 
-@applications.keras_order
+@applications.builder(classes=10)
 def PreActResNet(
-    depth: int = 164,
+    contract: Contract,
     *,
+    depth: int = 164,
     p_L: float = 1.0,
     schedule: Schedule = "linear",
     norm: Norm = "batch",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """The 9n+2-layer CIFAR pre-activation bottleneck ResNet (He et al., ECCV 2016; ResNet-164/1001 as in
     KaimingHe/resnet-1k-layers): a 3x3 conv with 16 maps, three stages of n bottleneck blocks with 64/128/256
@@ -287,10 +255,7 @@ def PreActResNet(
     if not isinstance(depth, int) or depth < 11 or (depth - 2) % 9:
         raise ValueError(f"Pre-activation CIFAR ResNet depth must be 9n+2 (164, 1001); received depth={depth!r}.")
     n = (depth - 2) // 9
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=32, min_size=4,
-    )  # fmt: skip
+    img_input = contract.input(default_size=32, min_size=4)
     style = Style(norm=norm, bn=TORCH_BN, init=HE_FAN_OUT)
     stem = style.conv(img_input, 16, 3, 1, "conv1")
     survival = block_survival((n, n, n), p_L, schedule)
@@ -298,104 +263,316 @@ def PreActResNet(
         stem, (n, n, n), (16, 32, 64), (1, 2, 2), preact_bottleneck_block, survival, style, layout="cifar"
     )
     x = style.norm_act(x, "post")
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs[:-1], x],
-        name=name or f"preact_resnet{depth}",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=[stem, *outputs[:-1], x], name=f"preact_resnet{depth}")
 
 
-# --- named builders with the published figures (He et al. 2016, Table 6 and Table 1) -------------------------------
-CIFAR = {"input_size": (32, 32, 3), "classes": 10}
-
-
-def _named(builder, builder_name: str, doc: str, fixed: dict, registry_name: str, info: dict, **defaults):
-    """Register `builder` with `fixed` arguments under `registry_name` and return the named builder."""
-    named = variant(builder, builder_name, doc, fixed, name=registry_name, **defaults)
-    return register(registry_name, **info)(named)
-
-
-def _cifar_resnet(depth: int, params: int, macs: float, c10_error: float):
-    info = dict(
-        paper=RESNET, params=params, macs=macs, reported={"cifar10+_test_error": c10_error},
-        source="He et al. 2016, Table 6 [P*][R:akamaster]",
-        recipe="resnet_cifar_warmup" if depth >= 110 else "resnet_cifar", **CIFAR,
-    )  # fmt: skip
-    doc = f"ResNet-{depth} for CIFAR (He et al., CVPR 2016, Sec. 4.2, Table 6)."
-    return _named(CifarResNet, f"ResNet{depth}", doc, {"depth": depth}, f"resnet{depth}", info)
-
-
-def _plain(depth: int, params: int, macs: float):
-    info = dict(
-        paper=RESNET, params=params, macs=macs, reported={}, source="He et al. 2016, Fig. 6 (curves only)",
-        recipe="resnet_cifar", notes="Same layers as the option-A ResNet, hence the same count.", **CIFAR,
-    )  # fmt: skip
-    doc = f"Plain-{depth}: ResNet-{depth} without shortcuts (He et al., CVPR 2016, Fig. 6)."
-    return _named(CifarResNet, f"Plain{depth}", doc, {"depth": depth, "residual": False}, f"plain{depth}", info)
-
-
-def _sd_resnet(depth: int, params: int, macs: float, reported: dict):
-    info = dict(
-        paper=SD, params=params, macs=macs, reported=reported, source="Huang et al. 2016 [R:yueatsprograms][P*]",
-        recipe="stochastic_depth", **CIFAR,
-        notes="He et al.'s CIFAR ResNet without conv biases (the SD Torch code adds 4,048 to ResNet-110).",
-    )  # fmt: skip
-    doc = f"ResNet-{depth} with stochastic depth, p_l linear from 1 to p_L = 0.5 (Huang et al., ECCV 2016)."
-    return _named(CifarResNet, f"StochasticDepthResNet{depth}", doc, {"depth": depth}, f"sd_resnet{depth}", info,
-                  p_L=0.5)  # fmt: skip
-
-
-def _imagenet(builder, depth: int, paper: Paper, params: int, macs: float, reported: dict, source: str, v2=False):
-    info = dict(paper=paper, params=params, macs=macs, reported=reported, source=source, recipe="resnet_imagenet")
-    label = f"ResNet{depth}{'V2' if v2 else ''}"
-    doc = f"{'Pre-activation ' if v2 else ''}ResNet-{depth} for ImageNet ({paper.authors}, {paper.venue} {paper.year})."
-    return _named(builder, label, doc, {"depth": depth}, f"resnet{depth}{'_v2' if v2 else ''}", info)
-
-
-def _preact(depth: int, params: int, macs: float, reported: dict):
-    info = dict(
-        paper=PREACT, params=params, macs=macs, reported=reported, recipe="preact_cifar", **CIFAR,
-        source="[R:KaimingHe/resnet-1k-layers][R:wide-residual-networks][R:hysts]",
-    )  # fmt: skip
-    doc = f"Pre-activation bottleneck ResNet-{depth} for CIFAR (He et al., ECCV 2016)."
-    return _named(PreActResNet, f"PreActResNet{depth}", doc, {"depth": depth}, f"preact_resnet{depth}", info)
-
-
-ResNet20 = _cifar_resnet(20, 269_722, 40.6e6, 8.75)
-ResNet32 = _cifar_resnet(32, 464_154, 68.9e6, 7.51)
-ResNet44 = _cifar_resnet(44, 658_586, 97.2e6, 7.17)
-ResNet56 = _cifar_resnet(56, 853_018, 125.5e6, 6.97)
-ResNet110 = _cifar_resnet(110, 1_727_962, 252.9e6, 6.43)
-ResNet1202 = _cifar_resnet(1202, 19_421_274, 2.83e9, 7.93)
-Plain20 = _plain(20, 269_722, 40.6e6)
-Plain56 = _plain(56, 853_018, 125.5e6)
-StochasticDepthResNet110 = _sd_resnet(
-    110, 1_727_962, 252.9e6, {"cifar10+_test_error": 5.25, "cifar100+_test_error": 24.98}
-)
-StochasticDepthResNet1202 = _sd_resnet(1202, 19_421_274, 2.83e9, {"cifar10+_test_error": 4.91})
-PreActResNet164 = _preact(164, 1_703_258, 244.5e6, {"cifar10+_test_error": 5.46, "cifar100+_test_error": 24.33})
-PreActResNet1001 = _preact(
-    1001, 10_327_706, 1.49e9,
-    {"cifar10+_test_error": 4.92, "cifar10+_test_error_batch64": 4.62, "cifar100+_test_error": 22.71},
-)  # fmt: skip
-
+# --- one card per registered name: the published figures (He et al. 2016, Table 6 and Table 1) ---------------------
+CIFAR = {"input_size": (32, 32, 3), "classes": 10, "min_size": 4}
+IMAGENET = {"min_size": 32, "recipe": "resnet_imagenet"}
+TABLE_6 = "He et al. 2016, Table 6 [P*][R:akamaster]"
+SD_SOURCE = "Huang et al. 2016 [R:yueatsprograms][P*]"
+SD_NOTES = "He et al.'s CIFAR ResNet without conv biases (the SD Torch code adds 4,048 to ResNet-110)."
+PREACT_SOURCE = "[R:KaimingHe/resnet-1k-layers][R:wide-residual-networks][R:hysts]"
 # Keras-layout ImageNet models: the trainable counts are the keras.io totals [K] (44,707,176 / 60,419,944;
 # V2: 25,613,800, the others [KC]) less the BN moving statistics (trainable counts, as papers and torchvision count).
-_TV, _K = "torchvision weights [TV]", "keras.io applications table [K]"
+TV, KERAS_IO = "torchvision weights [TV]", "keras.io applications table [K]"
 
 
-def _acc(top1: float, top5: float) -> dict[str, float]:
+def _cifar10(error: float) -> dict[str, float]:
+    return {"cifar10+_test_error": error}
+
+
+def _imagenet(top1: float, top5: float) -> dict[str, float]:
     return {"imagenet_top1_acc": top1, "imagenet_top5_acc": top5}
 
 
-ResNet18 = _imagenet(ResNet, 18, RESNET, 11_689_512, 1.814e9, _acc(69.758, 89.078), _TV)
-ResNet34 = _imagenet(ResNet, 34, RESNET, 21_797_672, 3.664e9, _acc(73.314, 91.420), _TV)
-ResNet50 = _imagenet(ResNet, 50, RESNET, 25_583_592, 3.858e9, _acc(74.9, 92.1), _K)
-ResNet101 = _imagenet(ResNet, 101, RESNET, 44_601_832, 7.570e9, _acc(76.4, 92.8), _K)
-ResNet152 = _imagenet(ResNet, 152, RESNET, 60_268_520, 11.282e9, _acc(76.6, 93.1), _K)
-ResNet50V2 = _imagenet(ResNetV2, 50, PREACT, 25_568_360, 3.48e9, {}, _K, v2=True)
-ResNet101V2 = _imagenet(ResNetV2, 101, PREACT, 44_577_896, 7.194e9, {}, _K, v2=True)
-ResNet152V2 = _imagenet(
-    ResNetV2, 152, PREACT, 60_236_904, 10.907e9, {"imagenet_top1_err_320crop": 21.1, "imagenet_top5_err_320crop": 5.5},
-    "He et al. ECCV 2016 [P*]", v2=True,
-)  # fmt: skip
+CARDS = (
+    Card(
+        name="resnet20",
+        label="ResNet20",
+        title="ResNet-20 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 20},
+        paper=RESNET,
+        params=269_722,
+        macs=40.6e6,
+        reported=_cifar10(8.75),
+        source=TABLE_6,
+        recipe="resnet_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet32",
+        label="ResNet32",
+        title="ResNet-32 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 32},
+        paper=RESNET,
+        params=464_154,
+        macs=68.9e6,
+        reported=_cifar10(7.51),
+        source=TABLE_6,
+        recipe="resnet_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet44",
+        label="ResNet44",
+        title="ResNet-44 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 44},
+        paper=RESNET,
+        params=658_586,
+        macs=97.2e6,
+        reported=_cifar10(7.17),
+        source=TABLE_6,
+        recipe="resnet_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet56",
+        label="ResNet56",
+        title="ResNet-56 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 56},
+        paper=RESNET,
+        params=853_018,
+        macs=125.5e6,
+        reported=_cifar10(6.97),
+        source=TABLE_6,
+        recipe="resnet_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet110",
+        label="ResNet110",
+        title="ResNet-110 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 110},
+        paper=RESNET,
+        params=1_727_962,
+        macs=252.9e6,
+        reported=_cifar10(6.43),
+        source=TABLE_6,
+        recipe="resnet_cifar_warmup",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet1202",
+        label="ResNet1202",
+        title="ResNet-1202 for CIFAR",
+        builder=CifarResNet,
+        arguments={"depth": 1202},
+        paper=RESNET,
+        params=19_421_274,
+        macs=2.83e9,
+        reported=_cifar10(7.93),
+        source=TABLE_6,
+        recipe="resnet_cifar_warmup",
+        **CIFAR,
+    ),
+    Card(
+        name="plain20",
+        label="Plain20",
+        title="Plain-20, ResNet-20 without shortcuts (Fig. 6)",
+        builder=CifarResNet,
+        arguments={"depth": 20, "residual": False},
+        paper=RESNET,
+        params=269_722,
+        macs=40.6e6,
+        reported={},
+        source="He et al. 2016, Fig. 6 (curves only)",
+        recipe="resnet_cifar",
+        notes="Same layers as the option-A ResNet, hence the same count.",
+        **CIFAR,
+    ),
+    Card(
+        name="plain56",
+        label="Plain56",
+        title="Plain-56, ResNet-56 without shortcuts (Fig. 6)",
+        builder=CifarResNet,
+        arguments={"depth": 56, "residual": False},
+        paper=RESNET,
+        params=853_018,
+        macs=125.5e6,
+        reported={},
+        source="He et al. 2016, Fig. 6 (curves only)",
+        recipe="resnet_cifar",
+        notes="Same layers as the option-A ResNet, hence the same count.",
+        **CIFAR,
+    ),
+    Card(
+        name="sd_resnet110",
+        label="StochasticDepthResNet110",
+        title="ResNet-110 with stochastic depth, p_l linear from 1 to p_L = 0.5",
+        builder=CifarResNet,
+        arguments={"depth": 110},
+        defaults={"p_L": 0.5},
+        paper=SD,
+        params=1_727_962,
+        macs=252.9e6,
+        reported={"cifar10+_test_error": 5.25, "cifar100+_test_error": 24.98},
+        source=SD_SOURCE,
+        recipe="stochastic_depth",
+        notes=SD_NOTES,
+        **CIFAR,
+    ),
+    Card(
+        name="sd_resnet1202",
+        label="StochasticDepthResNet1202",
+        title="ResNet-1202 with stochastic depth, p_l linear from 1 to p_L = 0.5",
+        builder=CifarResNet,
+        arguments={"depth": 1202},
+        defaults={"p_L": 0.5},
+        paper=SD,
+        params=19_421_274,
+        macs=2.83e9,
+        reported=_cifar10(4.91),
+        source=SD_SOURCE,
+        recipe="stochastic_depth",
+        notes=SD_NOTES,
+        **CIFAR,
+    ),
+    Card(
+        name="preact_resnet164",
+        label="PreActResNet164",
+        title="Pre-activation bottleneck ResNet-164 for CIFAR",
+        builder=PreActResNet,
+        arguments={"depth": 164},
+        paper=PREACT,
+        params=1_703_258,
+        macs=244.5e6,
+        reported={"cifar10+_test_error": 5.46, "cifar100+_test_error": 24.33},
+        source=PREACT_SOURCE,
+        recipe="preact_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="preact_resnet1001",
+        label="PreActResNet1001",
+        title="Pre-activation bottleneck ResNet-1001 for CIFAR",
+        builder=PreActResNet,
+        arguments={"depth": 1001},
+        paper=PREACT,
+        params=10_327_706,
+        macs=1.49e9,
+        reported={"cifar10+_test_error": 4.92, "cifar10+_test_error_batch64": 4.62, "cifar100+_test_error": 22.71},
+        source=PREACT_SOURCE,
+        recipe="preact_cifar",
+        **CIFAR,
+    ),
+    Card(
+        name="resnet18",
+        label="ResNet18",
+        title="ResNet-18 for ImageNet",
+        builder=ResNet,
+        arguments={"depth": 18},
+        paper=RESNET,
+        params=11_689_512,
+        macs=1.814e9,
+        reported=_imagenet(69.758, 89.078),
+        source=TV,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet34",
+        label="ResNet34",
+        title="ResNet-34 for ImageNet",
+        builder=ResNet,
+        arguments={"depth": 34},
+        paper=RESNET,
+        params=21_797_672,
+        macs=3.664e9,
+        reported=_imagenet(73.314, 91.420),
+        source=TV,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet50",
+        label="ResNet50",
+        title="ResNet-50 for ImageNet",
+        builder=ResNet,
+        arguments={"depth": 50},
+        paper=RESNET,
+        params=25_583_592,
+        macs=3.858e9,
+        reported=_imagenet(74.9, 92.1),
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet101",
+        label="ResNet101",
+        title="ResNet-101 for ImageNet",
+        builder=ResNet,
+        arguments={"depth": 101},
+        paper=RESNET,
+        params=44_601_832,
+        macs=7.570e9,
+        reported=_imagenet(76.4, 92.8),
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet152",
+        label="ResNet152",
+        title="ResNet-152 for ImageNet",
+        builder=ResNet,
+        arguments={"depth": 152},
+        paper=RESNET,
+        params=60_268_520,
+        macs=11.282e9,
+        reported=_imagenet(76.6, 93.1),
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet50_v2",
+        label="ResNet50V2",
+        title="Pre-activation ResNet-50 for ImageNet",
+        builder=ResNetV2,
+        arguments={"depth": 50},
+        paper=PREACT,
+        params=25_568_360,
+        macs=3.48e9,
+        reported={},
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet101_v2",
+        label="ResNet101V2",
+        title="Pre-activation ResNet-101 for ImageNet",
+        builder=ResNetV2,
+        arguments={"depth": 101},
+        paper=PREACT,
+        params=44_577_896,
+        macs=7.194e9,
+        reported={},
+        source=KERAS_IO,
+        **IMAGENET,
+    ),
+    Card(
+        name="resnet152_v2",
+        label="ResNet152V2",
+        title="Pre-activation ResNet-152 for ImageNet",
+        builder=ResNetV2,
+        arguments={"depth": 152},
+        paper=PREACT,
+        params=60_236_904,
+        macs=10.907e9,
+        reported={"imagenet_top1_err_320crop": 21.1, "imagenet_top5_err_320crop": 5.5},
+        source="He et al. ECCV 2016 [P*]",
+        **IMAGENET,
+    ),
+)
+NAMED = register_all(CARDS)
+ResNet20, ResNet32, ResNet44, ResNet56 = NAMED["ResNet20"], NAMED["ResNet32"], NAMED["ResNet44"], NAMED["ResNet56"]
+ResNet110, ResNet1202 = NAMED["ResNet110"], NAMED["ResNet1202"]
+Plain20, Plain56 = NAMED["Plain20"], NAMED["Plain56"]
+StochasticDepthResNet110 = NAMED["StochasticDepthResNet110"]
+StochasticDepthResNet1202 = NAMED["StochasticDepthResNet1202"]
+PreActResNet164, PreActResNet1001 = NAMED["PreActResNet164"], NAMED["PreActResNet1001"]
+ResNet18, ResNet34, ResNet50 = NAMED["ResNet18"], NAMED["ResNet34"], NAMED["ResNet50"]
+ResNet101, ResNet152 = NAMED["ResNet101"], NAMED["ResNet152"]
+ResNet50V2, ResNet101V2, ResNet152V2 = NAMED["ResNet50V2"], NAMED["ResNet101V2"], NAMED["ResNet152V2"]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, Style, block_survival, residual_join
 from keras_cnn.models.resnet import IMAGENET_DEPTHS, _stages
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
-PAPER = Paper(title="Aggregated Residual Transformations for Deep Neural Networks", authors="Xie et al.",
-              venue="CVPR", year=2017)  # fmt: skip
+PAPER = Paper(
+    title="Aggregated Residual Transformations for Deep Neural Networks", authors="Xie et al.", venue="CVPR", year=2017
+)
 
 
 def aggregated_block(x, planes: int, stride: int, style: Style, *, C: int, d: int, p: float, name: str):
@@ -32,56 +34,44 @@ def aggregated_block(x, planes: int, stride: int, style: Style, *, C: int, d: in
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-@applications.keras_order
+@applications.builder()
 def ResNeXt(
-    depth: int = 50,
+    contract: Contract,
     *,
+    depth: int = 50,
     C: int = 32,
     d: int = 4,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """ImageNet ResNeXt-`depth` (50, 101, 152) with cardinality `C` and bottleneck width `d` (Table 1: 32x4d),
     torchvision's layout (no convolution biases), so its weights convert. ResNeXt-50 32x4d: 25,028,904
     trainable."""
     if depth not in (50, 101, 152):
         raise ValueError(f"ImageNet ResNeXt depth must be 50, 101 or 152; received depth={depth!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     stem, x = style.imagenet_stem(img_input, pool_name="pool1_pool")
     depths = IMAGENET_DEPTHS[depth]
-    x, outputs = _stages(x, depths, (64, 128, 256, 512), (1, 2, 2, 2), aggregated_block,
-                         block_survival(depths, 1.0, "linear"), style, C=C, d=d)  # fmt: skip
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
-        name=name or f"resnext{depth}_{C}x{d}d",
-    )  # fmt: skip
+    x, outputs = _stages(
+        x,
+        depths,
+        (64, 128, 256, 512),
+        (1, 2, 2, 2),
+        aggregated_block,
+        block_survival(depths, 1.0, "linear"),
+        style,
+        C=C,
+        d=d,
+    )
+    return contract.finish(img_input, x, stages=[stem, *outputs], name=f"resnext{depth}_{C}x{d}d")
 
 
-@applications.keras_order
+@applications.builder(classes=10)
 def CifarResNeXt(
-    depth: int = 29,
+    contract: Contract,
     *,
+    depth: int = 29,
     C: int = 8,
     d: int = 64,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """CIFAR ResNeXt-`depth` (Sec. 5.3): a 3x3 stem of 64, three stages of (depth - 2) / 9 blocks with 256,
     512, 1024 outputs, cardinality `C`, width `d`, as the CIFAR reference code (hysts) builds it.
@@ -90,43 +80,89 @@ def CifarResNeXt(
     201 M less for 8x64d. The reference code strides the 3x3, so we do.)"""
     if (depth - 2) % 9:
         raise ValueError(f"CIFAR ResNeXt depth must be 9n + 2 (29 in the paper); received depth={depth!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=32, min_size=4,
-    )  # fmt: skip
+    img_input = contract.input(default_size=32, min_size=4)
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     stem = style.norm_act(style.conv(img_input, 64, 3, 1, "conv1"), "conv1")
     depths = ((depth - 2) // 9,) * 3
-    x, outputs = _stages(stem, depths, (64, 128, 256), (1, 2, 2), aggregated_block,
-                         block_survival(depths, 1.0, "linear"), style, C=C, d=d)  # fmt: skip
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=[stem, *outputs],
-        name=name or f"resnext{depth}_{C}x{d}d",
-    )  # fmt: skip
+    x, outputs = _stages(
+        stem,
+        depths,
+        (64, 128, 256),
+        (1, 2, 2),
+        aggregated_block,
+        block_survival(depths, 1.0, "linear"),
+        style,
+        C=C,
+        d=d,
+    )
+    return contract.finish(img_input, x, stages=[stem, *outputs], name=f"resnext{depth}_{C}x{d}d")
 
 
-ResNeXt50_32x4d = variant(ResNeXt, "ResNeXt50_32x4d", "ResNeXt-50 32x4d (Xie et al. 2017, Table 1).",
-                          {"depth": 50, "C": 32, "d": 4}, name="resnext50_32x4d")  # fmt: skip
-ResNeXt101_32x8d = variant(ResNeXt, "ResNeXt101_32x8d", "ResNeXt-101 32x8d (Xie et al. 2017; torchvision's).",
-                           {"depth": 101, "C": 32, "d": 8}, name="resnext101_32x8d")  # fmt: skip
-ResNeXt29_8x64d = variant(CifarResNeXt, "ResNeXt29_8x64d", "ResNeXt-29 8x64d on CIFAR (Xie et al. 2017, Sec. 5.3).",
-                          {"depth": 29, "C": 8, "d": 64}, name="resnext29_8x64d")  # fmt: skip
-ResNeXt29_16x64d = variant(CifarResNeXt, "ResNeXt29_16x64d", "ResNeXt-29 16x64d on CIFAR (Xie et al. 2017, Sec. 5.3).",
-                           {"depth": 29, "C": 16, "d": 64}, name="resnext29_16x64d")  # fmt: skip
-
-# (builder, trainable params, MACs, torchvision acc@1) [TV]
-for _builder, _params, _macs, _acc in ((ResNeXt50_32x4d, 25_028_904, 4.23e9, 77.618),
-                                      (ResNeXt101_32x8d, 88_791_336, 16.41e9, 79.312)):  # fmt: skip
-    register(
-        _builder.__name__.lower(), paper=PAPER, params=_params, macs=_macs, reported={"imagenet_top1_acc": _acc},
-        source="torchvision weights [TV]", recipe="resnext_imagenet",
-    )(_builder)  # fmt: skip
-# (builder, trainable params at 10 classes, MACs of the reference code's layout [C], CIFAR-10+ test error [M])
-for _builder, _params, _macs, _err in ((ResNeXt29_8x64d, 34_426_698, 5.387e9, 3.65),
-                                      (ResNeXt29_16x64d, 68_155_210, 10.689e9, 3.58)):  # fmt: skip
-    register(
-        _builder.__name__.lower(), paper=PAPER, params=_params, macs=_macs, reported={"cifar10+_test_error": _err},
-        source="Xie et al. 2017 Table 7 [M]; count of the CIFAR reference code [R:hysts]", recipe="resnext_cifar",
-        input_size=(32, 32, 3), classes=10,
-    )(_builder)  # fmt: skip
+# Trainable counts and MACs: torchvision's weights [TV] for ImageNet; for CIFAR the count of the reference code
+# [R:hysts] at 10 classes and its layout's MACs [C], CIFAR-10+ test error from Table 7 [M].
+CIFAR_SOURCE = "Xie et al. 2017 Table 7 [M]; count of the CIFAR reference code [R:hysts]"
+CARDS = (
+    Card(
+        name="resnext50_32x4d",
+        label="ResNeXt50_32x4d",
+        title="ResNeXt-50 32x4d (Table 1)",
+        builder=ResNeXt,
+        arguments={"depth": 50, "C": 32, "d": 4},
+        paper=PAPER,
+        params=25_028_904,
+        macs=4.23e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 77.618},
+        source="torchvision weights [TV]",
+        recipe="resnext_imagenet",
+    ),
+    Card(
+        name="resnext101_32x8d",
+        label="ResNeXt101_32x8d",
+        title="ResNeXt-101 32x8d (torchvision's)",
+        builder=ResNeXt,
+        arguments={"depth": 101, "C": 32, "d": 8},
+        paper=PAPER,
+        params=88_791_336,
+        macs=16.41e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 79.312},
+        source="torchvision weights [TV]",
+        recipe="resnext_imagenet",
+    ),
+    Card(
+        name="resnext29_8x64d",
+        label="ResNeXt29_8x64d",
+        title="ResNeXt-29 8x64d on CIFAR (Sec. 5.3)",
+        builder=CifarResNeXt,
+        arguments={"depth": 29, "C": 8, "d": 64},
+        paper=PAPER,
+        params=34_426_698,
+        macs=5.387e9,
+        min_size=4,
+        reported={"cifar10+_test_error": 3.65},
+        source=CIFAR_SOURCE,
+        recipe="resnext_cifar",
+        input_size=(32, 32, 3),
+        classes=10,
+    ),
+    Card(
+        name="resnext29_16x64d",
+        label="ResNeXt29_16x64d",
+        title="ResNeXt-29 16x64d on CIFAR (Sec. 5.3)",
+        builder=CifarResNeXt,
+        arguments={"depth": 29, "C": 16, "d": 64},
+        paper=PAPER,
+        params=68_155_210,
+        macs=10.689e9,
+        min_size=4,
+        reported={"cifar10+_test_error": 3.58},
+        source=CIFAR_SOURCE,
+        recipe="resnext_cifar",
+        input_size=(32, 32, 3),
+        classes=10,
+    ),
+)
+NAMED = register_all(CARDS)
+ResNeXt50_32x4d, ResNeXt101_32x8d = NAMED["ResNeXt50_32x4d"], NAMED["ResNeXt101_32x8d"]
+ResNeXt29_8x64d, ResNeXt29_16x64d = NAMED["ResNeXt29_8x64d"], NAMED["ResNeXt29_16x64d"]

@@ -8,13 +8,22 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, ChannelShuffle, Style
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
-PAPER_V1 = Paper(title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
-                 authors="Zhang, Zhou, Lin, Sun", venue="CVPR", year=2018)  # fmt: skip
-PAPER_V2 = Paper(title="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
-                 authors="Ma, Zhang, Zheng, Sun", venue="ECCV", year=2018)  # fmt: skip
+PAPER_V1 = Paper(
+    title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
+    authors="Zhang, Zhou, Lin, Sun",
+    venue="CVPR",
+    year=2018,
+)
+PAPER_V2 = Paper(
+    title="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
+    authors="Ma, Zhang, Zheng, Sun",
+    venue="ECCV",
+    year=2018,
+)
 
 REPEATS = (4, 8, 4)  # Table 1 (V1) and Table 5 (V2): units in stages 2, 3, 4
 #: Table 1 of Zhang et al.: output channels of stages 2-4 per number of groups g, at width multiplier s = 1.
@@ -32,8 +41,9 @@ def _depthwise(x, stride: int, style: Style, name: str):
     """3x3 depthwise convolution + BN (no ReLU after it, Fig. 3), padded like PyTorch."""
     if stride > 1:
         x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="valid" if stride > 1 else "same", use_bias=False,
-                                     name=f"{name}_conv")(x)  # fmt: skip
+    x = keras.layers.DepthwiseConv2D(
+        3, strides=stride, padding="valid" if stride > 1 else "same", use_bias=False, name=f"{name}_conv"
+    )(x)
     return style.norm_act(x, name, act=False)
 
 
@@ -79,19 +89,12 @@ def group_unit(x, out_channels: int, stride: int, g: int, style: Style, name: st
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-@applications.keras_order
+@applications.builder()
 def ShuffleNet(
+    contract: Contract,
+    *,
     g: int = 3,
     s: float = 1.0,
-    *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """ShuffleNet s x (g = `g`) as in Table 1 of Zhang et al. (CVPR 2018): 3x3/2 conv of 24·s, 3x3/2 max pool,
     stages of 4, 8, 4 units, global pool, classifier. 1x, g=3: 1,865,728 trainable and 137.5 M MACs (the
@@ -102,10 +105,7 @@ def ShuffleNet(
     inputs = [int(24 * s), *widths[:-1]]
     if s <= 0 or any((w // 4) % g or (w - i) % g for w, i in zip(widths, inputs, strict=True)):
         raise ValueError(f"Width multiplier s={s!r} gives stage widths {widths} that g={g} groups cannot split.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     x = style.norm_act(style.conv(img_input, int(24 * s), 3, 2, "conv1"), "conv1")
     stages = [x]
@@ -113,37 +113,30 @@ def ShuffleNet(
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     for stage, (repeats, out_channels) in enumerate(zip(REPEATS, widths, strict=True), start=2):
         for b in range(1, repeats + 1):
-            x = group_unit(x, out_channels, 2 if b == 1 else 1, g, style, f"stage{stage}_block{b}",
-                           group_first=not (stage == 2 and b == 1))  # fmt: skip
+            x = group_unit(
+                x,
+                out_channels,
+                2 if b == 1 else 1,
+                g,
+                style,
+                f"stage{stage}_block{b}",
+                group_first=not (stage == 2 and b == 1),
+            )
         stages.append(x)
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=stages,
-        name=name or f"shufflenet_g{g}_x{s}",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, name=f"shufflenet_g{g}_x{s}")
 
 
-@applications.keras_order
+@applications.builder()
 def ShuffleNetV2(
-    width: float = 1.0,
+    contract: Contract,
     *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
+    width: float = 1.0,
 ) -> keras.Model:
     """ShuffleNet V2 `width`x (0.5, 1, 1.5, 2; Table 5 of Ma et al., ECCV 2018): 3x3/2 conv, 3x3/2 max pool,
     three stages of shuffle units (4, 8, 4), 1x1 conv5, global pool, classifier. 2,278,604 trainable at 1x."""
     if width not in WIDTHS:
         raise ValueError(f"ShuffleNetV2 width must be one of {tuple(WIDTHS)}; received width={width!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32)
     style = Style(bn=TORCH_BN, init=HE_FAN_OUT)
     channels = WIDTHS[width]
     x = style.norm_act(style.conv(img_input, channels[0], 3, 2, "conv1"), "conv1")
@@ -156,42 +149,89 @@ def ShuffleNetV2(
         stages.append(x)
     x = style.norm_act(style.conv(x, channels[4], 1, 1, "conv5"), "conv5")
     stages[-1] = x
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name or f"shufflenet_v2_x{width}",
-        stages=stages,
-    )  # fmt: skip
+    return contract.finish(img_input, x, name=f"shufflenet_v2_x{width}", stages=stages)
 
 
-# width: (trainable params, MACs, torchvision acc@1) [TV]
-_V2 = {0.5: (1_366_792, 0.04e9, 60.552), 1.0: (2_278_604, 0.145e9, 69.362), 1.5: (3_503_624, 0.30e9, 72.996),
-       2.0: (7_393_996, 0.58e9, 76.230)}  # fmt: skip
-ShuffleNetV2x0_5, ShuffleNetV2x1_0, ShuffleNetV2x1_5, ShuffleNetV2x2_0 = (
-    variant(ShuffleNetV2, f"ShuffleNetV2x{str(w).replace('.', '_')}", f"ShuffleNet V2 {w}x (Ma et al. 2018, Table 5).",
-            {"width": w}, name=f"shufflenet_v2_x{str(w).replace('.', '_')}")
-    for w in WIDTHS
-)  # fmt: skip
-for _builder, (_width, (_params, _macs, _acc)) in zip(
-    (ShuffleNetV2x0_5, ShuffleNetV2x1_0, ShuffleNetV2x1_5, ShuffleNetV2x2_0), _V2.items(), strict=True
-):
-    register(
-        _builder.__name__.replace("ShuffleNetV2x", "shufflenet_v2_x"), paper=PAPER_V2, params=_params, macs=_macs,
-        reported={"imagenet_top1_acc": _acc}, source="torchvision weights [TV]", recipe="torchvision_imagenet",
-    )(_builder)  # fmt: skip
-
-ShuffleNetV1 = variant(ShuffleNet, "ShuffleNetV1", "ShuffleNet 1x, g=3 (Zhang et al. 2018, Table 1).", {},
-                       g=3, s=1.0, name="shufflenet_v1")  # fmt: skip
-ShuffleNetV1G8 = variant(ShuffleNet, "ShuffleNetV1G8", "ShuffleNet 1x, g=8 (Zhang et al. 2018, Table 1).", {},
-                         g=8, s=1.0, name="shufflenet_v1_g8")  # fmt: skip
-# (registry name, builder, trainable params, paper MFLOPs (= MACs), paper top-1 error)
-_V1 = (
-    ("shufflenet_v1", ShuffleNetV1, 1_865_728, 140e6, 32.6),
-    ("shufflenet_v1_g8", ShuffleNetV1G8, 2_434_768, 140e6, 32.0),
+# --- one card per registered name: torchvision's V2 weights [TV]; V1 from the paper's Table 2 [M] ---------------
+V2 = {
+    "paper": PAPER_V2,
+    "builder": ShuffleNetV2,
+    "min_size": 32,
+    "source": "torchvision weights [TV]",
+    "recipe": "torchvision_imagenet",
+}
+V1 = {
+    "paper": PAPER_V1,
+    "builder": ShuffleNet,
+    "min_size": 32,
+    "recipe": "torchvision_imagenet",
+    "source": "Zhang et al. 2018 Table 2 [M]; the authors' code counts 1.9 M / 2.4 M [R:megvii]",
+    "notes": "Paper recipe: SGD, lr 0.5 linearly decayed to 0 over 3e5 iterations, batch 1024, weight decay 4e-5.",
+}
+CARDS = (
+    Card(
+        name="shufflenet_v2_x0_5",
+        label="ShuffleNetV2x0_5",
+        title="ShuffleNet V2 0.5x (Table 5)",
+        arguments={"width": 0.5},
+        params=1_366_792,
+        macs=0.04e9,
+        reported={"imagenet_top1_acc": 60.552},
+        **V2,
+    ),
+    Card(
+        name="shufflenet_v2_x1_0",
+        label="ShuffleNetV2x1_0",
+        title="ShuffleNet V2 1x (Table 5)",
+        arguments={"width": 1.0},
+        params=2_278_604,
+        macs=0.145e9,
+        reported={"imagenet_top1_acc": 69.362},
+        **V2,
+    ),
+    Card(
+        name="shufflenet_v2_x1_5",
+        label="ShuffleNetV2x1_5",
+        title="ShuffleNet V2 1.5x (Table 5)",
+        arguments={"width": 1.5},
+        params=3_503_624,
+        macs=0.30e9,
+        reported={"imagenet_top1_acc": 72.996},
+        **V2,
+    ),
+    Card(
+        name="shufflenet_v2_x2_0",
+        label="ShuffleNetV2x2_0",
+        title="ShuffleNet V2 2x (Table 5)",
+        arguments={"width": 2.0},
+        params=7_393_996,
+        macs=0.58e9,
+        reported={"imagenet_top1_acc": 76.230},
+        **V2,
+    ),
+    # the paper's MFLOPs are MACs
+    Card(
+        name="shufflenet_v1",
+        label="ShuffleNetV1",
+        title="ShuffleNet 1x, g=3 (Table 1)",
+        defaults={"g": 3, "s": 1.0},
+        params=1_865_728,
+        macs=140e6,
+        reported={"imagenet_top1_err": 32.6},
+        **V1,
+    ),
+    Card(
+        name="shufflenet_v1_g8",
+        label="ShuffleNetV1G8",
+        title="ShuffleNet 1x, g=8 (Table 1)",
+        defaults={"g": 8, "s": 1.0},
+        params=2_434_768,
+        macs=140e6,
+        reported={"imagenet_top1_err": 32.0},
+        **V1,
+    ),
 )
-for _name, _builder, _params, _macs, _err in _V1:
-    register(
-        _name, paper=PAPER_V1, params=_params, macs=_macs, reported={"imagenet_top1_err": _err},
-        source="Zhang et al. 2018 Table 2 [M]; the authors' code counts 1.9 M / 2.4 M [R:megvii]",
-        recipe="torchvision_imagenet",
-        notes="Paper recipe: SGD, lr 0.5 linearly decayed to 0 over 3e5 iterations, batch 1024, weight decay 4e-5.",
-    )(_builder)  # fmt: skip
+NAMED = register_all(CARDS)
+ShuffleNetV2x0_5, ShuffleNetV2x1_0 = NAMED["ShuffleNetV2x0_5"], NAMED["ShuffleNetV2x1_0"]
+ShuffleNetV2x1_5, ShuffleNetV2x2_0 = NAMED["ShuffleNetV2x1_5"], NAMED["ShuffleNetV2x2_0"]
+ShuffleNetV1, ShuffleNetV1G8 = NAMED["ShuffleNetV1"], NAMED["ShuffleNetV1G8"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers.norm import BatchNormalization
-from keras_cnn.registry import Paper, register, variant
+from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
     title="Very Deep Convolutional Networks for Large-Scale Image Recognition",
@@ -21,20 +22,13 @@ CONFIGS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2
 WIDTHS = (64, 128, 256, 512, 512)
 
 
-@applications.keras_order
+@applications.builder()
 def VGG(
-    depth: int = 16,
+    contract: Contract,
     *,
+    depth: int = 16,
     batch_norm: bool = False,
     dropout_rate: float = 0.5,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
 ) -> keras.Model:
     """VGG-`depth` (11, 13, 16, 19) as in Table 1 of Simonyan & Zisserman (ICLR 2015).
 
@@ -46,10 +40,7 @@ def VGG(
     """
     if depth not in CONFIGS:
         raise ValueError(f"VGG depth must be one of {tuple(CONFIGS)}; received depth={depth!r}.")
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=224, min_size=32, flatten_head=True,
-    )  # fmt: skip
+    img_input = contract.input(default_size=224, min_size=32, flatten_head=True)
     x, stages = img_input, []
     for b, (convs, width) in enumerate(zip(CONFIGS[depth], WIDTHS, strict=True), start=1):
         for i in range(1, convs + 1):
@@ -68,33 +59,116 @@ def VGG(
             x, classes, classifier_activation, widths=(4096, 4096), dropout_rate=dropout_rate
         )
 
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, stages=stages, top=top,
-        name=name or f"vgg{depth}{'_bn' if batch_norm else ''}",
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages, top=top, name=f"vgg{depth}{'_bn' if batch_norm else ''}")
 
 
-# depth: (params, MACs, torchvision acc@1, params with BN, acc@1 with BN): torchvision's cards [TV], computed [C].
-_FIGURES = {
-    11: (132_863_336, 7.61e9, 69.02, 132_868_840, 70.37),
-    13: (133_047_848, 11.31e9, 69.93, 133_053_736, 71.59),
-    16: (138_357_544, 15.47e9, 71.59, 138_365_992, 73.36),
-    19: (143_667_240, 19.63e9, 72.38, 143_678_248, 74.22),
-}
-VGG11, VGG13, VGG16, VGG19 = (
-    variant(VGG, f"VGG{d}", f"VGG-{d}, configuration {'ABDE'[i]} of Simonyan & Zisserman (ICLR 2015, Table 1).",
-            {"depth": d}, name=f"vgg{d}")
-    for i, d in enumerate(CONFIGS)
-)  # fmt: skip
-for _depth, _builder in zip(CONFIGS, (VGG11, VGG13, VGG16, VGG19), strict=True):
-    _params, _macs, _acc, _params_bn, _acc_bn = _FIGURES[_depth]
-    register(
-        f"vgg{_depth}", paper=PAPER, params=_params, macs=_macs, reported={"imagenet_top1_acc": _acc},
-        source="torchvision weights [TV]", recipe="vgg",
-    )(_builder)  # fmt: skip
-    register(
-        f"vgg{_depth}_bn", paper=PAPER, params=_params_bn, macs=_macs, reported={"imagenet_top1_acc": _acc_bn},
-        source="torchvision weights [TV]; BN is not in the paper", recipe="torchvision_imagenet",
-        batch_norm=True, name=f"vgg{_depth}_bn",
-    )(_builder)  # fmt: skip
+# Trainable counts and top-1 accuracy from torchvision's weight cards [TV]; MACs computed [C]. BN is not in the paper.
+TV, TV_BN = "torchvision weights [TV]", "torchvision weights [TV]; BN is not in the paper"
+CARDS = (
+    Card(
+        name="vgg11",
+        label="VGG11",
+        title="VGG-11, configuration A (Table 1)",
+        builder=VGG,
+        arguments={"depth": 11},
+        paper=PAPER,
+        params=132_863_336,
+        macs=7.61e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 69.02},
+        source=TV,
+        recipe="vgg",
+    ),
+    Card(
+        name="vgg13",
+        label="VGG13",
+        title="VGG-13, configuration B (Table 1)",
+        builder=VGG,
+        arguments={"depth": 13},
+        paper=PAPER,
+        params=133_047_848,
+        macs=11.31e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 69.93},
+        source=TV,
+        recipe="vgg",
+    ),
+    Card(
+        name="vgg16",
+        label="VGG16",
+        title="VGG-16, configuration D (Table 1)",
+        builder=VGG,
+        arguments={"depth": 16},
+        paper=PAPER,
+        params=138_357_544,
+        macs=15.47e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 71.59},
+        source=TV,
+        recipe="vgg",
+    ),
+    Card(
+        name="vgg19",
+        label="VGG19",
+        title="VGG-19, configuration E (Table 1)",
+        builder=VGG,
+        arguments={"depth": 19},
+        paper=PAPER,
+        params=143_667_240,
+        macs=19.63e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 72.38},
+        source=TV,
+        recipe="vgg",
+    ),
+    Card(
+        name="vgg11_bn",
+        builder=VGG,
+        arguments={"depth": 11, "batch_norm": True},
+        paper=PAPER,
+        params=132_868_840,
+        macs=7.61e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 70.37},
+        source=TV_BN,
+        recipe="torchvision_imagenet",
+    ),
+    Card(
+        name="vgg13_bn",
+        builder=VGG,
+        arguments={"depth": 13, "batch_norm": True},
+        paper=PAPER,
+        params=133_053_736,
+        macs=11.31e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 71.59},
+        source=TV_BN,
+        recipe="torchvision_imagenet",
+    ),
+    Card(
+        name="vgg16_bn",
+        builder=VGG,
+        arguments={"depth": 16, "batch_norm": True},
+        paper=PAPER,
+        params=138_365_992,
+        macs=15.47e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 73.36},
+        source=TV_BN,
+        recipe="torchvision_imagenet",
+    ),
+    Card(
+        name="vgg19_bn",
+        builder=VGG,
+        arguments={"depth": 19, "batch_norm": True},
+        paper=PAPER,
+        params=143_678_248,
+        macs=19.63e9,
+        min_size=32,
+        reported={"imagenet_top1_acc": 74.22},
+        source=TV_BN,
+        recipe="torchvision_imagenet",
+    ),
+)
+NAMED = register_all(CARDS)
+VGG11, VGG13, VGG16, VGG19 = NAMED["VGG11"], NAMED["VGG13"], NAMED["VGG16"], NAMED["VGG19"]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
+from keras_cnn.applications import Contract
 from keras_cnn.layers.norm import BatchNormalization
-from keras_cnn.registry import Paper, register
+from keras_cnn.registry import Card, Paper, register_all
 
-PAPER = Paper(title="Xception: Deep Learning with Depthwise Separable Convolutions", authors="Chollet",
-              venue="CVPR", year=2017)  # fmt: skip
+PAPER = Paper(
+    title="Xception: Deep Learning with Depthwise Separable Convolutions", authors="Chollet", venue="CVPR", year=2017
+)
 
 #: Fig. 5: the strided entry-flow blocks (filters of both separable convolutions) and the exit block.
 ENTRY = {2: (128, 128), 3: (256, 256), 4: (728, 728)}
@@ -46,37 +48,14 @@ def middle_block(x, block: int):
     return keras.layers.Add(name=f"block{block}_add")([x, residual])
 
 
-@register(
-    "xception",
-    paper=PAPER,
-    params=22_855_952,
-    macs=8.36e9,
-    input_size=(299, 299, 3),
-    reported={"imagenet_top1_acc": 79.0, "imagenet_top5_acc": 94.5},
-    source="Chollet 2017 Tables 1-3 [P*]; Keras [K][KC]",
-    recipe="torchvision_imagenet",
-    notes="Paper recipe: SGD momentum 0.9, lr 0.045 x 0.94 every 2 epochs, Polyak averaging; dropout 0.5 "
-    "before the logits.",
-)
-@applications.keras_order
+@applications.builder(name="xception")
 def Xception(
-    *,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str = "xception",
+    contract: Contract,
 ) -> keras.Model:
     """Xception as in Fig. 5 of Chollet (CVPR 2017): entry flow, 8 middle-flow blocks, exit flow, 299x299.
     22,855,952 trainable at 1000 classes (= the paper). Like keras.applications, no dropout before the logits
     (the paper trained with 0.5)."""
-    img_input = applications.model_input(
-        input_tensor, input_shape, include_top=include_top, weights=weights, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, default_size=299, min_size=71,
-    )  # fmt: skip
+    img_input = contract.input(default_size=299, min_size=71)
     x = img_input
     for i, (filters, stride) in enumerate(((32, 2), (64, 1)), start=1):
         x = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"block1_conv{i}")(x)
@@ -94,7 +73,23 @@ def Xception(
         x = BatchNormalization(name=f"block14_sepconv{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block14_sepconv{i}_act")(x)
     stages.append(x)
-    return applications.finish(
-        img_input, x, input_tensor=input_tensor, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, weights=weights, name=name, stages=stages,
-    )  # fmt: skip
+    return contract.finish(img_input, x, stages=stages)
+
+
+CARDS = (
+    Card(
+        name="xception",
+        builder=Xception,
+        min_size=71,
+        paper=PAPER,
+        params=22_855_952,
+        macs=8.36e9,
+        input_size=(299, 299, 3),
+        reported={"imagenet_top1_acc": 79.0, "imagenet_top5_acc": 94.5},
+        source="Chollet 2017 Tables 1-3 [P*]; Keras [K][KC]",
+        recipe="torchvision_imagenet",
+        notes="Paper recipe: SGD momentum 0.9, lr 0.045 x 0.94 every 2 epochs, Polyak averaging; dropout 0.5 "
+        "before the logits.",
+    ),
+)
+register_all(CARDS)

@@ -105,8 +105,13 @@ def validate(config: TrainConfig) -> tuple[Recipe, str]:
     from keras_cnn.data import DATASETS
     from keras_cnn.registry import model_info
 
-    choices = {"dataset": DATASETS, "augment": AUGMENTATIONS, "mix": MIXES, "precision": PRECISIONS,
-               "strategy": distribute.STRATEGIES}  # fmt: skip
+    choices = {
+        "dataset": DATASETS,
+        "augment": AUGMENTATIONS,
+        "mix": MIXES,
+        "precision": PRECISIONS,
+        "strategy": distribute.STRATEGIES,
+    }
     for field, allowed in choices.items():
         if getattr(config, field) not in allowed:
             raise ValueError(f"Unknown {field} {getattr(config, field)!r}; choose one of {list(allowed)}.")

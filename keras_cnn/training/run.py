@@ -130,18 +130,35 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
     one_hot = config.mix != "none"
     augment = augmenter(config.augment, channels=run.channels, image_size=config.image_size, pca_seed=config.seed)
     data = load_dataset(
-        config.dataset, data_dir=config.data_dir, image_size=config.image_size, channels=run.channels,
-        batch_size=run.batch_size, seed=config.seed, deterministic=True, one_hot=one_hot,
-        epochs=(run.start_epoch, run.epochs), augment=augment,
-    )  # fmt: skip
+        config.dataset,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        channels=run.channels,
+        batch_size=run.batch_size,
+        seed=config.seed,
+        deterministic=True,
+        one_hot=one_hot,
+        epochs=(run.start_epoch, run.epochs),
+        augment=augment,
+    )
     if one_hot or config.randaugment:  # needs the class count, known once the data is found
-        batch_fn = batch_augmenter(randaugment=config.randaugment, mix=config.mix, classes=data.classes,
-                                   channels=run.channels, seed=config.seed)  # fmt: skip
+        batch_fn = batch_augmenter(
+            randaugment=config.randaugment,
+            mix=config.mix,
+            classes=data.classes,
+            channels=run.channels,
+            seed=config.seed,
+        )
         data = data._replace(train=data.train.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE))
     steps = optimizers.steps_per_epoch(data.train_examples, run.batch_size)
     with run.strategy.scope():
-        model = create_model(config.model, input_shape=(config.image_size, config.image_size, run.channels),
-                             classes=data.classes, weights=config.weights, **config.model_kwargs)  # fmt: skip
+        model = create_model(
+            config.model,
+            input_shape=(config.image_size, config.image_size, run.channels),
+            classes=data.classes,
+            weights=config.weights,
+            **config.model_kwargs,
+        )
         schedule = optimizers.learning_rate(run.recipe, steps_per_epoch=steps, epochs=run.epochs, lr=config.lr)
         carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
         optimizer = optimizers.optimizer(run.recipe, schedule, l2=0.0 if carries_l2 else None)
@@ -171,16 +188,26 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
     if run.recipe.decay == "plateau":
         fit_callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=run.recipe.gamma, patience=5))
     try:
-        fitted.fit(train, validation_data=val, epochs=run.epochs, steps_per_epoch=steps, shuffle=False,
-                   callbacks=[*fit_callbacks, *callbacks], verbose=config.verbose)  # fmt: skip
+        fitted.fit(
+            train,
+            validation_data=val,
+            epochs=run.epochs,
+            steps_per_epoch=steps,
+            shuffle=False,
+            callbacks=[*fit_callbacks, *callbacks],
+            verbose=config.verbose,
+        )
     except tf.errors.InvalidArgumentError as err:
         _name_undecodable_images(config, err)
         raise
 
     history = read_history(os.path.join(run.out, "history.csv"))
     val_acc = [float(r[monitor]) for r in history]
-    others = {f"final_{key}": float(history[-1][key]) for key in history[-1]
-              if key.startswith("val_") and key.endswith("accuracy") and key != monitor}  # fmt: skip
+    others = {
+        f"final_{key}": float(history[-1][key])
+        for key in history[-1]
+        if key.startswith("val_") and key.endswith("accuracy") and key != monitor
+    }
     save_model_atomic(model, os.path.join(run.out, "model.keras"))
     plot_history(history, os.path.join(run.out, "curves.png"))
     metrics = {

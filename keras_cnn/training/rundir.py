@@ -22,12 +22,34 @@ from keras_cnn.io import write_atomic, write_json_atomic
 STAMP = "keras_cnn_run.json"
 LOCK = "keras_cnn_run.lock"
 #: Files a run writes, relative to its folder (Keras' TensorBoard callback writes train/ and validation/).
-RUN_FILES = ("metrics.json", "history.csv", "curves.png", "model.keras", "checkpoints/last.keras",
-             "checkpoints/best.keras")  # fmt: skip
+RUN_FILES = (
+    "metrics.json",
+    "history.csv",
+    "curves.png",
+    "model.keras",
+    "checkpoints/last.keras",
+    "checkpoints/best.keras",
+)
 RUN_DIRS = ("backup", "tensorboard/train", "tensorboard/validation")
 #: TrainConfig fields that decide what a run computes; a resumed run must agree on all of them.
-IDENTITY = ("model", "dataset", "data_dir", "recipe", "epochs", "batch_size", "lr", "image_size", "channels",
-            "augment", "randaugment", "mix", "precision", "seed", "model_kwargs", "weights")  # fmt: skip
+IDENTITY = (
+    "model",
+    "dataset",
+    "data_dir",
+    "recipe",
+    "epochs",
+    "batch_size",
+    "lr",
+    "image_size",
+    "channels",
+    "augment",
+    "randaugment",
+    "mix",
+    "precision",
+    "seed",
+    "model_kwargs",
+    "weights",
+)
 
 
 def check_writable(out: str) -> None:
@@ -156,13 +178,19 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        steps = [(self._weights_path, lambda p: self.model.save_weights(p, overwrite=True), ".weights.h5"),
-                 (self._training_metadata_path, self._write_metadata, ".json")]  # fmt: skip
+        steps = [
+            (self._weights_path, lambda p: self.model.save_weights(p, overwrite=True), ".weights.h5"),
+            (self._training_metadata_path, self._write_metadata, ".json"),
+        ]
         if self.double_checkpoint:
-            steps = [(prev, lambda p, src=src: shutil.copyfile(src, p), ".bkp")
-                     for src, prev in ((self._weights_path, self._prev_weights_path),
-                                       (self._training_metadata_path, self._prev_training_metadata_path))
-                     if os.path.exists(src)] + steps  # fmt: skip
+            steps = [
+                (prev, lambda p, src=src: shutil.copyfile(src, p), ".bkp")
+                for src, prev in (
+                    (self._weights_path, self._prev_weights_path),
+                    (self._training_metadata_path, self._prev_training_metadata_path),
+                )
+                if os.path.exists(src)
+            ] + steps
         for path, write, suffix in steps:
             try:
                 write_atomic(path, write, suffix=suffix)

@@ -74,7 +74,7 @@ def test_smallest_legal_input_trains_one_step_saves_and_reloads(name, tmp_path, 
 
 def _family(name: str) -> str:
     """The module (family file) of a registered model's builder."""
-    return getattr(keras_cnn, keras_cnn.model_info(name).builder).__module__
+    return keras_cnn.model_info(name).builder.__module__
 
 
 def _outputs(value) -> list:
@@ -103,7 +103,7 @@ def _one_sgd_step(model, x, y) -> list[np.ndarray]:
 def test_every_builder_is_exported_and_cites_its_paper():
     for name in keras_cnn.list_models():
         info = keras_cnn.model_info(name)
-        builder = getattr(keras_cnn, info.builder)
+        builder = getattr(keras_cnn, info.function)
         cited = (builder.__doc__ or "") + (sys.modules[builder.__module__].__doc__ or "")
         first_author = info.paper.authors.split(",")[0]
         assert str(info.paper.year) in cited and first_author in cited, name

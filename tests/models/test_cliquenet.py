@@ -39,8 +39,9 @@ def test_cifar_configs_match_the_porting_notes_counts(kwargs, trainable, total):
         assert model.count_params() == total
 
 
-@pytest.mark.parametrize(("size", "params"), [("s0", 5_703_728), ("s1", 7_956_776), ("s2", 10_003_756),
-                                              ("s3", 13_170_904)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "params"), [("s0", 5_703_728), ("s1", 7_956_776), ("s2", 10_003_756), ("s3", 13_170_904)]
+)
 def test_imagenet_configs_without_attention_are_the_starred_rows(size, params):
     with shapes_only():
         model = keras_cnn.create_model(f"cliquenet_{size}", attention=False)
@@ -79,15 +80,17 @@ def _block_layers(model, b: int, kind):
 def test_kernels_and_batch_norms_per_block(bottleneck):
     """n^2 clique kernels (+ n shared 3x3 with bottleneck); 2n BN (4n) + compress BN + head BN."""
     n = 4  # T / 3 layers per block, T / 6 with bottleneck
-    model = keras_cnn.CliqueNet(input_shape=(16, 16, 3), k=6, T=6 * n if bottleneck else 3 * n, bottleneck=bottleneck,
-                                compression=True)  # fmt: skip
+    model = keras_cnn.CliqueNet(
+        input_shape=(16, 16, 3), k=6, T=6 * n if bottleneck else 3 * n, bottleneck=bottleneck, compression=True
+    )
     for b in (1, 2, 3):
         clique = _block_layers(model, b, CliqueConv)
         assert sum(len(layer.kernels) for layer in clique) == n * n
         shape = (1, 1) if bottleneck else (3, 3)
         assert all(tuple(w.shape[:2]) == shape for layer in clique for w in layer.trainable_weights)
-        plain_convs = [layer for layer in _block_layers(model, b, keras.layers.Conv2D)
-                       if not layer.name.endswith("compress_conv")]  # fmt: skip
+        plain_convs = [
+            layer for layer in _block_layers(model, b, keras.layers.Conv2D) if not layer.name.endswith("compress_conv")
+        ]
         assert len(plain_convs) == (n if bottleneck else 0)
         norms = _block_layers(model, b, keras.layers.BatchNormalization)
         assert len(norms) == (4 * n if bottleneck else 2 * n) + 2
@@ -235,7 +238,8 @@ def test_one_training_step_differs_from_inference_only_by_dropout_and_bn():
     x = np.random.default_rng(2).random((4, 16, 16, 3), dtype=np.float32)
     with tf.GradientTape() as tape:
         loss = ops.mean(keras.losses.sparse_categorical_crossentropy(np.array([0, 1, 2, 3]), model(x, training=True)))
-    grads = dict(zip([w.path for w in model.trainable_weights], tape.gradient(loss, model.trainable_weights),
-                     strict=True))  # fmt: skip
+    grads = dict(
+        zip([w.path for w in model.trainable_weights], tape.gradient(loss, model.trainable_weights), strict=True)
+    )
     for path in ("block1_w_1/w0_1", "block1_w_1/w4_1", "block3_w_4/w3_4"):
         assert grads[path] is not None and float(ops.max(ops.abs(grads[path]))) > 0, path

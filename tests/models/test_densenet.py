@@ -66,20 +66,28 @@ def test_dropout_keeps_the_bottleneck_bn_out_of_the_recomputation():
 def test_memory_efficient_model_loads_normal_weight_files_and_round_trips(tmp_path):
     normal = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3))
     normal.save_weights(tmp_path / "normal.weights.h5")
-    efficient = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True,
-                                     weights=tmp_path / "normal.weights.h5")  # fmt: skip
+    efficient = keras_cnn.DenseNetBC(
+        L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True, weights=tmp_path / "normal.weights.h5"
+    )
     x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
     np.testing.assert_allclose(efficient(x, training=False), normal(x, training=False), atol=1e-6)
     efficient.save_weights(tmp_path / "efficient.weights.h5")
-    again = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True,
-                                 weights=tmp_path / "efficient.weights.h5")  # fmt: skip
+    again = keras_cnn.DenseNetBC(
+        L=40, k=12, input_shape=(16, 16, 3), memory_efficient=True, weights=tmp_path / "efficient.weights.h5"
+    )
     np.testing.assert_array_equal(again(x, training=False), efficient(x, training=False))
     normal_again = keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3))
     normal_again.set_weights(again.get_weights())
     np.testing.assert_allclose(normal_again(x, training=False), normal(x, training=False), atol=1e-6)
     with pytest.raises(ValueError, match="does not fit"):
-        keras_cnn.DenseNetBC(L=40, k=12, input_shape=(16, 16, 3), classes=3, memory_efficient=True,
-                             weights=tmp_path / "efficient.weights.h5")  # fmt: skip
+        keras_cnn.DenseNetBC(
+            L=40,
+            k=12,
+            input_shape=(16, 16, 3),
+            classes=3,
+            memory_efficient=True,
+            weights=tmp_path / "efficient.weights.h5",
+        )
     efficient.save(tmp_path / "efficient.keras")
     reloaded = keras.saving.load_model(tmp_path / "efficient.keras", safe_mode=True)
     np.testing.assert_array_equal(reloaded(x, training=False), efficient(x, training=False))
@@ -121,9 +129,13 @@ def test_cifar_structure_stem_growth_and_compression():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"L": 41}, "DenseNet depth L must be 3 \\* 2 \\* n \\+ 4"), ({"theta": 0.0}, "theta must be in"),
-     ({"k": 0}, "growth_rate k must be a positive integer"), ({"L": 41, "bottleneck": False}, "40, 100")],
-)  # fmt: skip
+    [
+        ({"L": 41}, "DenseNet depth L must be 3 \\* 2 \\* n \\+ 4"),
+        ({"theta": 0.0}, "theta must be in"),
+        ({"k": 0}, "growth_rate k must be a positive integer"),
+        ({"L": 41, "bottleneck": False}, "40, 100"),
+    ],
+)
 def test_bad_densenet_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         keras_cnn.DenseNetBC(**kwargs)

@@ -53,20 +53,52 @@ NOTES = {
 # (layer, inScales, outScales, transition after it, base width nIn after it) from counts/msdnet_counts.txt
 SCHEDULES = {
     "msdnet_cifar10_anytime": [
-        (1, 3, 3, False, 22), (2, 3, 3, False, 28), (3, 3, 3, False, 34), (4, 3, 3, False, 40), (5, 3, 3, False, 46),
-        (6, 3, 3, False, 52), (7, 3, 3, False, 58), (8, 3, 3, False, 64), (9, 3, 2, True, 35), (10, 2, 2, False, 41),
-        (11, 2, 2, False, 47), (12, 2, 2, False, 53), (13, 2, 2, False, 59), (14, 2, 2, False, 65),
-        (15, 2, 2, False, 71), (16, 2, 2, False, 77), (17, 2, 1, True, 41), (18, 1, 1, False, 47),
-        (19, 1, 1, False, 53), (20, 1, 1, False, 59), (21, 1, 1, False, 65), (22, 1, 1, False, 71),
+        (1, 3, 3, False, 22),
+        (2, 3, 3, False, 28),
+        (3, 3, 3, False, 34),
+        (4, 3, 3, False, 40),
+        (5, 3, 3, False, 46),
+        (6, 3, 3, False, 52),
+        (7, 3, 3, False, 58),
+        (8, 3, 3, False, 64),
+        (9, 3, 2, True, 35),
+        (10, 2, 2, False, 41),
+        (11, 2, 2, False, 47),
+        (12, 2, 2, False, 53),
+        (13, 2, 2, False, 59),
+        (14, 2, 2, False, 65),
+        (15, 2, 2, False, 71),
+        (16, 2, 2, False, 77),
+        (17, 2, 1, True, 41),
+        (18, 1, 1, False, 47),
+        (19, 1, 1, False, 53),
+        (20, 1, 1, False, 59),
+        (21, 1, 1, False, 65),
+        (22, 1, 1, False, 71),
     ],
     "msdnet_imagenet_k4": [
-        (1, 4, 4, False, 48), (2, 4, 4, False, 64), (3, 4, 4, False, 80), (4, 4, 4, False, 96), (5, 4, 4, False, 112),
-        (6, 4, 3, True, 64), (7, 3, 3, False, 80), (8, 3, 3, False, 96), (9, 3, 3, False, 112),
-        (10, 3, 3, False, 128), (11, 3, 2, True, 72), (12, 2, 2, False, 88), (13, 2, 2, False, 104),
-        (14, 2, 2, False, 120), (15, 2, 2, False, 136), (16, 2, 1, True, 76), (17, 1, 1, False, 92),
-        (18, 1, 1, False, 108), (19, 1, 1, False, 124), (20, 1, 1, False, 140),
+        (1, 4, 4, False, 48),
+        (2, 4, 4, False, 64),
+        (3, 4, 4, False, 80),
+        (4, 4, 4, False, 96),
+        (5, 4, 4, False, 112),
+        (6, 4, 3, True, 64),
+        (7, 3, 3, False, 80),
+        (8, 3, 3, False, 96),
+        (9, 3, 3, False, 112),
+        (10, 3, 3, False, 128),
+        (11, 3, 2, True, 72),
+        (12, 2, 2, False, 88),
+        (13, 2, 2, False, 104),
+        (14, 2, 2, False, 120),
+        (15, 2, 2, False, 136),
+        (16, 2, 1, True, 76),
+        (17, 1, 1, False, 92),
+        (18, 1, 1, False, 108),
+        (19, 1, 1, False, 124),
+        (20, 1, 1, False, 140),
     ],
-}  # fmt: skip
+}
 
 
 def _layer_names(model) -> set[str]:
@@ -120,8 +152,9 @@ def test_layer_wiring_concat_order_and_bottleneck_widths():
     assert sources == ["layer1_scale2_concat", "layer2_scale2_down_2_relu", "layer2_scale2_normal_2_relu"]
     first = model.get_layer("layer1_scale1_concat")._inbound_nodes[0].input_tensors
     assert [t._keras_history.operation.name for t in first] == ["conv1_relu", "layer1_scale1_normal_2_relu"]
-    filters = {n: model.get_layer(f"layer1_{n}_1_conv").filters for n in ("scale1_normal", "scale2_down",
-                                                                           "scale2_normal")}  # fmt: skip
+    filters = {
+        n: model.get_layer(f"layer1_{n}_1_conv").filters for n in ("scale1_normal", "scale2_down", "scale2_normal")
+    }
     assert filters == {"scale1_normal": 6, "scale2_down": 6, "scale2_normal": 12}
     # Post-activation and no conv biases (Lua and PyTorch), He fan-out init, Torch BN constants.
     conv = model.get_layer("layer1_scale1_normal_2_conv")
@@ -131,7 +164,10 @@ def test_layer_wiring_concat_order_and_bottleneck_widths():
     # The scale drop after layer 9 reads the dropped finest scale once more, then a transition halves nIn.
     dropping = model.get_layer("layer9_scale2_concat")._inbound_nodes[0].input_tensors
     assert [t._keras_history.operation.name for t in dropping] == [
-        "layer8_scale2_concat", "layer9_scale2_down_2_relu", "layer9_scale2_normal_2_relu"]  # fmt: skip
+        "layer8_scale2_concat",
+        "layer9_scale2_down_2_relu",
+        "layer9_scale2_normal_2_relu",
+    ]
     assert "layer9_scale1_concat" not in _layer_names(model)
     assert model.get_layer("transition9_scale2_conv").filters == 35 * 2
 

@@ -65,11 +65,15 @@ class _TeacherStudent(keras.Model):
 
     def __init__(self, teacher: keras.Model, student: keras.Model, **kwargs):
         if teacher.output_shape[-1] != student.output_shape[-1]:
-            raise ValueError(f"The teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes and the "
-                             f"student {student.name!r} {student.output_shape[-1]}: they must agree.")  # fmt: skip
+            raise ValueError(
+                f"The teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes and the "
+                f"student {student.name!r} {student.output_shape[-1]}: they must agree."
+            )
         if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
-            raise ValueError(f"The teacher {teacher.name!r} takes {teacher.input_shape[1:]} and the student "
-                             f"{student.name!r} {student.input_shape[1:]}: both must see the same images.")  # fmt: skip
+            raise ValueError(
+                f"The teacher {teacher.name!r} takes {teacher.input_shape[1:]} and the student "
+                f"{student.name!r} {student.input_shape[1:]}: both must see the same images."
+            )
         super().__init__(**kwargs)
         self.teacher, self.student = _frozen(teacher), student
         self.teacher_logits, self.student_logits = logits_of(teacher), logits_of(student)
@@ -90,8 +94,9 @@ class Distiller(_TeacherStudent):
     """Hinton KD: `alpha` weighs the hard-label loss, 1 - alpha the soft loss at `temperature` (scaled by T²).
     Hinton et al. found a considerably lower weight on the hard term best, hence alpha=0.1."""
 
-    def __init__(self, teacher: keras.Model, student: keras.Model, *, temperature: float = 4.0, alpha: float = 0.1,
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self, teacher: keras.Model, student: keras.Model, *, temperature: float = 4.0, alpha: float = 0.1, **kwargs
+    ):
         if not (math.isfinite(temperature) and temperature > 0) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Need temperature > 0 and 0 <= alpha <= 1; received {temperature!r}, {alpha!r}.")
         super().__init__(teacher, student, **kwargs)
@@ -114,17 +119,34 @@ class FitNetDistiller(_TeacherStudent):
     predict the teacher's `hint_layer` output. Stage 2, `fit`: KD at τ=`temperature` with λ going linearly from
     `lambda_start` to `lambda_end` over the epochs of the fit (paper: τ=3, λ 4 → 1)."""
 
-    def __init__(self, teacher: keras.Model, student: keras.Model, *, hint_layer: str, guided_layer: str,
-                 temperature: float = 3.0, lambda_start: float = 4.0, lambda_end: float = 1.0,
-                 regressor_activation: str = "relu", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        teacher: keras.Model,
+        student: keras.Model,
+        *,
+        hint_layer: str,
+        guided_layer: str,
+        temperature: float = 3.0,
+        lambda_start: float = 4.0,
+        lambda_end: float = 1.0,
+        regressor_activation: str = "relu",
+        **kwargs,
+    ):
         if temperature <= 0 or min(lambda_start, lambda_end) < 0:
-            raise ValueError(f"Need temperature > 0 and lambda >= 0; received temperature={temperature!r}, "
-                             f"lambda_start={lambda_start!r}, lambda_end={lambda_end!r}.")  # fmt: skip
+            raise ValueError(
+                f"Need temperature > 0 and lambda >= 0; received temperature={temperature!r}, "
+                f"lambda_start={lambda_start!r}, lambda_end={lambda_end!r}."
+            )
         super().__init__(teacher, student, **kwargs)
         self.temperature, self.lambda_start, self.lambda_end = temperature, lambda_start, lambda_end
         self.lambda_ = keras.Variable(lambda_start, trainable=False, name="lambda", dtype="float32")
-        self.hints = HintTrainer(teacher, student, hint_layer=hint_layer, guided_layer=guided_layer,
-                                 regressor_activation=regressor_activation)  # fmt: skip
+        self.hints = HintTrainer(
+            teacher,
+            student,
+            hint_layer=hint_layer,
+            guided_layer=guided_layer,
+            regressor_activation=regressor_activation,
+        )
         self.hints.regressor.trainable = False  # trained in stage 1 only
 
     def fit_hints(self, x, *, epochs: int, optimizer=None, **fit_kwargs) -> keras.callbacks.History:
@@ -141,8 +163,9 @@ class FitNetDistiller(_TeacherStudent):
         return super().fit(*args, callbacks=[*(callbacks or []), _LinearLambda(self)], **kwargs)
 
     def loss_from_logits(self, labels, teacher_logits, student_logits):
-        return fitnet_kd_loss(labels, teacher_logits, student_logits, temperature=self.temperature,
-                              lambda_=self.lambda_)  # fmt: skip
+        return fitnet_kd_loss(
+            labels, teacher_logits, student_logits, temperature=self.temperature, lambda_=self.lambda_
+        )
 
 
 class _LinearLambda(keras.callbacks.Callback):
@@ -164,8 +187,16 @@ class HintTrainer(keras.Model):
     onto the hint's. The teacher is frozen; the student's later layers are not part of this model."""
 
     @deep_graph()
-    def __init__(self, teacher: keras.Model, student: keras.Model, *, hint_layer: str, guided_layer: str,
-                 regressor_activation: str = "relu", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        teacher: keras.Model,
+        student: keras.Model,
+        *,
+        hint_layer: str,
+        guided_layer: str,
+        regressor_activation: str = "relu",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.hint = keras.Model(teacher.inputs, _output_of(teacher, hint_layer), name="hint")
         self.guided = keras.Model(student.inputs, _output_of(student, guided_layer), name="guided")
@@ -174,10 +205,11 @@ class HintTrainer(keras.Model):
             raise ValueError(f"Hint {hint_shape} and guided {guided_shape} layers must both be feature maps.")
         kernel = (guided_shape[0] - hint_shape[0] + 1, guided_shape[1] - hint_shape[1] + 1)
         if min(kernel) < 1:
-            raise ValueError(f"The guided layer's grid {guided_shape[:2]} is smaller than the hint's {hint_shape[:2]}; "
-                             "choose a deeper hint layer or an earlier guided layer.")  # fmt: skip
-        self.regressor = keras.layers.Conv2D(hint_shape[-1], kernel, activation=regressor_activation,
-                                             name="regressor")  # fmt: skip
+            raise ValueError(
+                f"The guided layer's grid {guided_shape[:2]} is smaller than the hint's {hint_shape[:2]}; "
+                "choose a deeper hint layer or an earlier guided layer."
+            )
+        self.regressor = keras.layers.Conv2D(hint_shape[-1], kernel, activation=regressor_activation, name="regressor")
         self.regressor.build((None, *guided_shape))
 
     def call(self, x, training=False):
@@ -202,14 +234,24 @@ class RocketLaunching(keras.Model):
     (light logits, booster logits); compiled metrics see the light net's, and `booster_accuracy` is tracked
     too. `student` is the light network alone. `rocket_from_models` builds one from two registered models."""
 
-    def __init__(self, shared: keras.Model, light_head: keras.Model, booster_head: keras.Model, *,
-                 hint_weight: float = 0.03, light: keras.Model | None = None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        shared: keras.Model,
+        light_head: keras.Model,
+        booster_head: keras.Model,
+        *,
+        hint_weight: float = 0.03,
+        light: keras.Model | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if hint_weight < 0:
             raise ValueError(f"hint_weight must be >= 0 (the paper's 0.03); received {hint_weight!r}.")
         if tuple(booster_head.input.shape[1:]) != tuple(shared.output.shape[1:]):
-            raise ValueError(f"The booster head takes {tuple(booster_head.input.shape[1:])} but the shared layers "
-                             f"give {tuple(shared.output.shape[1:])}.")  # fmt: skip
+            raise ValueError(
+                f"The booster head takes {tuple(booster_head.input.shape[1:])} but the shared layers "
+                f"give {tuple(shared.output.shape[1:])}."
+            )
         self.shared, self.hint_weight = shared, hint_weight
         self.light_logits, self.booster_logits = logits_of(light_head), logits_of(booster_head)
         self.student = light or _stacked(shared, light_head)
@@ -264,8 +306,11 @@ def block_outputs(model: keras.Model) -> list[str]:
     """The names of `model`'s block outputs (`*_out` activations, as in keras.applications' ResNets), or of
     its activated feature maps (activation layers and convolutions with an activation) when it names none."""
     linear = keras.activations.linear
-    maps = [layer for layer in model.layers
-            if getattr(layer, "activation", linear) is not linear and len(layer.output.shape) == 4]  # fmt: skip
+    maps = [
+        layer
+        for layer in model.layers
+        if getattr(layer, "activation", linear) is not linear and len(layer.output.shape) == 4
+    ]
     blocks = [layer.name for layer in maps if layer.name.endswith("_out")]
     return blocks or [layer.name for layer in maps]
 

@@ -68,8 +68,10 @@ def _teacher(config: TrainConfig, distill: DistillConfig) -> tuple[str, float | 
     """(the teacher's .keras file, its validation accuracy when this project measured it)."""
     if distill.teacher_weights:
         if not os.path.isfile(distill.teacher_weights):
-            raise FileNotFoundError(f"Teacher weights {distill.teacher_weights!r} do not exist; give a .keras file "
-                                    "written by train_cifar.py (model.keras) or model.save().")  # fmt: skip
+            raise FileNotFoundError(
+                f"Teacher weights {distill.teacher_weights!r} do not exist; give a .keras file "
+                "written by train_cifar.py (model.keras) or model.save()."
+            )
         return distill.teacher_weights, None
     out = os.path.join(config.output_dir, "teacher")
     finished = os.path.join(out, "metrics.json")
@@ -77,8 +79,10 @@ def _teacher(config: TrainConfig, distill: DistillConfig) -> tuple[str, float | 
         with open(finished) as f:
             metrics = json.load(f)
         if metrics["model"] != distill.teacher or metrics["dataset"] != config.dataset:
-            raise FileExistsError(f"{out!r} holds a {metrics['model']} teacher trained on {metrics['dataset']}; "
-                                  "choose another output directory.")  # fmt: skip
+            raise FileExistsError(
+                f"{out!r} holds a {metrics['model']} teacher trained on {metrics['dataset']}; "
+                "choose another output directory."
+            )
     else:
         teacher = dataclasses.replace(config, model=distill.teacher, output_dir=out, model_kwargs={}, weights=None)
         metrics = train(teacher)
@@ -94,16 +98,22 @@ def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path:
         return rocket_from_models(student, booster, split_layer=split, hint_weight=distill.hint_weight)
     teacher = load_model(teacher_path)
     if teacher.input_shape[1:] != student.input_shape[1:] or teacher.output_shape[-1] != student.output_shape[-1]:
-        raise ValueError(f"The teacher takes {teacher.input_shape[1:]} and gives {teacher.output_shape[-1]} classes; "
-                         f"the student {student.input_shape[1:]} and {student.output_shape[-1]}.")  # fmt: skip
+        raise ValueError(
+            f"The teacher takes {teacher.input_shape[1:]} and gives {teacher.output_shape[-1]} classes; "
+            f"the student {student.input_shape[1:]} and {student.output_shape[-1]}."
+        )
     if distill.method == "mimic":
         return MimicDistiller(teacher, student)
     if distill.method == "kd":
         temperature = 4.0 if distill.temperature is None else distill.temperature
         return Distiller(teacher, student, temperature=temperature, alpha=distill.alpha)
-    fitnet = FitNetDistiller(teacher, student, hint_layer=distill.hint_layer or middle_layer(teacher),
-                             guided_layer=distill.guided_layer or middle_layer(student),
-                             temperature=3.0 if distill.temperature is None else distill.temperature)  # fmt: skip
+    fitnet = FitNetDistiller(
+        teacher,
+        student,
+        hint_layer=distill.hint_layer or middle_layer(teacher),
+        guided_layer=distill.guided_layer or middle_layer(student),
+        temperature=3.0 if distill.temperature is None else distill.temperature,
+    )
     if distill.hint_epochs and not config.resume:  # a resumed run restores stage 2's weights from its backup
         steps = steps_per_epoch(data.train_examples, config.batch_size or resolve_recipe(config)[0].batch_size)
         if int(data.train.cardinality()) < distill.hint_epochs * steps:

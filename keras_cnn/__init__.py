@@ -1,12 +1,13 @@
 """keras_cnn: classic CNNs for Keras 3, faithful to their papers, with one builder contract and a registry.
 
-Models, layers and the registry load with the package; `training`, `distill` and `early_exit` (the training
-loop, distillation and multi-exit inference, which pull in tf.data and the rest of TensorFlow) on first use.
+Models, layers, the registry and the optimizers (so a trained model's saved optimizer reloads after
+`import keras_cnn`) load with the package; `training`, `distill` and `early_exit` (the training loop,
+distillation and multi-exit inference, which pull in tf.data and the rest of TensorFlow) on first use.
 """
 
 import importlib
 
-from keras_cnn import layers
+from keras_cnn import layers, optimizers
 from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, exit_costs, trainable_params
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
@@ -27,6 +28,7 @@ __all__ = [
     "layers",
     "list_models",
     "model_info",
+    "optimizers",
     "trainable_params",
     "without_aux",
 ]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import keras_cnn
-from keras_cnn import augment, recipes
-from keras_cnn.training import distill, optimizers
+from keras_cnn import augment, optimizers, recipes
+from keras_cnn.training import distill
 
 # fb.resnet.torch, datasets/imagenet.lua `pca` (AlexNet's lighting noise, Krizhevsky et al. 2012, Sec. 4.1)
 FB_EIGVAL = [0.2175, 0.0188, 0.0045]

@@ -205,3 +205,24 @@ def test_cards_refuse_unknown_recipes_and_names_registered_twice():
 def test_a_labelled_builder_refuses_to_rebind_its_fixed_arguments():
     with pytest.raises(TypeError, match=r"ResNet20\(\) fixes \['depth'\]; call CifarResNet\(\)"):
         keras_cnn.ResNet20(depth=32)
+
+
+def test_a_trained_model_reloads_with_its_optimizer_after_a_plain_import(tmp_path):
+    """A run saves model.keras with the package's coupled-L2 SGD; `import keras_cnn` alone (training stays
+    unloaded) must register it, so keras.saving.load_model and keras_cnn.io.load_model both reload the file."""
+    import numpy as np
+
+    model = keras_cnn.create_model("lenet5", variant="modern")
+    model.compile(
+        keras_cnn.optimizers.SGD(0.01, momentum=0.9, nesterov=True, l2=5e-4), "sparse_categorical_crossentropy"
+    )
+    model.fit(np.zeros((4, 32, 32, 1), "float32"), np.arange(4), verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    _python_at_the_default_recursion_limit(
+        f"import keras, keras_cnn, keras_cnn.io\npath = {str(path)!r}\n"
+        "for model in (keras.saving.load_model(path, safe_mode=True), keras_cnn.io.load_model(path)):\n"
+        "    opt = model.optimizer\n"
+        "    assert type(opt) is keras_cnn.optimizers.SGD and abs(opt.l2 - 5e-4) < 1e-12 and opt.nesterov, opt\n"
+        "assert 'keras_cnn.training' not in sys.modules\n"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn import applications
-from keras_cnn.training.optimizers import SGD
+from keras_cnn.optimizers import SGD
 
 
 @applications.deep_graph()

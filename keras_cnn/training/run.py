@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 import keras
 import tensorflow as tf
 
+from keras_cnn import optimizers
 from keras_cnn.applications import deep_graph
 from keras_cnn.augment import augmenter, batch_augmenter
 from keras_cnn.io import write_json_atomic
 from keras_cnn.recipes import Recipe
-from keras_cnn.training import distribute, optimizers, rundir
+from keras_cnn.training import distribute, rundir
 from keras_cnn.training.callbacks import (
     DivergenceGuard,
     EpochCheckpoint,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import keras_cnn
+from keras_cnn import optimizers
 from keras_cnn.recipes import RECIPES
-from keras_cnn.training import optimizers
 from keras_cnn.training.run import compile_model
 
 torch = pytest.importorskip("torch")

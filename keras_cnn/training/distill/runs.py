@@ -10,6 +10,7 @@ import os
 import keras
 
 from keras_cnn.io import load_model
+from keras_cnn.optimizers import steps_per_epoch
 from keras_cnn.training.config import TrainConfig, resolve_recipe
 from keras_cnn.training.distill.models import (
     Distiller,
@@ -19,7 +20,6 @@ from keras_cnn.training.distill.models import (
     middle_layer,
     rocket_from_models,
 )
-from keras_cnn.training.optimizers import steps_per_epoch
 from keras_cnn.training.run import train
 
 METHODS = ("kd", "mimic", "fitnets", "rocket")

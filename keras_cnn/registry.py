@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import keras
 
-from keras_cnn.applications import CONTRACT
-from keras_cnn.recipes import RECIPES, Recipe
+from keras_cnn.applications import CONTRACT, renamed
+from keras_cnn.recipes import RECIPES, Recipe, recipe_name
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,10 @@ def register_all(cards: Sequence[Card]) -> dict[str, Callable[..., keras.Model]]
     for card in cards:
         if card.name in _REGISTRY:
             raise ValueError(f"Model name {card.name!r} is registered twice.")
-        builder = variant(card) if card.label else card.builder
         if card.label:
-            named[card.label] = builder
+            builder = named[card.label] = variant(card)
+        else:
+            builder = card.builder
         _REGISTRY[card.name] = (builder, card)
     return named
 
@@ -107,10 +108,7 @@ def variant(card: Card) -> Callable[..., keras.Model]:
             raise TypeError(f"{card.label}() fixes {clash}; call {family.__name__}() to choose them.")
         named_positionally = len(args) == len(CONTRACT)  # name is the contract's last positional argument
         name = args[-1] if named_positionally else kwargs.pop("name", card.name)
-        model = family(*(args[:-1] if named_positionally else args), **fixed, **{**defaults, **kwargs})
-        if name is not None and name != model.name:
-            model.name = name
-        return model
+        return renamed(family(*(args[:-1] if named_positionally else args), **fixed, **{**defaults, **kwargs}), name)
 
     build.__signature__ = inspect.Signature(
         [
@@ -197,11 +195,11 @@ def catalogue() -> str:
         builder = card.function if card.label else f"{card.builder.__name__}({arguments})"
         size = "x".join(map(str, card.input_size))
         reported = ", ".join(f"{k} {v}" for k, v in card.reported.items()) or "-"
-        recipe = next(key for key, recipe in RECIPES.items() if recipe == card.recipe)
         paper = f"{card.paper.authors}, {card.paper.venue} {card.paper.year}"
         macs = f"{card.macs / 1e9:.2f} G" if card.macs >= 1e9 else f"{card.macs / 1e6:.1f} M"
+        weights = ", ".join(card.weight_sets) or "-"
         rows.append(
             f"| `{name}` | `{builder}` | {paper} | {card.params:,} | {macs} | {size} "
-            f"({card.min_size}) | {reported} | {card.source} | `{recipe}` | {', '.join(card.weight_sets) or '-'} |"
+            f"({card.min_size}) | {reported} | {card.source} | `{recipe_name(card.recipe)}` | {weights} |"
         )
     return "\n".join(rows) + "\n"

@@ -11,7 +11,7 @@ import re
 import tensorflow as tf
 
 from keras_cnn.augment import AUGMENTATIONS, MIXES
-from keras_cnn.recipes import RECIPES, Recipe
+from keras_cnn.recipes import RECIPES, Recipe, recipe_name
 from keras_cnn.training import distribute, rundir
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -101,7 +101,7 @@ def resolve_recipe(config: TrainConfig) -> tuple[Recipe, str]:
 
     if config.recipe == "paper":
         recipe = model_info(config.model).recipe
-        return recipe, next(name for name, r in RECIPES.items() if r is recipe)
+        return recipe, recipe_name(recipe)
     if config.recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {config.recipe!r}; choose 'paper' or one of {sorted(RECIPES)}.")
     return RECIPES[config.recipe], config.recipe

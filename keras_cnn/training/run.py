@@ -228,7 +228,7 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
         "trainable_params": trainable_params(model),
         "strategy": type(run.strategy).__name__,
         "replicas": run.strategy.num_replicas_in_sync,
-        "precision": resolve_precision(config.precision, config.model),
+        "precision": keras.config.dtype_policy().name,  # the policy _train_in resolved and set
         "jit": config.jit,
         "seed": config.seed,
         **others,

@@ -271,4 +271,7 @@ RECIPES: dict[str, Recipe] = {
 
 def recipe_name(recipe: Recipe) -> str:
     """The name `recipe` is registered under in `RECIPES`."""
-    return next(name for name, known in RECIPES.items() if known is recipe)
+    for name, known in RECIPES.items():
+        if known is recipe:
+            return name
+    raise ValueError(f"{recipe!r} is not registered in keras_cnn.recipes.RECIPES (names: {sorted(RECIPES)}).")

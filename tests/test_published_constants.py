@@ -1,6 +1,8 @@
 """Every constant and default the package takes from a paper or a reference implementation, written here from
 that source (never read from the module under test), so a changed digit fails a test that names the source."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -219,3 +221,10 @@ def test_preact_cifar_bottleneck_strides_its_first_1x1():
     strided = [l for l in model.layers if isinstance(l, keras.layers.Conv2D) and l.strides != (1, 1)]
     assert len(strided) == 4  # stages 3 and 4: the first block's 1x1 and its projection
     assert all(l.kernel_size == (1, 1) for l in strided), [l.name for l in strided]
+
+
+def test_a_recipe_is_named_by_its_registry_entry_and_an_unregistered_one_is_refused():
+    assert recipes.recipe_name(recipes.RECIPES["cifar_cosine"]) == "cifar_cosine"
+    copy = dataclasses.replace(recipes.RECIPES["quick"], lr=0.5)
+    with pytest.raises(ValueError, match=r"is not registered in keras_cnn\.recipes\.RECIPES"):
+        recipes.recipe_name(copy)

@@ -42,6 +42,32 @@ def test_c3_connection_table_has_the_papers_1516_parameters_and_sparsity():
     assert np.abs(grad[..., :3]).sum() > 0 and not grad[..., 3:].any()
 
 
+#: LeCun et al. 1998, Table I: which S2 map (row) feeds which C3 map (column).
+TABLE_I = (
+    "X   XXX  XXXX XX",
+    "XX   XXX  XXXX X",
+    "XXX   XXX  X XXX",
+    " XXX  XXXX  X XX",
+    "  XXX  XXXX XX X",
+    "   XXX  XXXX XXX",
+)
+
+
+def test_c3_is_table_i_of_the_paper():
+    assert [set(row) for row in C3_TABLE] == [{i for i in range(6) if TABLE_I[i][j] == "X"} for j in range(16)]
+
+
+def test_c3_output_map_j_is_the_convolution_of_its_table_inputs_with_its_own_kernel():
+    layer = ConnectionTableConv2D(C3_TABLE)
+    x = np.random.default_rng(0).normal(size=(2, 14, 14, 6)).astype("float32")
+    layer.build(x.shape)
+    layer.bias.assign(np.arange(16, dtype="float32"))
+    y = np.asarray(layer(x))
+    for j, row in enumerate(C3_TABLE):
+        expected = tf.nn.conv2d(x[..., list(row)], layer.kernels[j], 1, "VALID")[..., 0] + j
+        np.testing.assert_allclose(y[..., j], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_subsampling_is_coefficient_times_window_sum_plus_bias():
     layer = Subsampling2D()
     x = np.random.rand(1, 4, 4, 2).astype("float32")

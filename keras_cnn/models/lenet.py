@@ -62,16 +62,29 @@ class ConnectionTableConv2D(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
 
     def build(self, input_shape):
-        k = self.kernel_size
+        k, channels = self.kernel_size, input_shape[-1]
+        if max(max(row) for row in self.table) >= channels:
+            raise ValueError(
+                f"The connection table reads input map {max(map(max, self.table))}; the input has {channels}."
+            )
         self.kernels = [
             self.add_weight(name=f"kernel_{j}", shape=(k, k, len(row), 1), initializer=fan_in_uniform(k * k * len(row)))
             for j, row in enumerate(self.table)
         ]
         self.bias = self.add_weight(name="bias", shape=(len(self.table),), initializer="zeros")
+        # Where each entry of the dense (k, k, channels, maps) kernel sits in the concatenation of the flattened
+        # per-map kernels; unconnected entries read the zero appended after them.
+        size = sum(k * k * len(row) for row in self.table)
+        self.index = np.full((k, k, channels, len(self.table)), size, dtype="int32")
+        offset = 0
+        for j, row in enumerate(self.table):
+            self.index[:, :, list(row), j] = offset + np.arange(k * k * len(row)).reshape(k, k, len(row))
+            offset += k * k * len(row)
 
     def call(self, x):
-        maps = [ops.conv(ops.take(x, list(row), axis=-1), w) for row, w in zip(self.table, self.kernels, strict=True)]
-        return ops.concatenate(maps, axis=-1) + self.bias
+        """One dense convolution whose kernel is zero outside the table (16 small ones trained 7x slower)."""
+        flat = ops.concatenate([ops.reshape(w, (-1,)) for w in self.kernels] + [ops.zeros((1,), self.compute_dtype)])
+        return ops.conv(x, ops.take(flat, self.index)) + self.bias
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape

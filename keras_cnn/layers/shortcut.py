@@ -10,7 +10,7 @@ from keras import ops
 class ZeroChannelPad(keras.layers.Layer):
     """Append zero feature maps so the shortcut has `channels` maps (option A, as in fb.resnet.torch)."""
 
-    def __init__(self, channels: int, **kwargs):
+    def __init__(self, channels: int, **kwargs):  # pragma: no mutate block
         super().__init__(**kwargs)
         self.channels = int(channels)
 

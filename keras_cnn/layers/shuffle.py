@@ -11,7 +11,7 @@ class ChannelShuffle(keras.layers.Layer):
     """Split the channels into `groups` groups of n and interleave them (reshape to (groups, n), transpose to
     (n, groups), flatten), so that the next grouped convolution sees channels of every group."""
 
-    def __init__(self, groups: int, **kwargs):
+    def __init__(self, groups: int, **kwargs):  # pragma: no mutate block
         super().__init__(**kwargs)
         if groups < 1:
             raise ValueError(f"ChannelShuffle needs groups >= 1; received groups={groups!r}.")

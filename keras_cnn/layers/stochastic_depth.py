@@ -37,7 +37,9 @@ class StochasticDepth(keras.layers.Layer):
         seed: seed of the layer's `keras.random.SeedGenerator`.
     """
 
-    def __init__(self, branch: keras.layers.Layer, survival_probability: float, seed: int | None = None, **kwargs):
+    def __init__(
+        self, branch: keras.layers.Layer, survival_probability: float, seed: int | None = None, **kwargs
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         if not 0.0 < survival_probability <= 1.0:
             raise ValueError(f"survival_probability must be in (0, 1]; received {survival_probability}.")

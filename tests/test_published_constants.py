@@ -165,7 +165,7 @@ def test_train_distilled_defaults_the_temperature_per_method(tmp_path, method, t
     from keras_cnn.training.distill.runs import _distiller
 
     made = _distiller(
-        distill.DistillConfig(method=method, hint_epochs=0), student, None, str(tmp_path / "teacher.keras"), None
+        distill.DistillConfig(method=method, hint_epochs=0), student, None, 1, str(tmp_path / "teacher.keras"), None
     )
     assert made.temperature == temperature
 

@@ -137,3 +137,49 @@ def test_channel_shuffle_interleaves_the_groups():
     np.testing.assert_array_equal(np.asarray(ChannelShuffle(3)(x)).ravel(), [0, 2, 4, 1, 3, 5])
     with pytest.raises(ValueError, match="6 channels do not split into 4 groups"):
         ChannelShuffle(4)(x)
+
+
+def test_adaptive_pool_matches_torch_on_non_square_maps_and_needs_a_static_size():
+    import torch
+
+    from keras_cnn.layers import AdaptiveAveragePooling
+
+    x = np.random.default_rng(0).normal(size=(2, 7, 11, 3)).astype("float32")
+    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), (3, 5))
+    layer = AdaptiveAveragePooling((3, 5))
+    y = np.asarray(layer(x))
+    np.testing.assert_allclose(y, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
+    assert layer.compute_output_shape(x.shape) == y.shape
+    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
+    with pytest.raises(ValueError, match=r"needs a static spatial size; received \(None, None, None, 3\)"):
+        traced.get_concrete_function()
+
+
+def test_channel_shuffle_keeps_every_position_of_a_non_square_batch():
+    from keras_cnn.layers import ChannelShuffle
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 6)).astype("float32")
+    # Zhang et al. 2018, Sec. 3.1: reshape the channels to (g, n), transpose to (n, g), flatten.
+    np.testing.assert_array_equal(ChannelShuffle(3)(x), x[..., [0, 2, 4, 1, 3, 5]])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LocalResponseNormalization(n=3, k=1.0, alpha=2e-4, beta=0.5),
+        lambda: ZeroChannelPad(8),
+        lambda: ConnectionTableConv2D(C3_TABLE[:4], kernel_size=3),
+        lambda: keras_cnn.layers.AdaptiveAveragePooling((2, 3)),
+        lambda: keras_cnn.layers.ChannelShuffle(2),
+    ],
+    ids=["lrn", "zero_pad", "c3", "adaptive_pool", "shuffle"],
+)
+def test_layers_round_trip_through_their_config(make):
+    layer = make()
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    x = np.random.default_rng(1).normal(size=(1, 6, 6, 6)).astype("float32")
+    y = np.asarray(layer(x))
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x), y, rtol=1e-6)

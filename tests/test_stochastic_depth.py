@@ -77,6 +77,18 @@ def test_closed_gate_gives_the_branch_no_gradient():
     assert max(grads[True]) == 0.0 and min(grads[False]) > 0.0
 
 
+def test_open_gate_adds_the_training_mode_branch_and_seeded_layers_draw_the_same_gates():
+    (x, shortcut), gates = _data(), []
+    for _ in range(2):
+        layer = _layer(0.5, seed=3)
+        outputs = [np.asarray(layer([x, shortcut], training=True)) for _ in range(24)]
+        gates.append([not np.array_equal(y, shortcut) for y in outputs])
+    assert gates[0] == gates[1] and set(gates[0]) == {True, False}
+    branch = np.asarray(layer.branch(x, training=True))  # BN on the batch's statistics: the same every call
+    for y in (y for y, opened in zip(outputs, gates[1], strict=True) if opened):
+        np.testing.assert_allclose(y, shortcut + branch, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("block", [0, 26, 53])
 def test_open_rate_of_block_l_is_p_l(block):
     p_l = survival_probabilities(54, 0.5)[block]

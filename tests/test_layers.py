@@ -23,6 +23,24 @@ def test_zero_channel_pad_appends_zero_maps():
     assert y.shape == (1, 2, 2, 5) and not y[..., 3:].any()
 
 
+def test_zero_channel_pad_keeps_equal_channels_and_refuses_to_shrink():
+    x = np.random.rand(1, 2, 2, 3).astype("float32")
+    np.testing.assert_array_equal(ZeroChannelPad(3)(x), x)
+    with pytest.raises(ValueError, match="ZeroChannelPad cannot shrink 3 channels to 2"):
+        ZeroChannelPad(2)(x)
+
+
+def test_option_a_shortcut_subsamples_and_pads_only_where_the_stage_changes():
+    names = [layer.name for layer in keras_cnn.ResNet20().layers]
+    # He et al. 2016, Sec. 4.2: 16 -> 32 -> 64 maps, halved maps at the first block of stages 2 and 3
+    assert [n for n in names if n.endswith(("_0_pool", "_0_pad"))] == [
+        "conv3_block1_0_pool",
+        "conv3_block1_0_pad",
+        "conv4_block1_0_pool",
+        "conv4_block1_0_pad",
+    ]
+
+
 def test_option_a_shortcut_has_no_parameters_and_subsamples():
     model = keras_cnn.ResNet20(include_top=False)
     shortcut = keras.Model(model.inputs, model.get_layer("conv3_block1_0_pad").output)

@@ -69,6 +69,15 @@ def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
         keras.config.set_dtype_policy(previous)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training):
+    layer = BatchNormalization()
+    layer.build((None, 4, 4, 3))
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3)))
+    ops = {op.type for op in graph.graph.get_operations()}
+    assert "FusedBatchNormV3" in ops and "Mean" not in ops  # one kernel, not Keras' moments
+
+
 def test_frozen_layer_and_other_ranks_fall_back_to_keras():
     rng = np.random.default_rng(2)
     ours, peer, _ = _pair(rng, 3)

@@ -29,10 +29,25 @@ def test_linear_schedule_matches_the_paper():
         40.25
     )  # expected active blocks of ResNet-110, Huang et al. 2016, Sec. 3 (linear decay to p_L = 0.5)
     assert survival_probabilities(3, 0.8, "uniform") == [0.8, 0.8, 0.8]
-    with pytest.raises(ValueError, match=r"p_L must be in \(0, 1\]"):
-        survival_probabilities(3, 0.0)
+    for p_L in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"p_L must be in \(0, 1\]"):
+            survival_probabilities(3, p_L)
     with pytest.raises(ValueError, match="Unknown survival schedule 'cosine'"):
         survival_probabilities(3, 0.5, "cosine")
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_residual_join_names_the_join_and_its_branch_and_keeps_the_dtype(p):
+    from keras_cnn.layers import residual_join
+
+    x = keras.Input((4, 4, 3), dtype="float64")
+    y = residual_join(x, x, lambda t: keras.layers.Conv2D(3, 1, dtype="float64")(t), block="b1", survival_probability=p)
+    join = keras.Model(x, y).get_layer("b1_add")
+    if p == 1.0:
+        assert isinstance(join, keras.layers.Add)
+    else:
+        assert isinstance(join, StochasticDepth) and join.branch.name == "b1_branch"
+        assert join.branch.inputs[0].dtype == "float64"
 
 
 def test_inference_is_shortcut_plus_p_times_branch():

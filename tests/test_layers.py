@@ -168,9 +168,12 @@ def test_adaptive_pool_matches_torch_on_non_square_maps_and_needs_a_static_size(
     y = np.asarray(layer(x))
     np.testing.assert_allclose(y, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
     assert layer.compute_output_shape(x.shape) == y.shape
-    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
-    with pytest.raises(ValueError, match=r"needs a static spatial size; received \(None, None, None, 3\)"):
-        traced.get_concrete_function()
+    for shape in ((None, None, None, 3), (None, 7, None, 3)):
+        traced = tf.function(layer, input_signature=[tf.TensorSpec(shape)])
+        with pytest.raises(
+            ValueError, match=rf"needs a static spatial size; received \({shape[0]}, {shape[1]}, None, 3\)"
+        ):
+            traced.get_concrete_function()
 
 
 def test_channel_shuffle_keeps_every_position_of_a_non_square_batch():

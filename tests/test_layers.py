@@ -84,6 +84,8 @@ def test_c3_output_map_j_is_the_convolution_of_its_table_inputs_with_its_own_ker
     for j, row in enumerate(C3_TABLE):
         expected = tf.nn.conv2d(x[..., list(row)], layer.kernels[j], 1, "VALID")[..., 0] + j
         np.testing.assert_allclose(y[..., j], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="reads input map 6; the input has maps 0 to 5"):
+        ConnectionTableConv2D(((0, 6),)).build((1, 14, 14, 6))
 
 
 def test_subsampling_is_coefficient_times_window_sum_plus_bias():

@@ -63,10 +63,8 @@ class ConnectionTableConv2D(keras.layers.Layer):
 
     def build(self, input_shape):
         k, channels = self.kernel_size, input_shape[-1]
-        if max(max(row) for row in self.table) >= channels:
-            raise ValueError(
-                f"The connection table reads input map {max(map(max, self.table))}; the input has {channels}."
-            )
+        if (highest := max(map(max, self.table))) >= channels:
+            raise ValueError(f"The connection table reads input map {highest}; the input has maps 0 to {channels - 1}.")
         self.kernels = [
             self.add_weight(name=f"kernel_{j}", shape=(k, k, len(row), 1), initializer=fan_in_uniform(k * k * len(row)))
             for j, row in enumerate(self.table)

@@ -326,7 +326,10 @@ def check_weights(weights) -> None:
 def without_aux(model: keras.Model) -> keras.Model:
     """The inference model of a network trained with auxiliary classifiers (outputs named aux*): the same
     layers and weights, the main output only."""
-    outputs = [t for t, n in zip(model.outputs, model.output_names, strict=True) if not n.startswith("aux")]
+    names = getattr(model, "output_names", None)  # a Sequential model has one unnamed output
+    if names is None:
+        return model
+    outputs = [t for t, n in zip(model.outputs, names, strict=True) if not n.startswith("aux")]
     if len(outputs) == len(model.outputs):
         return model
     return keras.Model(model.inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)

@@ -147,7 +147,7 @@ def export_tflite(saved_model_dir: str | os.PathLike, path: str | os.PathLike, *
         raise FileExistsError(f"{path!r} exists: pass overwrite=True to replace it.")
     converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model_dir), ["serving_default"])
     flatbuffer = converter.convert()
-    write_atomic(path, lambda tmp: Path(tmp).write_bytes(flatbuffer), suffix=".tflite")
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(flatbuffer))
     return path
 
 
@@ -166,7 +166,6 @@ def export_onnx(
     write_atomic(
         path,
         lambda tmp: tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=tmp),
-        suffix=".onnx",
     )
     return path
 

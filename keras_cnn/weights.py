@@ -343,8 +343,8 @@ def _check_hash(path: str, ws: WeightSet) -> None:
     if actual != ws.file_hash:
         raise ValueError(
             f"{path!r} is not the {ws.model} {ws.name!r} weight file: its {algorithm} is {actual}, expected "
-            f"{ws.file_hash} (a truncated or corrupt download, or another file). Delete it to download again"
-            + (f" from {ws.url}." if ws.url else ".")
+            f"{ws.file_hash} (a truncated or corrupt download, or another file). "
+            + (f"Delete it to download again from {ws.url}." if ws.url else f"Restore the file shipped in {SHIPPED}.")
         )
 
 

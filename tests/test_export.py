@@ -1,10 +1,13 @@
 """keras_cnn.export: a TF Serving SavedModel checked in a fresh process, TFLite, and no silent overwrite."""
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,7 +64,7 @@ def test_saved_model_serves_the_same_outputs_in_a_fresh_process(model, tmp_path)
 def test_an_existing_version_is_kept_unless_overwrite(model, tmp_path):
     first = export.export_saved_model(model, tmp_path, 1)
     before = (Path(first) / "saved_model.pb").read_bytes()
-    with pytest.raises(FileExistsError, match=r"already holds version 1.*overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"already holds version 1.*overwrite=True.*export another version\.$"):
         export.export_saved_model(model, tmp_path, 1, top_k=2)
     assert (Path(first) / "saved_model.pb").read_bytes() == before
     export.export_saved_model(model, tmp_path, 1, top_k=2, overwrite=True)
@@ -76,6 +79,31 @@ def test_an_existing_version_is_kept_unless_overwrite(model, tmp_path):
     for bad, match in bad_arguments:
         with pytest.raises(ValueError, match=match):
             export.export_saved_model(model, tmp_path / "bad", **{"version": 2, **bad})
+
+
+def test_saved_model_signature_defaults_staging_and_bad_models(model, tmp_path, monkeypatch, capsys):
+    """Version 1 by default; the image spec is the model's size, or any size with resize; the export is
+    written in a staging folder inside export_dir (same file system: the rename is atomic) and prints nothing;
+    a stale `<version>.old` of an interrupted replacement does not block the next one."""
+    staged, mkdtemp = [], tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: staged.append(mkdtemp(**kw)) or staged[-1])
+    path = export.export_saved_model(model, tmp_path / "plain")
+    assert path == str(tmp_path / "plain" / "1") and capsys.readouterr().out == ""
+    assert [os.path.dirname(s) for s in staged] == [str(tmp_path / "plain")] and os.listdir(tmp_path / "plain") == ["1"]
+    spec = lambda p: tf.saved_model.load(p).signatures["serving_default"].structured_input_signature[1]["image"]  # noqa: E731
+    assert (spec(path).shape.as_list(), spec(path).dtype) == ([None, 32, 32, 1], tf.float32)
+    (tmp_path / "plain" / "1.old").mkdir()
+    (tmp_path / "plain" / "1.old" / "stale").write_text("left by an interrupted export")
+    again = export.export_saved_model(model, tmp_path / "plain", resize=True, input_dtype="uint8", overwrite=True)
+    assert (spec(again).shape.as_list(), spec(again).dtype) == ([None, None, None, 1], tf.uint8)
+    assert os.listdir(tmp_path / "plain") == ["1"]
+    for version in (True, 1.5, "2"):
+        with pytest.raises(ValueError, match=f"positive integer .*; received {version!r}"):
+            export.export_saved_model(model, tmp_path / "bad", version)
+    sequence = keras.Model(inputs := keras.Input((10,)), keras.layers.Dense(3)(inputs), name="seq")
+    with pytest.raises(ValueError, match=r"single-image-input models export; 'seq' takes \(None, 10\)"):
+        export.export_saved_model(sequence, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_tflite_matches_keras(model, tmp_path):
@@ -100,6 +128,19 @@ def test_onnx_matches_keras(model, tmp_path):
     assert outputs["top_k_classes"].shape == (3, 2)
     with pytest.raises(FileExistsError, match="exists"):
         export.export_onnx(model, path)
+
+
+def test_onnx_is_opset_17_with_the_models_size_or_any_size_with_resize(model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    fixed = onnx.load(export.export_onnx(model, tmp_path / "fixed.onnx"))
+    assert {o.domain: o.version for o in fixed.opset_import}[""] == 17
+    assert [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim][1:] == [32, 32, 1]
+    path = export.export_onnx(model, tmp_path / "any.onnx", resize=True)
+    x = np.random.default_rng(3).random((2, 45, 40, 1), dtype=np.float32)
+    served = ort.InferenceSession(path).run(["probabilities"], {"image": x})[0]
+    expected = model(tf.image.resize(x, (32, 32), method="bilinear"), training=False)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
 def test_export_serving_example_with_shipped_weights(tmp_path):
@@ -142,3 +183,37 @@ def test_exported_preprocessing_equals_the_published_definition(mode):
     expected = rgb(PREPROCESS[mode](x), training=False).numpy()
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(rgb(x, training=False).numpy() - expected).max() > 1e-2  # the raw pixels give other outputs
+
+
+@pytest.mark.parametrize("mode", sorted(PREPROCESS))
+def test_the_served_input_is_exactly_the_preprocessed_image_in_inference_mode(mode):
+    """Through a probe that returns its input (and would drop half of it in training mode)."""
+    probe = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Dropout(0.5), keras.layers.Flatten()])
+    x = np.random.default_rng(2).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    served = export.serving_fn(probe, preprocessing=mode)(tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(served, PREPROCESS[mode](x).reshape(2, -1), rtol=1e-6, atol=1e-4)
+
+
+def test_serving_fn_resizes_only_when_asked_and_checks_top_k():
+    probe = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten()])
+    x = np.random.default_rng(3).uniform(0, 255, (2, 11, 13, 3)).astype("float32")
+    assert export.serving_fn(probe)(tf.constant(x))["probabilities"].shape == (2, 11 * 13 * 3)  # as it came
+    served = export.serving_fn(probe, resize=True)(tf.constant(x))["probabilities"]
+    np.testing.assert_allclose(served, tf.reshape(tf.image.resize(x, (8, 8), method="bilinear"), (2, -1)), atol=1e-4)
+    for k in (1, 192):
+        assert export.serving_fn(probe, top_k=k)(tf.constant(x[:, :8, :8]))["top_k_classes"].shape == (2, k)
+    for k in (0, 193):
+        with pytest.raises(ValueError, match=f"between 1 and the model's 192 classes; received {k}"):
+            export.serving_fn(probe, top_k=k)
+
+
+def test_a_multi_exit_model_without_thresholds_serves_its_last_exit():
+    inputs = keras.Input((4, 4, 1))
+    flat = keras.layers.Flatten()(inputs)
+    first = keras.layers.Dense(3, activation="softmax", name="exit1")(flat)
+    last = keras.layers.Dense(3, activation="softmax", name="exit2")(keras.layers.Dense(5)(flat))
+    two_exits = keras.Model(inputs, [first, last])
+    x = np.random.default_rng(4).random((6, 4, 4, 1), dtype=np.float32)
+    served = export.serving_fn(two_exits)(tf.constant(x))
+    np.testing.assert_array_equal(served["exits"], np.ones(6))
+    np.testing.assert_allclose(served["probabilities"], two_exits(x)[1], atol=1e-6)

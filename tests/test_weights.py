@@ -3,6 +3,7 @@ checks, failed downloads that leave nothing behind, and sets that do not fit the
 
 import dataclasses
 import hashlib
+import json
 import os
 
 import keras
@@ -37,6 +38,10 @@ def test_imagenet_names_keras_applications_files():
         "densenet121_weights_tf_dim_ordering_tf_kernels.h5"
     )
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
+    assert (ws.model, ws.name, ws.include_top, ws.input_shape) == ("densenet121", "imagenet", True, (224, 224, 3))
+    notop = wts.weight_set("densenet121", "imagenet", include_top=False)
+    assert (notop.model, notop.name, notop.include_top) == ("densenet121", "imagenet", False)
+    assert notop.filename == "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
     models = {m for m, n, _ in wts.WEIGHT_SETS if n == "imagenet"}
     assert models == {
         "resnet50",
@@ -77,7 +82,10 @@ def test_wrong_hash_names_both_hashes_and_keeps_the_file(cache, monkeypatch):
     cache.mkdir(parents=True)
     path = cache / wts.WEIGHT_SETS[NOTOP].filename
     path.write_bytes(b"truncated")
-    with pytest.raises(ValueError, match=r"its md5 is [0-9a-f]{32}, expected 30ee3e11.*Delete it to download again"):
+    with pytest.raises(
+        ValueError,
+        match=r"its md5 is [0-9a-f]{32}, expected 30ee3e11.*Delete it to download again from https://storage",
+    ):
         keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
     assert path.read_bytes() == b"truncated"  # never deleted behind the user's back
 
@@ -96,7 +104,18 @@ def test_failed_or_corrupt_download_leaves_nothing_in_the_cache(cache, monkeypat
     good = tmp_path / "good.h5"
     good.write_bytes(b"weights")
     ws = _as_registered(monkeypatch, NOTOP, url=good.as_uri(), file_hash=hashlib.sha256(b"weights").hexdigest())
+    downloads, retrieve = [], wts.urllib.request.urlretrieve
+    monkeypatch.setattr(wts.urllib.request, "urlretrieve", lambda url, tmp: downloads.append(tmp) or retrieve(url, tmp))
     assert wts.fetch(ws) == str(cache / ws.filename) and os.listdir(cache) == [ws.filename]
+    # downloaded beside its final place (same file system: the rename is atomic), as a recognisable .part file
+    assert [(os.path.dirname(tmp), tmp.endswith(".part")) for tmp in downloads] == [(str(cache), True)]
+
+
+def test_a_set_without_url_that_is_not_shipped_is_a_clear_error(cache, monkeypatch, tmp_path):
+    monkeypatch.setattr(wts, "SHIPPED", tmp_path / "weights")
+    ws = _as_registered(monkeypatch, ("resnet20", "cifar10", True))
+    with pytest.raises(FileNotFoundError, match=rf"\({ws.filename}\) are not in .*weights or .*, and the set has no"):
+        wts.fetch(ws)
 
 
 def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
@@ -108,12 +127,22 @@ def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_a_set_that_does_not_fit_the_model_as_built():
-    with pytest.raises(ValueError, match=r"classify 1000 classes; received classes=10.*with_new_head"):
+    with pytest.raises(
+        ValueError, match=r"classify 1000 classes; received classes=10.*with_new_head\(model, classes\)\.$"
+    ):
         keras_cnn.DenseNet121(weights="imagenet", classes=10)
     with pytest.raises(ValueError, match=r"need input_shape=\(224, 224, 3\); received \(64, 64, 3\)"):
         keras_cnn.DenseNet121(weights="imagenet", input_shape=(64, 64, 3))
     with pytest.raises(ValueError, match="need 3 input channels"):
         keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 1))
+    with pytest.raises(ValueError, match=r"need input_shape=\(224, 224, 3\); received \(64, 64, 3\)"):
+        keras_cnn.DenseNet121(weights="imagenet", input_tensor=keras.Input((64, 64, 3)))  # known once built
+
+
+def test_an_existing_file_wins_over_a_set_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").write_bytes(b"")
+    assert wts.check_fit("digits", model="resnet20", include_top=True, classes=3, input_shape=(8, 8, 3)) is None
 
 
 def test_preprocess_input_follows_the_set():
@@ -125,6 +154,45 @@ def test_preprocess_input_follows_the_set():
     )
     with pytest.raises(ValueError, match="No weight set 'imagenet' for 'resnet20'"):
         wts.preprocess_input(x, model="resnet20")
+
+
+def test_an_unknown_set_lists_the_models_sets():
+    listed = r"available: 'cifar10' \(include_top=True\), 'digits' \(include_top=True\)\.$"
+    with pytest.raises(ValueError, match=listed):
+        wts.weight_set("resnet20", "imagenet", include_top=True)
+    with pytest.raises(ValueError, match=r"available: none \(pass None or the path of a weights file\)\.$"):
+        wts.weight_set("resnet56", "digits", include_top=True)
+
+
+def test_preprocess_input_digits_scans_and_float32_copies():
+    """ "digits" sets: 8x8 scans of 0-16 divided by 16 and resized bilinearly to the set's input (with or without
+    the channel axis); every mode returns float32 and leaves a NumPy input as it was."""
+    import tensorflow as tf
+
+    scans = np.random.default_rng(0).integers(0, 17, (4, 8, 8)).astype("float64")
+    size = wts.weight_set("lenet5", "digits", include_top=True).input_shape[:2]
+    expected = tf.image.resize(scans[..., None] / 16.0, size, method="bilinear").numpy()
+    for x in (scans, scans[..., None]):
+        prepared = wts.preprocess_input(x, model="lenet5", weights="digits")
+        np.testing.assert_allclose(prepared, expected, rtol=0, atol=1e-6)
+    pixels = np.full((1, 2, 2, 3), 255, np.uint8)
+    for model, weights in (("resnet50", "imagenet"), ("resnet50_v2", "imagenet"), ("resnet20", "cifar10")):
+        assert np.asarray(wts.preprocess_input(pixels, model=model, weights=weights)).dtype == np.float32
+    assert (pixels == 255).all()
+
+
+def test_decode_predictions_of_imagenet_sets_is_keras_top_5_by_default(monkeypatch):
+    """weights defaults to "imagenet", decoded by keras.applications (class index stubbed: no download here)."""
+    from keras.src.applications import imagenet_utils
+
+    index = {str(i): (f"n{i:08d}", f"class_{i}") for i in range(1000)}
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", index)
+    p = np.full((2, 1000), 1e-4)
+    p[0, 7], p[1, 999] = 0.9, 0.8
+    decoded = wts.decode_predictions(p, model="resnet50")
+    assert [len(row) for row in decoded] == [5, 5]
+    assert decoded[0][0][:2] == ("n00000007", "class_7") and decoded[1][0][1] == "class_999"
+    assert [len(row) for row in wts.decode_predictions(p, model="resnet50", top=2)] == [2, 2]
 
 
 @pytest.mark.parametrize("model", ["resnet20", "lenet5"])
@@ -171,14 +239,19 @@ def test_publish_ships_a_run_with_its_class_names(tmp_path, monkeypatch):
     ws = wts.publish(run, "mine", command="python x.py", class_names=names, accuracy={"test_top1": 0.5})
     assert ws.file_hash == hashlib.sha256((tmp_path / "weights" / ws.filename).read_bytes()).hexdigest()
     assert ws.preprocessing == "digits" and ws.accuracy == {"test_top1": 0.5}
-    import json
-
     entry = next(e for e in json.loads((tmp_path / "weights" / "manifest.json").read_text()) if e["name"] == "mine")
     assert entry["class_names"] == list(names) and entry["file_hash"] == ws.file_hash
     assert entry["training"]["epochs"] == 1 and entry["training"]["recipe"] == "quick"
     assert entry["training"]["wall_time_s"] > 0
     with pytest.raises(FileExistsError, match="exists: pass overwrite=True"):
         wts.publish(run, "mine", command="python x.py")
+    metrics = json.loads((run / "metrics.json").read_text())
+    plain = wts.publish(run, "plain", command="python y.py")  # data and accuracy from the run
+    assert plain.command == "python y.py" and plain.accuracy == {"val_accuracy": metrics["final_val_accuracy"]}
+    assert plain.data == "digits: held-out split of keras_cnn.data (seed 0)" and plain.class_names == ()
+    (run / "metrics.json").write_text(json.dumps({**metrics, "dataset": "cifar10"}))
+    rgb = wts.publish(run, "rgb", command="python z.py", data="CIFAR-10 test JPEGs")
+    assert rgb.preprocessing == "scale" and rgb.data == "CIFAR-10 test JPEGs"
     (tmp_path / "weights" / ws.filename).write_bytes(b"tampered")
     with pytest.raises(ValueError, match="is not the lenet5 'mine' weight file"):
         keras_cnn.create_model("lenet5", weights="mine")
@@ -197,7 +270,9 @@ def test_a_corrupted_shipped_file_is_refused_with_both_hashes(tmp_path, monkeypa
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
     monkeypatch.setattr(weights, "SHIPPED", tmp_path)
-    with pytest.raises(ValueError, match=f"expected {ws.file_hash}"):
+    with pytest.raises(
+        ValueError, match=f"expected {ws.file_hash}.* another file\\)\\. Restore the file shipped in {tmp_path}\\.$"
+    ):
         keras_cnn.create_model("resnet20", weights="digits", input_shape=(32, 32, 1))
     assert copy.read_bytes() == bytes(data)
 

@@ -30,14 +30,15 @@ def _exit_activations(model: keras.Model) -> list[bool]:
     """For every output, whether it is already a softmax (True) or logits (False)."""
     softmax = []
     for output in model.outputs:
-        activation = getattr(output._keras_history.operation, "activation", None)
-        if activation is keras.activations.softmax:
+        operation = output._keras_history.operation
+        activation = getattr(operation, "activation", None)
+        if activation is keras.activations.softmax or isinstance(operation, keras.layers.Softmax):
             softmax.append(True)
         elif activation in (None, keras.activations.linear):
             softmax.append(False)
         else:
             raise ValueError(
-                f"Output {output._keras_history.operation.name!r} of {model.name!r} ends in {activation!r}; "
+                f"Output {operation.name!r} of {model.name!r} ends in {activation!r}; "
                 "early exits need a softmax or a linear (logits) classifier."
             )
     return softmax

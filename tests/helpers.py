@@ -77,3 +77,12 @@ def round_trip_classes(name: str) -> frozenset[type]:
     """The layer classes of `name` as the catalogue trains it."""
     with shapes_only():
         return frozenset(layer_classes(keras_cnn.create_model(name, **smallest_model_kwargs(name))))
+
+
+def two_exit_model() -> keras.Model:
+    """A tiny multi-exit network (not an MSDNet): two softmax exits over a 4x4 grey image."""
+    inputs = keras.Input((4, 4, 1))
+    flat = keras.layers.Flatten()(inputs)
+    first = keras.layers.Dense(3, activation="softmax", name="exit1")(flat)
+    last = keras.layers.Dense(3, activation="softmax", name="exit2")(keras.layers.Dense(5)(flat))
+    return keras.Model(inputs, [first, last], name="two_exits")

@@ -10,6 +10,7 @@ import tensorflow as tf
 import keras_cnn
 from keras_cnn import early_exit
 from keras_cnn.early_exit import EarlyExit, anytime_accuracy, assign_exits, budgeted_evaluation, fit_thresholds
+from tests.helpers import two_exit_model
 
 
 def _random_exits(rng, exits=4, n=1000, classes=10):
@@ -156,7 +157,7 @@ def test_logit_exits_and_bad_input():
     assert labels.tolist() == [0, 1, 2, 0, 1, 2]
     with pytest.raises(ValueError, match="one value per exit"):
         EarlyExit(model, [0.5])
-    with pytest.raises(ValueError, match="softmax or a linear"):
+    with pytest.raises(ValueError, match=r"softmax or a linear \(logits\) classifier\.$"):
         inputs = keras.Input((4,))
         EarlyExit(keras.Model(inputs, [keras.layers.Dense(2, activation="sigmoid")(inputs)] * 2), [0.5, 0.5])
     with pytest.raises(ValueError, match="q must be positive"):
@@ -211,3 +212,119 @@ def test_evaluate_exits_example_reports_anytime_budget_and_served_figures(tmp_pa
     assert "EarlyExit at q=0.5" in result.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_anytime_ensemble_is_the_running_mean_over_three_exits_by_hand():
+    labels = np.array([0, 1])
+    p1 = np.array([[0.9, 0.1], [0.9, 0.1]])  # right, wrong
+    p2 = np.array([[0.2, 0.8], [0.3, 0.7]])  # wrong, right
+    p3 = np.array([[0.7, 0.3], [0.1, 0.9]])  # right, right
+    result = anytime_accuracy([p1, p2, p3], labels)
+    assert result.accuracy == [0.5, 0.5, 1.0]
+    # means: exits 1-2 [0.55, 0.45] right, [0.6, 0.4] wrong; exits 1-3 [0.6, 0.4] right, [0.433, 0.567] right
+    assert result.ensemble_accuracy == [0.5, 0.5, 1.0]
+
+
+def test_exit_probabilities_from_arrays_or_batches_with_integer_or_one_hot_labels(small_msdnet):
+    rng = np.random.default_rng(6)
+    x, y = rng.random((10, 20, 20, 3), dtype=np.float32), rng.integers(0, 5, 10)
+    full = [np.asarray(p) for p in small_msdnet(x, training=False)]
+    batches = tf.data.Dataset.from_tensor_slices((x, np.eye(5, dtype="float32")[y])).batch(3)
+    for data in ((x, y), batches):
+        probabilities, labels = early_exit.exit_probabilities(small_msdnet, data)
+        np.testing.assert_array_equal(labels, y)
+        assert len(probabilities) == 3
+        for ours, theirs in zip(probabilities, full, strict=True):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)  # softmax exits are taken as they are
+    logits = keras.Model(inp := keras.Input((4, 4, 1)), keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
+    x4 = rng.random((5, 4, 4, 1), dtype=np.float32)
+    probabilities, _ = early_exit.exit_probabilities(logits, (x4, np.zeros(5)))
+    assert len(probabilities) == 1
+    np.testing.assert_allclose(probabilities[0], keras.ops.softmax(logits(x4)), atol=1e-6)
+    empty = tf.data.Dataset.from_tensor_slices((x4[:0], np.zeros(0))).batch(2)
+    with pytest.raises(ValueError, match=r"^data holds no batches\.$"):
+        early_exit.exit_probabilities(logits, empty)
+
+
+def test_budgeted_evaluation_checks_labels_and_keeps_one_share_per_exit():
+    rng = np.random.default_rng(7)
+    val, test = _random_exits(rng, exits=3, n=50), _random_exits(rng, exits=3, n=20)
+    sure = [np.eye(10)[test[1]], *test[0][1:]]  # every test sample is certain at exit 1
+    points = budgeted_evaluation(val, (sure, test[1]), [1.0, 2.0, 3.0], q=(0.5, 2.0))
+    assert [p.q for p in points] == [0.5, 2.0]
+    assert all(p.test_fractions == [1.0, 0.0, 0.0] and p.cost == 1.0 and p.accuracy == 1.0 for p in points)
+    with pytest.raises(ValueError, match=r"thresholds must hold one value per exit \(3\); received shape \(2,\)"):
+        assign_exits(val[0], [0.5, -np.inf])
+    for bad_val, bad_test in (((val[0], val[1][:-1]), test), (val, (test[0], test[1][:-1]))):
+        with pytest.raises(ValueError, match="labels must have one entry per sample"):
+            budgeted_evaluation(bad_val, bad_test, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"one entry per sample \(50\); received \(49,\)\.$"):
+        anytime_accuracy(val[0], val[1][:-1])
+
+
+def test_evaluate_fits_on_a_seeded_part_or_on_validation_and_measures_the_rest(small_msdnet):
+    from keras_cnn.complexity import exit_costs
+    from keras_cnn.models.msdnet import block_outputs
+
+    rng = np.random.default_rng(5)
+    x, y = rng.random((12, 20, 20, 3), dtype=np.float32), rng.integers(0, 5, 12)
+    probabilities, _ = early_exit.exit_probabilities(small_msdnet, (x, y))
+    part = lambda idx: ([p[idx] for p in probabilities], y[idx])  # noqa: E731
+    order = np.random.default_rng(0).permutation(12)  # seed 0, half of the samples fit the thresholds
+    report = early_exit.evaluate(small_msdnet, (x, y), q=(0.5, 1.0))
+    assert report.threshold_samples == 6 and report.test_indices == sorted(order[6:].tolist())
+    costs = exit_costs(small_msdnet, block_outputs(small_msdnet))
+    assert report.costs == costs and report.lazy_costs == exit_costs(small_msdnet) and costs != report.lazy_costs
+    measured = part(np.array(report.test_indices))
+    assert report.anytime == anytime_accuracy(*measured)
+    assert report.budget == budgeted_evaluation(part(order[:6]), measured, [c.ops for c in costs], q=(0.5, 1.0))
+    given = early_exit.evaluate(small_msdnet, (x, y), validation=(x[:5], y[:5]))
+    assert given.threshold_samples == 5 and given.test_indices == list(range(12))
+    assert [p.q for p in given.budget] == [p / 20 for p in range(1, 40)]
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"threshold_fraction must be in \(0, 1\); received {fraction}"):
+            early_exit.evaluate(small_msdnet, (x, y), threshold_fraction=fraction)
+    with pytest.raises(ValueError, match=r"2 samples are too few to split at threshold_fraction=0\.1"):
+        early_exit.evaluate(small_msdnet, (x[:2], y[:2]), threshold_fraction=0.1)
+    two = two_exit_model()
+    assert early_exit.reference_costs(two) == exit_costs(two)  # not an MSDNet: each exit's own dependencies
+
+
+def test_exit_fractions_thresholds_and_exits_check_their_input():
+    assert early_exit.exit_fractions(0.5, 1).tolist() == [1.0]
+    for exits in (0, 2.0):
+        with pytest.raises(ValueError, match=rf"^exits must be a positive integer; received {exits!r}\.$"):
+            early_exit.exit_fractions(0.5, exits)
+    conf = np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.6] * 5])
+    probabilities = [np.stack([c, 1 - c], -1) for c in conf]
+    assert fit_thresholds(probabilities, [0.2, 0.8])[0] == 0.9  # a quota of one: the most confident sample
+    assert fit_thresholds(probabilities, [1.0, 0.0])[0] == 0.5  # a quota of all: the least confident one
+    for fractions in ([0.5, 0.3, 0.2], [1.2, -0.2]):
+        with pytest.raises(ValueError, match=r"^fractions must be 2 non-negative shares, one per exit; received"):
+            fit_thresholds(probabilities, fractions)
+    with pytest.raises(ValueError, match=r"^probabilities must be one \[N, classes\] array per exit, all alike"):
+        anytime_accuracy([p[..., None] for p in probabilities], np.zeros(5))
+    two_inputs = keras.Model([a := keras.Input((2,)), b := keras.Input((2,))], keras.layers.Add()([a, b]), name="ab")
+    with pytest.raises(ValueError, match=r"^EarlyExit needs a model with one input; 'ab' has 2\.$"):
+        EarlyExit(two_inputs, [0.5])
+
+
+def test_a_sample_exactly_as_confident_as_the_threshold_leaves(small_msdnet):
+    x = np.random.default_rng(8).random((8, 20, 20, 3)).astype("float32")
+    early = EarlyExit(small_msdnet, [np.inf, np.inf, -np.inf])
+    first = np.asarray(early.segments[0](x, training=False)[0]).max(axis=-1)
+    early = EarlyExit(small_msdnet, [first[3], np.inf, -np.inf])
+    exits = np.asarray(early(x)["exits"])
+    np.testing.assert_array_equal(exits == 0, first >= first[3])
+
+
+def test_softmax_layer_and_reshaped_outputs():
+    """A Softmax layer's output is taken as probabilities; an output without an activation as logits."""
+    inputs = keras.Input((4, 4, 1))
+    logits = keras.layers.Dense(3)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, [keras.layers.Softmax()(logits), keras.layers.Reshape((3,))(logits)])
+    x = np.random.default_rng(9).random((5, 4, 4, 1), dtype=np.float32)
+    probabilities, _ = early_exit.exit_probabilities(model, (x, np.zeros(5)))
+    expected = keras.ops.softmax(model(x)[1])
+    for p in probabilities:
+        np.testing.assert_allclose(p, expected, atol=1e-6)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn import export
+from tests.helpers import two_exit_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_AND_SERVE = textwrap.dedent("""
@@ -208,11 +209,7 @@ def test_serving_fn_resizes_only_when_asked_and_checks_top_k():
 
 
 def test_a_multi_exit_model_without_thresholds_serves_its_last_exit():
-    inputs = keras.Input((4, 4, 1))
-    flat = keras.layers.Flatten()(inputs)
-    first = keras.layers.Dense(3, activation="softmax", name="exit1")(flat)
-    last = keras.layers.Dense(3, activation="softmax", name="exit2")(keras.layers.Dense(5)(flat))
-    two_exits = keras.Model(inputs, [first, last])
+    two_exits = two_exit_model()
     x = np.random.default_rng(4).random((6, 4, 4, 1), dtype=np.float32)
     served = export.serving_fn(two_exits)(tf.constant(x))
     np.testing.assert_array_equal(served["exits"], np.ones(6))

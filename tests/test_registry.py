@@ -204,6 +204,21 @@ def test_cards_refuse_unknown_recipes_quick_fields_and_names_registered_twice():
         register_all([card])
 
 
+def test_a_labelled_builder_documents_its_paper_figures_and_family_call():
+    """The docstring written for ResNet20: He et al. 2016's title, 269,722 trainable parameters and 40.6 M MACs
+    at 32x32 (Table 6 of the paper and its CIFAR ResNet-20), and the family call it stands for."""
+    assert keras_cnn.ResNet20.__doc__ == (
+        'ResNet-20 for CIFAR (He, Zhang, Ren, Sun, CVPR 2016: "Deep Residual Learning for Image Recognition").\n\n'
+        "269,722 trainable parameters at 10 classes, 40.6 M MACs at 32x32. CifarResNet(depth=20) under another "
+        "name; keras_cnn.model_info('resnet20') has the figures and their sources."
+    )
+    assert inspect.signature(keras_cnn.ResNet20).return_annotation == "keras.Model"
+    figures = dict(paper=keras_cnn.model_info("resnet20").paper, params=1, macs=1.0, min_size=1, reported={})
+    card = Card(name="x", builder=keras_cnn.CifarResNet, source="", recipe="quick", **figures, quick={"epochs": 3})
+    assert card.quick == {"epochs": 3} and card.recipe.lr == 0.05
+    assert Card(name="y", builder=keras_cnn.CifarResNet, source="", recipe="quick", **figures, quick={"batch_size": 8})
+
+
 def test_a_labelled_builder_refuses_to_rebind_its_fixed_arguments():
     with pytest.raises(TypeError, match=r"ResNet20\(\) fixes \['depth'\]; call CifarResNet\(\)"):
         keras_cnn.ResNet20(depth=32)

@@ -39,6 +39,10 @@ def test_imagenet_names_keras_applications_files():
     )
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
     assert (ws.model, ws.name, ws.include_top, ws.input_shape) == ("densenet121", "imagenet", True, (224, 224, 3))
+    # keras.applications' table (keras.io/api/applications): DenseNet121 top-1 75.0 %, top-5 92.3 %
+    assert (
+        ws.accuracy == {"top1": 0.750, "top5": 0.923} and "ImageNet" in ws.data and "keras.applications" in ws.command
+    )
     notop = wts.weight_set("densenet121", "imagenet", include_top=False)
     assert (notop.model, notop.name, notop.include_top) == ("densenet121", "imagenet", False)
     assert notop.filename == "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -19,14 +19,15 @@ import sys
 
 
 def not_killed(prefixes: list[str]) -> list[str]:
-    """The mutants under `prefixes` that mutmut did not kill (survived, no tests, or not checked)."""
+    """The mutants under `prefixes` (or named in full) that mutmut did not kill (survived, no tests, not checked)."""
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True
     ).stdout
     names = []
     for line in listing.splitlines():
         name, _, status = line.strip().partition(": ")
-        if name.startswith(tuple(prefixes)) and status in ("survived", "no tests", "not checked"):
+        chosen = any(name == p or ("__mutmut_" not in p and name.startswith(p)) for p in prefixes)
+        if chosen and status in ("survived", "no tests", "not checked"):
             names.append(name)
     return names
 

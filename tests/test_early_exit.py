@@ -284,8 +284,10 @@ def test_evaluate_fits_on_a_seeded_part_or_on_validation_and_measures_the_rest(s
     for fraction in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match=rf"threshold_fraction must be in \(0, 1\); received {fraction}"):
             early_exit.evaluate(small_msdnet, (x, y), threshold_fraction=fraction)
-    with pytest.raises(ValueError, match=r"2 samples are too few to split at threshold_fraction=0\.1"):
-        early_exit.evaluate(small_msdnet, (x[:2], y[:2]), threshold_fraction=0.1)
+    for n, fraction in ((2, 0.1), (2, 0.9)):  # no sample, or every sample, would fit the thresholds
+        with pytest.raises(ValueError, match=rf"{n} samples are too few to split at threshold_fraction={fraction}"):
+            early_exit.evaluate(small_msdnet, (x[:n], y[:n]), threshold_fraction=fraction)
+    assert early_exit.evaluate(small_msdnet, (x[:3], y[:3]), threshold_fraction=0.34, q=(1.0,)).threshold_samples == 1
     two = two_exit_model()
     assert early_exit.reference_costs(two) == exit_costs(two)  # not an MSDNet: each exit's own dependencies
 

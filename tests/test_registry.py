@@ -62,8 +62,12 @@ def test_unknown_name_suggests_close_matches():
         keras_cnn.create_model("resnet21")
     with pytest.raises(ValueError, match=r"Unknown model 'VGG16'.*'vgg16'"):
         keras_cnn.model_info("VGG16")
-    with pytest.raises(ValueError, match="list_models"):
-        keras_cnn.create_model("zzzz")
+    with pytest.raises(
+        ValueError, match=r"^Unknown model 'zzzz'\. See keras_cnn\.list_models\(\) for all \d+ names\.$"
+    ):
+        keras_cnn.create_model("zzzz")  # nothing close: no suggestion
+    with pytest.raises(ValueError, match=r"^Unknown model 'resnet1'\. Did you mean ('[a-z0-9_]+', ){4}'[a-z0-9_]+'\? "):
+        keras_cnn.create_model("resnet1")  # at most five suggestions
 
 
 def test_create_model_passes_arguments_and_fixed_ones_are_refused():
@@ -110,7 +114,7 @@ def test_features_only_returns_the_stage_pyramid():
     assert [tuple(o.shape[1:]) for o in features.outputs] == [(32, 32, 16), (32, 32, 16), (16, 16, 32), (8, 8, 64)]
     last_two = keras_cnn.create_model("resnet50", features_only=True, out_indices=(-2, -1), input_shape=(64, 64, 3))
     assert [tuple(o.shape[1:]) for o in last_two.outputs] == [(4, 4, 1024), (2, 2, 2048)]
-    with pytest.raises(ValueError, match="out_indices is only used with features_only=True"):
+    with pytest.raises(ValueError, match=r"^out_indices is only used with features_only=True\.$"):
         keras_cnn.create_model("resnet20", out_indices=(1,))
 
 

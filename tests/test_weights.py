@@ -40,9 +40,8 @@ def test_imagenet_names_keras_applications_files():
     assert ws.file_hash == "9d60b8095a5708f2dcce2bca79d332c7" and ws.classes == 1000 and ws.preprocessing == "torch"
     assert (ws.model, ws.name, ws.include_top, ws.input_shape) == ("densenet121", "imagenet", True, (224, 224, 3))
     # keras.applications' table (keras.io/api/applications): DenseNet121 top-1 75.0 %, top-5 92.3 %
-    assert (
-        ws.accuracy == {"top1": 0.750, "top5": 0.923} and "ImageNet" in ws.data and "keras.applications" in ws.command
-    )
+    assert ws.accuracy == {"top1": 0.750, "top5": 0.923} and ws.data == "ImageNet-1k val (keras.applications' figures)"
+    assert ws.command == "keras.applications' published weights"
     notop = wts.weight_set("densenet121", "imagenet", include_top=False)
     assert (notop.model, notop.name, notop.include_top) == ("densenet121", "imagenet", False)
     assert notop.filename == "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -158,6 +157,17 @@ def test_preprocess_input_follows_the_set():
     )
     with pytest.raises(ValueError, match="No weight set 'imagenet' for 'resnet20'"):
         wts.preprocess_input(x, model="resnet20")
+
+
+def test_a_manifest_entry_without_class_names_registers_with_none(tmp_path, monkeypatch):
+    entry = dataclasses.asdict(wts.weight_set("resnet20", "cifar10", include_top=True))
+    del entry["class_names"]
+    (tmp_path / "manifest.json").write_text(json.dumps([{**entry, "name": "older"}]))
+    monkeypatch.setattr(wts, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.setattr(wts, "WEIGHT_SETS", {})
+    wts._register_shipped()
+    older = wts.weight_set("resnet20", "older", include_top=True)
+    assert older.class_names == () and older.input_shape == (32, 32, 3) and older.file_hash == entry["file_hash"]
 
 
 def test_an_unknown_set_lists_the_models_sets():

@@ -37,8 +37,12 @@ def main() -> int:
     if "--" not in argv or argv.index("--") in (0, len(argv) - 1) or "-h" in argv or "--help" in argv:
         sys.exit(__doc__)
     prefixes, tests = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    survivors = []
+    if not os.path.isdir("mutants"):
+        sys.exit("No mutants/ folder here: run `mutmut run` from the project root first.")
     names = not_killed(prefixes)
+    if not names:
+        sys.exit(f"No unkilled mutant matches {prefixes} in `mutmut results --all true`.")
+    survivors = 0
     for name in names:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *tests],
@@ -50,9 +54,8 @@ def main() -> int:
         if run.returncode not in (0, 1, 2):  # 2: the import or collection broke, which the mutant may cause
             sys.exit(f"pytest could not run {tests} (exit {run.returncode}):\n{run.stdout[-2000:]}")
         print(f"{name}: {'killed' if run.returncode else 'survived'}", flush=True)
-        if not run.returncode:
-            survivors.append(name)
-    print(f"{len(names) - len(survivors)} of {len(names)} killed in a fresh process")
+        survivors += run.returncode == 0
+    print(f"{len(names) - survivors} of {len(names)} killed in a fresh process")
     return 0
 
 

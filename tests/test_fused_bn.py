@@ -70,12 +70,23 @@ def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training):
-    layer = BatchNormalization()
+@pytest.mark.parametrize("axis", [-1, 3])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training, axis, policy):
+    """Channels last, named either way, in each dtype the kernel takes; float64 and axis 1 fall back."""
+    layer = BatchNormalization(axis=axis, dtype=policy)
     layer.build((None, 4, 4, 3))
     graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3)))
     ops = {op.type for op in graph.graph.get_operations()}
     assert "FusedBatchNormV3" in ops and "Mean" not in ops  # one kernel, not Keras' moments
+
+
+@pytest.mark.parametrize("axis, dtype", [(1, "float32"), (-1, "float64")])
+def test_channels_first_and_float64_use_keras_computation(axis, dtype):
+    layer = BatchNormalization(axis=axis, dtype=dtype)
+    layer.build((None, 4, 4, 3))
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3), dtype))
+    assert "FusedBatchNormV3" not in {op.type for op in graph.graph.get_operations()}
 
 
 def test_frozen_layer_and_other_ranks_fall_back_to_keras():
@@ -97,3 +108,32 @@ def test_every_family_uses_the_fused_layer_and_it_saves():
     config = keras.saving.serialize_keras_object(norms[0])
     assert config["registered_name"] == "keras_cnn>BatchNormalization"
     assert isinstance(keras.saving.deserialize_keras_object(config), BatchNormalization)
+
+
+def test_a_masked_batch_is_normalized_by_its_unmasked_positions_as_keras_does():
+    rng = np.random.default_rng(3)
+    ours, peer, _ = _pair(rng, 3)
+    x = rng.normal(2, 3, (2, 4, 4, 3)).astype("float32")
+    mask = np.zeros((2, 4, 4), bool)
+    mask[:, :2] = True  # half the positions; the statistics differ from the whole batch's
+    y = np.asarray(ours(x, training=True, mask=mask))
+    np.testing.assert_allclose(y, peer(x, training=True, mask=mask), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), peer.moving_mean.numpy(), rtol=1e-6)
+    kept = x[mask]
+    np.testing.assert_allclose(
+        y[mask],
+        (kept - kept.mean(0)) / np.sqrt(kept.var(0) + 1e-3) * ours.gamma.numpy() + ours.beta.numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("scale, center", [(False, True), (True, False), (False, False)])
+def test_without_gamma_or_beta_it_normalizes_as_keras_layer(scale, center):
+    """scale=False: gamma is 1; center=False: beta is 0 (and the layer has no such variable)."""
+    rng = np.random.default_rng(4)
+    ours, peer, _ = _pair(rng, 3, scale=scale, center=center)
+    x = rng.normal(1, 2, (2, 4, 4, 3)).astype("float32")
+    for training in (True, False):
+        np.testing.assert_allclose(ours(x, training=training), peer(x, training=training), rtol=1e-5, atol=1e-5)
+    assert len(ours.trainable_weights) == scale + center

@@ -169,13 +169,25 @@ def test_reference_constants_and_coupled_weight_decay():
     bn = model.get_layer("block1_stage1_layer1_bn")
     assert (bn.momentum, bn.epsilon) == (0.999, 1e-3)  # tf.contrib.layers.batch_norm
     assert model.get_layer("block1_stage1_layer1_drop").rate == pytest.approx(0.2)  # keep_prob 0.8
-    # The loss gains 1e-4 * 1/2 ||v||^2 over every trainable variable: kernels, biases, gamma and beta.
-    expected = 1e-4 / 2 * sum(float(np.sum(np.square(w.numpy()))) for w in model.trainable_weights)
-    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-4)
+    # The loss gains 1e-4 * 1/2 ||v||^2 over every trainable variable: kernels, biases, gamma and beta (all
+    # drawn non-zero here: biases and beta start at 0, where a missing regularizer would not show).
+    attentive = keras_cnn.CliqueNet(**SMALL, attention=True)
+    rng = np.random.default_rng(0)
+    for w in attentive.trainable_weights:
+        w.assign(rng.normal(0, 1, w.shape))
+    assert {"transition1_att_fc1", "transition1_att_fc2", "predictions"} <= {layer.name for layer in attentive.layers}
+    for layer in attentive.trainable_weights:
+        alone = 1e-4 / 2 * float(np.sum(np.square(layer.numpy())))
+        assert any(float(loss) == pytest.approx(alone, rel=1e-4) for loss in attentive.losses), layer.path
+    expected = 1e-4 / 2 * sum(float(np.sum(np.square(w.numpy()))) for w in attentive.trainable_weights)
+    assert float(sum(attentive.losses)) == pytest.approx(expected, rel=1e-4)
     imagenet = keras_cnn.CliqueNet(input_shape=(64, 64, 3), structure="imagenet", k=4, T=(2, 2, 2, 2))
     torch_bn = imagenet.get_layer("block1_stage1_layer1_bn")
     assert (torch_bn.momentum, torch_bn.epsilon) == (0.9, 1e-5)
     assert not [layer for layer in imagenet.layers if isinstance(layer, keras.layers.Dropout)]
+    kernel = imagenet.get_layer("predictions").kernel.numpy()  # PyTorch Linear's U(+-1/sqrt(fan_in)), not Glorot
+    bound = 1 / np.sqrt(kernel.shape[0])
+    assert np.abs(kernel).max() <= bound and float(np.std(kernel)) == pytest.approx(bound / np.sqrt(3), rel=0.05)
     keras_style = keras_cnn.CliqueNet(**SMALL, constants="keras")
     keras_bn = keras_style.get_layer("block1_stage1_layer1_bn")
     assert (keras_bn.momentum, keras_bn.epsilon) == (0.99, 1e-3) and not keras_style.losses

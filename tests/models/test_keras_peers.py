@@ -1,10 +1,13 @@
 """Same weights, same outputs: our keras.applications-compatible builders against keras.applications."""
 
+import re
+
 import h5py
 import keras
 import numpy as np
 import pytest
 from keras.src.legacy.saving import legacy_h5_format
+from keras.src.utils.naming import to_snake_case
 
 import keras_cnn
 from tests.helpers import shapes_only
@@ -91,6 +94,29 @@ def test_deeper_peers_have_the_same_weighted_layers_and_shapes(ours, theirs):
     assert _weighted_layers(model) == _weighted_layers(reference)
     assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
     assert model.count_params() == reference.count_params()
+
+
+def _named_by_hand(model) -> list[tuple[str, str]]:
+    """(name, kind) of the layers whose names the builder chose, not Keras' own `conv2d_3`-style names."""
+    auto = [to_snake_case(type(layer).__name__) for layer in model.layers]
+    return [
+        (layer.name, type(layer).__name__)
+        for layer, kind in zip(model.layers, auto, strict=True)
+        if not re.fullmatch(rf"{kind}(_\d+)?|input_layer(_\d+)?", layer.name)
+    ]
+
+
+@pytest.mark.parametrize("ours, theirs, size", PEERS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_peers_name_keras_applications_layers_alike_in_order(ours, theirs, size):
+    """Every layer keras.applications names, weighted or not (pads, pools, activations), is ours under that
+    name, of that kind, in that order: what `get_layer("pool1_pad")` or a feature extractor by name relies on.
+    Ours may add layers (VGG's dropout) and names where keras.applications leaves Keras' defaults."""
+    with shapes_only():
+        reference, model = theirs(weights=None, input_shape=(size, size, 3)), ours(input_shape=(size, size, 3))
+    expected = _named_by_hand(reference)
+    assert len(expected) >= 10
+    names = {name for name, _ in expected}
+    assert [(layer.name, type(layer).__name__) for layer in model.layers if layer.name in names] == expected
 
 
 def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):

@@ -137,3 +137,26 @@ def test_without_gamma_or_beta_it_normalizes_as_keras_layer(scale, center):
     for training in (True, False):
         np.testing.assert_allclose(ours(x, training=training), peer(x, training=training), rtol=1e-5, atol=1e-5)
     assert len(ours.trainable_weights) == scale + center
+
+
+def test_integer_images_are_normalized_as_keras_layer_does():
+    """Keras casts only floating inputs before `call`; raw uint8 pixels reach the layer as they are."""
+    rng = np.random.default_rng(5)
+    ours, peer, _ = _pair(rng, 3)
+    x = rng.integers(0, 256, (2, 4, 4, 3)).astype("uint8")
+    for training in (True, False):
+        y = ours(x, training=training)
+        assert y.dtype == "float32"
+        np.testing.assert_allclose(y, peer(x, training=training), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (2, 1, 1, 3), (1, 1, 3, 3)])
+def test_one_two_and_three_values_per_channel_move_the_variance_as_keras(shape):
+    """The kernel reports the unbiased variance, n / (n - 1) times the biased one Keras moves by: for n = 1
+    it divides by zero, and the moving variance must still take the biased 0."""
+    rng = np.random.default_rng(6)
+    ours, peer, _ = _pair(rng, 3, momentum=0.5)
+    x = rng.normal(0, 2, shape).astype("float32")
+    ours(x, training=True), peer(x, training=True)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), peer.moving_variance.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), peer.moving_mean.numpy(), rtol=1e-5)

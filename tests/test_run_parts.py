@@ -1,0 +1,299 @@
+"""The parts of a training run on their own, without a fit: the callbacks, history.csv, the run folder's
+stamp, lock and resume rules, and the checks of a TrainConfig. What the docstrings promise, by hand."""
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_cnn.training import TrainConfig, config, rundir
+from keras_cnn.training.callbacks import (
+    DivergenceError,
+    DivergenceGuard,
+    EpochCheckpoint,
+    ResumeCheck,
+    TrainTimer,
+    save_model_atomic,
+)
+from keras_cnn.training.history import plot_history, read_history, truncate_history
+
+
+def _guard(losses, *, epoch: int = 0, lr: float = 0.1):
+    guard = DivergenceGuard(lr=lr)
+    guard.on_epoch_begin(epoch)
+    for step, loss in enumerate(losses):
+        guard.on_train_batch_end(step, {"loss": loss} if loss is not None else {})
+    return guard
+
+
+def test_divergence_guard_allows_ten_times_the_first_loss_plus_ten():
+    _guard([2.0, None, 29.9, 30.0])  # 10 * 2 + 10 = 30 is still allowed; a step without a loss is skipped
+    with pytest.raises(DivergenceError, match=r"epoch 3, step 3: the loss reached 30\.01 \(first batch 2\)"):
+        _guard([2.0, 5.0, 30.01], epoch=2)
+    with pytest.raises(DivergenceError, match=r"rate 0\.3 is too high .*--lr, e\.g\. 0\.03\)\."):
+        _guard([1.0, 21.0], lr=0.3)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_divergence_guard_stops_at_the_first_non_finite_loss(bad):
+    with pytest.raises(DivergenceError, match=rf"epoch 1, step 2: the loss is {bad}\. "):
+        _guard([1.0, bad])
+    with pytest.raises(DivergenceError, match=r"step 1: the loss is nan"):
+        _guard([math.nan])  # before any finite loss: no first batch to compare with, still stopped
+
+
+def _tiny_model() -> keras.Model:
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
+
+
+def _write_history(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_epoch_checkpoint_keeps_last_always_and_best_on_improvement_over_the_history(tmp_path):
+    _write_history(tmp_path / "history.csv", [{"epoch": 0, "val_accuracy": 0.5}, {"epoch": 1, "val_accuracy": 0.7}])
+    model = _tiny_model()
+    checkpoint = EpochCheckpoint(str(tmp_path / "ck"), monitor="val_accuracy", history=str(tmp_path / "history.csv"))
+    checkpoint.set_model(model)
+    assert checkpoint.best == 0.7  # resumed: the best so far comes from history.csv
+    checkpoint.on_epoch_end(2, {"val_accuracy": 0.7})  # equal is no improvement
+    assert os.listdir(tmp_path / "ck") == ["last.keras"]
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.75})
+    assert sorted(os.listdir(tmp_path / "ck")) == ["best.keras", "last.keras"] and checkpoint.best == 0.75
+    model.get_layer("dense").kernel.assign(np.ones((3, 2)))
+    checkpoint.on_epoch_end(4, {"val_accuracy": 0.6})
+    checkpoint.on_epoch_end(5, {})
+    last, best = (keras.saving.load_model(tmp_path / "ck" / f) for f in ("last.keras", "best.keras"))
+    np.testing.assert_array_equal(last.get_layer("dense").kernel.numpy(), np.ones((3, 2)))
+    assert not np.array_equal(best.get_layer("dense").kernel.numpy(), np.ones((3, 2)))
+    fresh = EpochCheckpoint(str(tmp_path / "ck2"), monitor="val_accuracy", history=str(tmp_path / "none.csv"))
+    assert fresh.best == -math.inf
+
+
+def test_epoch_checkpoint_of_a_distiller_holds_its_student(tmp_path):
+    student = _tiny_model()
+    wrapper = keras.Model(student.input, keras.layers.Dense(5, name="other")(student.output))
+    wrapper.student = student
+    checkpoint = EpochCheckpoint(str(tmp_path), monitor="val_accuracy", history=str(tmp_path / "h.csv"))
+    checkpoint.set_model(wrapper)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.1})
+    for name in ("last.keras", "best.keras"):
+        assert keras.saving.load_model(tmp_path / name).output_shape == (None, 2)
+
+
+def test_save_model_atomic_leaves_only_the_archive(tmp_path):
+    save_model_atomic(_tiny_model(), str(tmp_path / "model.keras"))
+    assert os.listdir(tmp_path) == ["model.keras"]
+    assert keras.saving.load_model(tmp_path / "model.keras").output_shape == (None, 2)
+
+
+def test_resume_check_compares_the_optimizer_step_with_the_stream():
+    model = _tiny_model()
+    model.compile(optimizer="sgd", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(6)
+    check = ResumeCheck(6)
+    check.set_model(model)
+    check.on_train_begin()
+    check = ResumeCheck(5)
+    check.set_model(model)
+    with pytest.raises(RuntimeError, match=r"optimizer is at step 6, the data stream at 5: the backup does not"):
+        check.on_train_begin()
+
+
+def test_train_timer_counts_training_until_validation_once_per_epoch(monkeypatch):
+    clock = iter([0.0, 1.0, 4.0, 6.0, 7.0, 9.0, 10.0])
+    monkeypatch.setattr("keras_cnn.training.callbacks.time.perf_counter", lambda: next(clock))
+    timer = TrainTimer()
+    timer.on_train_begin()  # 0
+    timer.on_epoch_begin(0)  # 1
+    timer.on_test_begin()  # 4: 3 s of training
+    timer.on_epoch_end(0)  # not counted again (no clock read)
+    timer.on_epoch_begin(1)  # 6
+    timer.on_epoch_end(1)  # 7: no validation this epoch, 1 s
+    timer.on_train_end()  # 9
+    assert (timer.train_seconds, timer.wall) == (4.0, 9.0)
+
+
+def test_history_is_cut_back_to_whole_epochs_and_plotted(tmp_path):
+    path = tmp_path / "history.csv"
+    rows = [{"epoch": e, "accuracy": 0.1 * e, "loss": 2 - e, "val_accuracy": 0.2, "val_loss": 1.5} for e in range(4)]
+    _write_history(path, rows)
+    truncate_history(str(path), 2)
+    assert [r["epoch"] for r in read_history(str(path))] == ["0", "1"]
+    assert path.read_text().splitlines()[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
+    truncate_history(str(tmp_path / "missing.csv"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["history.csv"]
+    plot_history(read_history(str(path)), str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv"]
+
+
+def _config(out, **kwargs) -> TrainConfig:
+    return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), **kwargs})
+
+
+def test_a_new_run_folder_is_stamped_with_what_decides_its_results(tmp_path):
+    assert rundir.prepare(str(tmp_path), _config(tmp_path, lr=0.01), resume=False, overwrite=False) == 0
+    stamp = json.loads((tmp_path / rundir.STAMP).read_text())
+    assert stamp["package"] == "keras_cnn"
+    assert stamp["config"] == {
+        "model": "lenet5",
+        "dataset": "digits",
+        "data_dir": None,
+        "recipe": "quick",
+        "epochs": 1,
+        "batch_size": None,
+        "lr": 0.01,
+        "image_size": 32,
+        "channels": None,
+        "augment": "none",
+        "randaugment": False,
+        "mix": "none",
+        "precision": "auto",
+        "seed": 0,
+        "model_kwargs": {},
+        "weights": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"model": "resnet20"}, {"epochs": 2}, {"batch_size": 8}, {"lr": 0.2}, {"seed": 1}, {"augment": "cifar"}],
+)
+def test_resume_continues_only_the_same_configuration(tmp_path, change):
+    rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert rundir.prepare(str(tmp_path), _config(tmp_path, verbose=0, jit=True), resume=True, overwrite=False) == 3
+    ((field, value),) = change.items()
+    with pytest.raises(
+        ValueError, match=rf"belongs to model='lenet5'.*differs in {field} \(.* there, {value!r} here\)"
+    ):
+        rundir.prepare(str(tmp_path), _config(tmp_path, **change), resume=True, overwrite=False)
+
+
+def test_resume_without_a_backup_says_why(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"has no interrupted run \(no backup/training_metadata\.json\)"):
+        rundir.prepare(str(tmp_path), _config(tmp_path), resume=True, overwrite=False)
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="finished"):
+        rundir.prepare(str(tmp_path), _config(tmp_path), resume=True, overwrite=False)
+
+
+def test_overwrite_removes_only_the_files_a_run_writes(tmp_path):
+    mine = ["metrics.json", "history.csv", "curves.png", "model.keras", "checkpoints/last.keras"]
+    mine += ["checkpoints/best.keras", "backup/x", "tensorboard/train/e", "tensorboard/validation/e"]
+    theirs = ["checkpoints/other.keras", "tensorboard/other/e", "notes.txt"]
+    for name in mine + theirs:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / rundir.STAMP).write_text('{"package": "keras_cnn", "config": {}}')
+    with pytest.raises(FileExistsError, match=r"an interrupted run: pass resume=True"):
+        (tmp_path / "backup" / "training_metadata.json").write_text("{}")
+        rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
+    os.remove(tmp_path / "backup" / "training_metadata.json")
+    with pytest.raises(FileExistsError, match=r"holds a finished run \(metrics\.json\): pass overwrite=True"):
+        rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
+    rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=True)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted([*theirs, rundir.STAMP])
+
+
+def test_the_lock_names_a_live_holder_and_is_taken_from_a_dead_one(tmp_path):
+    with rundir.RunLock(str(tmp_path)):
+        holder = json.loads((tmp_path / rundir.LOCK).read_text())
+        assert (holder["pid"], holder["host"]) == (os.getpid(), socket.gethostname())
+        with pytest.raises(rundir.RunFolderBusyError, match=rf"process {os.getpid()} on {socket.gethostname()}"):
+            rundir.RunLock(str(tmp_path)).__enter__()
+    assert not (tmp_path / rundir.LOCK).exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for stale in (json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(), "started": "x"}), "{half"):
+        (tmp_path / rundir.LOCK).write_text(stale)
+        with rundir.RunLock(str(tmp_path)):
+            assert json.loads((tmp_path / rundir.LOCK).read_text())["pid"] == os.getpid()
+    elsewhere = {"pid": int(gone.stdout), "host": "another-machine", "started": "x"}
+    (tmp_path / rundir.LOCK).write_text(json.dumps(elsewhere))  # cannot be checked from here: assumed alive
+    with pytest.raises(rundir.RunFolderBusyError, match="another-machine"):
+        rundir.RunLock(str(tmp_path)).__enter__()
+
+
+def test_leaving_a_lock_taken_over_by_another_process_keeps_it(tmp_path):
+    lock = rundir.RunLock(str(tmp_path))
+    lock.__enter__()
+    (tmp_path / rundir.LOCK).write_text(json.dumps({"pid": 1, "host": "h", "started": "x"}))
+    lock.__exit__(None, None, None)
+    assert (tmp_path / rundir.LOCK).exists()
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "native"),
+    [("flags : fpu avx512f amx_bf16 amx_tile", True), ("flags : avx512_bf16 sse", True), ("flags : avx512f", False)],
+)
+def test_native_bf16_reads_the_cpu_flags_or_the_gpu_capability(monkeypatch, tmp_path, cpuinfo, native):
+    import builtins
+
+    import tensorflow as tf
+
+    real_open = builtins.open
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setattr(
+        builtins, "open", lambda path, *a, **k: real_open(tmp_path / "cpuinfo" if path == "/proc/cpuinfo" else path)
+    )
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert config.native_bf16() is native
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu0"] if kind == "GPU" else [])
+    for capability, expected in [((8, 0), True), ((9, 0), True), ((7, 5), False), (None, False)]:
+        details = {"compute_capability": capability}
+        monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu, d=details: d)
+        assert config.native_bf16() is expected
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"augment": "cutout"}, ValueError, r"Unknown augment 'cutout'; choose one of \['none'"),
+        ({"mix": "mixup2"}, ValueError, r"Unknown mix 'mixup2'"),
+        ({"precision": "float16"}, ValueError, r"Unknown precision 'float16'; choose one of \['auto', 'float32'"),
+        ({"strategy": "tpu"}, ValueError, r"Unknown strategy 'tpu'"),
+        ({"batch_size": True}, ValueError, r"batch_size must be a finite positive number; received True"),
+        ({"epochs": "3"}, ValueError, r"epochs must be a finite positive number; received '3'"),
+        ({"lr": -0.1}, ValueError, r"lr must be a finite positive number; received -0\.1"),
+        ({"lr": 0}, ValueError, r"lr must be a finite positive number; received 0"),
+        ({"epochs": 1.5}, ValueError, r"epochs must be a whole number; received 1\.5"),
+        ({"image_size": 7}, ValueError, r"image_size must be an integer from 8 to 1024 .*received 7"),
+        ({"image_size": 1025}, ValueError, r"received 1025"),
+        ({"image_size": 32.0}, ValueError, r"received 32\.0"),
+        ({"channels": 2}, ValueError, r"channels must be 1 or 3; received 2"),
+        ({"resume": True, "overwrite": True}, ValueError, r"resume=True continues .* pass one"),
+        ({"weights": "/no/such.weights.h5"}, (ValueError, FileNotFoundError), r"/no/such\.weights\.h5"),
+        ({"recipe": "densenet_imagenet", "epochs": None}, None, None),
+    ],
+)
+def test_validate_names_each_bad_setting(tmp_path, change, error, message):
+    settings = _config(tmp_path / "run", **change)
+    if error is None:
+        assert config.validate(settings)[1] == "densenet_imagenet"  # lr 0.1 x 90 epochs, batch 256 of its own
+        return
+    with pytest.raises(error, match=message):
+        config.validate(settings)
+
+
+def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_path):
+    from keras_cnn.registry import model_info
+
+    recipe, name = config.validate(_config(tmp_path, epochs=2.0, batch_size=16.0))
+    assert name == "quick" and recipe.lr == model_info("lenet5").quick["lr"] == 0.002
+    recipe, name = config.validate(_config(tmp_path, recipe="cifar_cosine"))
+    assert (name, recipe.lr) == ("cifar_cosine", 0.1)

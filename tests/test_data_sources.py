@@ -334,3 +334,61 @@ def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
                 channels=3,
             )
         )
+
+
+def test_a_cifar100_archive_has_100_classes_whatever_labels_its_batches_hold(tmp_path):
+    rng = np.random.default_rng(11)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for member in ("train", "test"):
+        raw, _, _ = _cifar_batch(rng, 3, b"fine_labels", 5)  # labels 0-4 only
+        (folder / member).write_bytes(raw)
+    assert load_dataset("cifar100_archive", data_dir=tmp_path, batch_size=2).classes == 100
+
+
+def _source(images, labels) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+def test_grey_and_colour_sources_convert_to_the_channels_asked_for():
+    """Grey to RGB repeats the plane; RGB to grey weighs R, G, B by ITU-R BT.601 (0.2989, 0.5870, 0.1140)."""
+    from keras_cnn.data import pipeline
+
+    rng = np.random.default_rng(12)
+    grey, colour = rng.random((3, 4, 4, 1)).astype("float32"), rng.random((3, 4, 4, 3)).astype("float32")
+    kwargs = {"image_size": None, "batch_size": 3, "training": False}
+    rgb = next(iter(pipeline(_source(grey, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
+    np.testing.assert_array_equal(rgb, np.repeat(grey, 3, axis=-1))
+    luma = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=1, **kwargs)))[0].numpy()
+    np.testing.assert_allclose(luma[..., 0], colour @ np.array([0.2989, 0.5870, 0.1140]), atol=1e-4)
+    same = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
+    np.testing.assert_array_equal(same, colour)
+    pixels = (colour * 255).astype("uint8")
+    scaled = next(iter(pipeline(_source(pixels, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
+    np.testing.assert_allclose(scaled, pixels / 255.0, atol=1e-6)  # uint8 -> [0, 1]
+    resized = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=3, **{**kwargs, "image_size": 8})))[0]
+    np.testing.assert_allclose(resized, tf.image.resize(colour, (8, 8)), atol=1e-6)
+
+
+@pytest.mark.parametrize("epochs", [None, (0, 1)])
+def test_a_source_in_memory_is_shuffled_whole_not_through_a_window(epochs):
+    """25,000 examples: a 10,000-example shuffle buffer could only put the first ~10,064 in the first batch."""
+    from keras_cnn.data import pipeline
+    from keras_cnn.data.sources import SHUFFLE_BUFFER
+
+    n = 25_000
+    source = _source(np.zeros((n, 1, 1, 1), "uint8"), np.arange(n))
+    ds = pipeline(source, image_size=None, channels=1, batch_size=64, training=True, epochs=epochs)
+    first = next(iter(ds))[1].numpy()
+    assert SHUFFLE_BUFFER == 10_000 and first.max() > SHUFFLE_BUFFER + 64
+
+
+def test_batch_augmentation_changes_training_batches_only():
+    from keras_cnn.data import pipeline
+
+    images = np.random.default_rng(13).random((4, 4, 4, 1)).astype("float32")
+    kwargs = {"image_size": None, "channels": 1, "batch_size": 4, "batch_augment": lambda x, y: (x + 1.0, y)}
+    train = next(iter(pipeline(_source(images, np.arange(4)), training=True, **kwargs)))
+    val = next(iter(pipeline(_source(images, np.arange(4)), training=False, **kwargs)))
+    np.testing.assert_allclose(np.sort(train[0].numpy().ravel()), np.sort(images.ravel() + 1.0), atol=1e-6)
+    np.testing.assert_array_equal(val[0].numpy(), images)

@@ -129,6 +129,23 @@ def test_group_norm_option():
         keras_cnn.ResNet20(norm="layer")
 
 
+def test_group_norm_takes_the_families_epsilon_name_and_regularizers():
+    """Wu & He 2018: G = 32, or the largest divisor of the channel count below it; the BN constants' epsilon
+    and the style's L2 on gamma and beta carry over (momentum has no meaning without moving statistics)."""
+    from keras_cnn.layers import norm_layer
+
+    l2 = keras.regularizers.L2(1e-4)
+    layer = norm_layer("group", "block_bn", 24, momentum=0.9, epsilon=1e-3, gamma_regularizer=l2, beta_regularizer=l2)
+    assert isinstance(layer, keras.layers.GroupNormalization)
+    assert (layer.name, layer.groups, layer.epsilon) == ("block_bn", 8, 1e-3)
+    assert layer.gamma_regularizer is l2 and layer.beta_regularizer is l2
+    plain = norm_layer("group", "gn", 64)
+    assert (plain.groups, plain.epsilon, plain.gamma_regularizer, plain.beta_regularizer) == (32, 1e-5, None, None)
+    assert norm_layer("group", "gn", 64, groups=4).groups == 4
+    batch = norm_layer("batch", "bn", 64, momentum=0.9, epsilon=1e-5)
+    assert (type(batch).__name__, batch.name, batch.momentum, batch.epsilon) == ("BatchNormalization", "bn", 0.9, 1e-5)
+
+
 def test_alexnet_v1_convs_are_grouped_as_the_two_gpus():
     model = keras_cnn.AlexNetV1()
     assert [model.get_layer(f"conv{i}_conv").groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
@@ -206,3 +223,37 @@ def test_layers_round_trip_through_their_config(make):
     clone(x)
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(clone(x), y, rtol=1e-6)
+
+
+def test_style_refuses_negative_decay_and_dropout_of_one():
+    from keras_cnn.layers import TORCH_BN, Style
+
+    with pytest.raises(ValueError, match=r"weight_decay must be >= 0; received -0\.1\."):
+        Style(bn=TORCH_BN, init={}, weight_decay=-0.1)
+    for rate in (1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"dropout_rate must be in \[0, 1\); received {rate}\."):
+            Style(bn=TORCH_BN, init={}, dropout_rate=rate)
+    assert Style(bn=TORCH_BN, init={}, dropout_rate=0.0).regularizer is None
+    with pytest.raises(ValueError, match=r"Unknown norm='instance'"):
+        Style(bn=TORCH_BN, init={}, norm="instance")
+
+
+def test_style_convolutions_pad_like_torch_and_regularize_what_they_carry():
+    """Symmetric (k-1)/2 padding (an explicit pad before a strided conv, 'same' otherwise), no bias and one
+    group unless asked, and the style's L2(wd / 2) on the kernel and on a bias when there is one."""
+    from keras_cnn.layers import TORCH_BN, Style
+
+    style = Style(bn=TORCH_BN, init={}, weight_decay=2e-4)
+    plain = style.conv_layer(8, 3, "c")
+    assert (plain.use_bias, plain.groups, plain.padding, plain.strides) == (False, 1, "same", (1, 1))
+    assert plain.kernel_regularizer is style.regularizer and plain.bias_regularizer is None
+    assert style.regularizer.l2 == pytest.approx(1e-4)
+    biased = style.conv_layer(8, 1, "b", use_bias=True, groups=2, stride=2)
+    assert (biased.use_bias, biased.groups, biased.padding, biased.strides) == (True, 2, "valid", (2, 2))
+    assert biased.bias_regularizer is style.regularizer
+    x = keras.Input((9, 9, 4))
+    y = style.conv(x, 8, 7, 2, "stem")
+    assert y.shape == (None, 5, 5, 8)  # floor((9 + 2 * 3 - 7) / 2) + 1
+    assert Style(bn=TORCH_BN, init={}).regularizer is None
+    he = Style(bn=TORCH_BN, init={"kernel_initializer": "he_normal"}).conv_layer(8, 3, "h")
+    assert isinstance(he.kernel_initializer, keras.initializers.HeNormal)

@@ -18,7 +18,7 @@ _LAYOUT = {  # dataset -> (folder inside the archive, train members, test member
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels"),
     "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels"),
 }
-_CLASSES = {"cifar10": 10, "cifar100": 100}
+CLASSES = {"cifar10": 10, "cifar100": 100}  #: class count per dataset (CIFAR-100: the fine labels)
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -85,7 +85,7 @@ def load_cifar_archive(path: str | os.PathLike, dataset: str = "cifar10") -> dic
             f"No CIFAR archive at {path!r}: pass cifar-10-python.tar.gz / cifar-100-python.tar.gz (from "
             "https://www.cs.toronto.edu/~kriz/cifar.html) or the folder it extracts to."
         )
-    classes = _CLASSES[dataset]
+    classes = CLASSES[dataset]
     train = [_read_batch(raw[m], f"{path}:{m}", label_key, classes) for m in train_members]
     return {
         "train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from keras_cnn.data.cifar import CLASSES as CIFAR_CLASSES
 from keras_cnn.data.cifar import load_cifar_archive
 from keras_cnn.data.digits import digits_arrays, photo_arrays
 from keras_cnn.data.folder import load_image_folder
@@ -181,7 +182,7 @@ def load_dataset(
     elif name in ARCHIVES:
         splits = load_cifar_archive(data_dir, ARCHIVES[name])
         (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
-        classes = int(max(y_train.max(), y_test.max())) + 1
+        classes = CIFAR_CLASSES[ARCHIVES[name]]  # not the highest label seen: a subset may lack the last classes
         train = tf.data.Dataset.from_tensor_slices((x_train, y_train))
         val = tf.data.Dataset.from_tensor_slices((x_test, y_test))
     elif name == "folder":

@@ -356,18 +356,20 @@ def test_grey_and_colour_sources_convert_to_the_channels_asked_for():
 
     rng = np.random.default_rng(12)
     grey, colour = rng.random((3, 4, 4, 1)).astype("float32"), rng.random((3, 4, 4, 3)).astype("float32")
-    kwargs = {"image_size": None, "batch_size": 3, "training": False}
-    rgb = next(iter(pipeline(_source(grey, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
-    np.testing.assert_array_equal(rgb, np.repeat(grey, 3, axis=-1))
-    luma = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=1, **kwargs)))[0].numpy()
+
+    def first_batch(images, channels: int, image_size=None) -> np.ndarray:
+        ds = pipeline(
+            _source(images, [0, 1, 2]), image_size=image_size, channels=channels, batch_size=3, training=False
+        )
+        return next(iter(ds))[0].numpy()
+
+    np.testing.assert_array_equal(first_batch(grey, 3), np.repeat(grey, 3, axis=-1))
+    luma = first_batch(colour, 1)
     np.testing.assert_allclose(luma[..., 0], colour @ np.array([0.2989, 0.5870, 0.1140]), atol=1e-4)
-    same = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
-    np.testing.assert_array_equal(same, colour)
+    np.testing.assert_array_equal(first_batch(colour, 3), colour)
     pixels = (colour * 255).astype("uint8")
-    scaled = next(iter(pipeline(_source(pixels, [0, 1, 2]), channels=3, **kwargs)))[0].numpy()
-    np.testing.assert_allclose(scaled, pixels / 255.0, atol=1e-6)  # uint8 -> [0, 1]
-    resized = next(iter(pipeline(_source(colour, [0, 1, 2]), channels=3, **{**kwargs, "image_size": 8})))[0]
-    np.testing.assert_allclose(resized, tf.image.resize(colour, (8, 8)), atol=1e-6)
+    np.testing.assert_allclose(first_batch(pixels, 3), pixels / 255.0, atol=1e-6)  # uint8 -> [0, 1]
+    np.testing.assert_allclose(first_batch(colour, 3, image_size=8), tf.image.resize(colour, (8, 8)), atol=1e-6)
 
 
 @pytest.mark.parametrize("epochs", [None, (0, 1)])

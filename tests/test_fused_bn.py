@@ -69,24 +69,25 @@ def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
         keras.config.set_dtype_policy(previous)
 
 
+def _traced_ops(layer, *, training: bool, dtype: str = "float32") -> set[str]:
+    """The op types of `layer` traced on a (2, 4, 4, 3) batch."""
+    layer.build((None, 4, 4, 3))
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3), dtype))
+    return {op.type for op in graph.graph.get_operations()}
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("axis", [-1, 3])
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training, axis, policy):
     """Channels last, named either way, in each dtype the kernel takes; float64 and axis 1 fall back."""
-    layer = BatchNormalization(axis=axis, dtype=policy)
-    layer.build((None, 4, 4, 3))
-    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3)))
-    ops = {op.type for op in graph.graph.get_operations()}
+    ops = _traced_ops(BatchNormalization(axis=axis, dtype=policy), training=training)
     assert "FusedBatchNormV3" in ops and "Mean" not in ops  # one kernel, not Keras' moments
 
 
 @pytest.mark.parametrize("axis, dtype", [(1, "float32"), (-1, "float64")])
 def test_channels_first_and_float64_use_keras_computation(axis, dtype):
-    layer = BatchNormalization(axis=axis, dtype=dtype)
-    layer.build((None, 4, 4, 3))
-    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3), dtype))
-    assert "FusedBatchNormV3" not in {op.type for op in graph.graph.get_operations()}
+    assert "FusedBatchNormV3" not in _traced_ops(BatchNormalization(axis=axis, dtype=dtype), training=True, dtype=dtype)
 
 
 def test_frozen_layer_and_other_ranks_fall_back_to_keras():

@@ -4,6 +4,7 @@ data, image folders), and the clear errors when data is missing or corrupt."""
 import io
 import os
 import pickle
+import re
 import tarfile
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_image_folder_errors(tmp_path):
 def test_tfds_datasets_load_through_tfds_and_never_download(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"not prepared under .* never downloaded .*tfds build cifar10"):
         load_dataset("cifar10", data_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="downloads/manual"):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"put the ImageNet tars in {tmp_path}/downloads/manual")):
         load_dataset("imagenet2012", data_dir=tmp_path)
     with tfds.testing.mock_data(num_examples=12):
         train, _, classes, _ = load_dataset("cifar10", data_dir=tmp_path, batch_size=4, image_size=24)
@@ -394,3 +395,169 @@ def test_batch_augmentation_changes_training_batches_only():
     val = next(iter(pipeline(_source(images, np.arange(4)), training=False, **kwargs)))
     np.testing.assert_allclose(np.sort(train[0].numpy().ravel()), np.sort(images.ravel() + 1.0), atol=1e-6)
     np.testing.assert_array_equal(val[0].numpy(), images)
+
+
+def _cifar10_folder(tmp_path, test_batch: bytes):
+    """An extracted cifar-10-batches-py/ whose five training batches are good and whose test batch is given."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(exist_ok=True)
+    good, _, _ = _cifar_batch(np.random.default_rng(6), 2, b"labels", 10)
+    for member in [f"data_batch_{i}" for i in range(1, 6)]:
+        (folder / member).write_bytes(good)
+    (folder / "test_batch").write_bytes(test_batch)
+    return folder
+
+
+def _batch(data, labels, key=b"labels") -> bytes:
+    return pickle.dumps({b"data": np.asarray(data, np.uint8), key: list(labels)}, protocol=2)
+
+
+def test_a_batch_holds_labels_0_to_9_and_n_rows_of_3072_bytes(tmp_path):
+    rows = np.arange(4 * 3072).reshape(4, 3072) % 256
+    edges = load_cifar_archive(_cifar10_folder(tmp_path, _batch(rows, [0, 9, 0, 9])))["test"]
+    assert edges[1].tolist() == [0, 9, 0, 9] and edges[1].dtype == np.int32 and edges[0].dtype == np.uint8
+    # Row k is the R plane, then G, then B, each 32 rows of 32: pixel (i, j) of channel c is row[c*1024 + 32*i + j].
+    np.testing.assert_array_equal(edges[0][2, 5, 7], [rows[2, c * 1024 + 32 * 5 + 7] for c in range(3)])
+    bad = {
+        "label 10 at row 1 is outside 0..9 (2 such rows)": _batch(rows, [0, 10, 3, 12]),
+        "label -1 at row 0 is outside 0..9 (1 such rows)": _batch(rows, [-1, 0, 0, 0]),
+        "expected N x 3072 uint8 rows and N labels; found (4, 3071), (4,)": _batch(rows[:, :-1], [0] * 4),
+        "found (4, 3072), (3,)": _batch(rows, [0] * 3),
+        "found (3072,), (1,)": _batch(rows[0], [0]),
+        "test_batch is not a CIFAR python batch": pickle.dumps({b"data": rows}, protocol=2)[:-5],  # truncated
+        "test_batch is not a CIFAR python batch (b'labels')": _batch(rows, [0] * 4, key=b"fine_labels"),
+    }
+    for message, raw in bad.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_cifar_archive(_cifar10_folder(tmp_path, raw))
+
+
+def test_an_archive_without_a_batch_names_the_member(tmp_path):
+    raw, _, _ = _cifar_batch(np.random.default_rng(7), 2, b"labels", 10)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for member in [f"data_batch_{i}" for i in range(1, 6)]:  # no test_batch
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{member}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    with pytest.raises(ValueError, match=r"has no member cifar-10-batches-py/test_batch: not the python CIFAR"):
+        load_cifar_archive(archive)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "train").write_bytes(raw)
+    with pytest.raises(FileNotFoundError, match=r"lacks the cifar100 batches \['test'\]; expected the extracted"):
+        load_cifar_archive(tmp_path, "cifar100")
+
+
+def test_the_memory_budget_is_a_quarter_of_physical_memory_and_decides_in_memory(tmp_path, monkeypatch):
+    from keras_cnn.data import folder
+
+    budget = folder.memory_budget()
+    assert budget == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 and isinstance(budget, int)
+
+    def no_sysconf(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", no_sysconf)
+    assert folder.memory_budget() == 2**30  # where the machine does not say: 1 GiB
+    monkeypatch.undo()
+    files = sorted(_write_jpeg_tree(tmp_path, np.random.default_rng(12), {"a": {"x": 3}}, size=(6, 10)))
+    need = 3 * 6 * 10 * 3  # files x H x W x RGB bytes
+    held = folder.to_dataset(files, [0, 1, 2], budget=need)
+    assert held.element_spec[0].shape == (6, 10, 3)  # one uint8 array in memory
+    streamed = folder.to_dataset(files, [0, 1, 2], budget=need - 1)
+    assert streamed.element_spec[0].shape.as_list() == [None, None, 3]  # decoded by tf.data on every pass
+    for ds in (held, streamed):
+        got = list(ds)
+        assert [int(y) for _, y in got] == [0, 1, 2] and all(y.dtype == tf.int32 for _, y in got)
+        for (x, _), path in zip(got, files, strict=True):
+            np.testing.assert_array_equal(x, _pil_pixels(path))
+
+
+def test_grey_palette_and_rgba_files_and_capital_suffixes_are_read_as_rgb(tmp_path):
+    from PIL import Image
+
+    from keras_cnn.data import folder
+
+    rng = np.random.default_rng(13)
+    (tmp_path / "a").mkdir()
+    rgba = rng.integers(0, 256, (5, 5, 4), dtype=np.uint8)
+    grey = rng.integers(0, 256, (5, 5), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a" / "RGBA.PNG")
+    Image.fromarray(grey, "L").save(tmp_path / "a" / "grey.Png")
+    Image.fromarray(grey, "L").convert("P").save(tmp_path / "a" / "palette.GIF")
+    (tmp_path / "a" / "README.md").write_text("not an image")
+    files = folder.image_files(str(tmp_path / "a"))
+    assert [os.path.basename(f) for f in files] == ["RGBA.PNG", "grey.Png", "palette.GIF"]
+    assert folder.image_size_of(files[0]) == (5, 5)
+    np.testing.assert_array_equal(folder.decode(files[0]), rgba[..., :3])
+    np.testing.assert_array_equal(folder.decode(files[1]), np.repeat(grey[..., None], 3, axis=-1))
+    assert folder.decode(files[2]).shape == (5, 5, 3)
+    for suffix in (".jpg", ".jpeg", ".png", ".bmp", ".gif"):
+        (tmp_path / "b").mkdir(exist_ok=True)
+        Image.fromarray(grey).save(tmp_path / "b" / f"x{suffix}")
+    assert len(folder.image_files(str(tmp_path / "b"))) == 5
+    with pytest.raises(ValueError, match=r"README\.md' is not a readable image"):
+        folder.image_size_of(str(tmp_path / "a" / "README.md"))
+    with pytest.raises(ValueError, match=r"Cannot decode .*README\.md'"):
+        folder.decode(str(tmp_path / "a" / "README.md"))
+
+
+def test_a_tall_image_reports_height_then_width(tmp_path):
+    from PIL import Image
+
+    from keras_cnn.data import folder
+
+    Image.fromarray(np.zeros((7, 3, 3), np.uint8)).save(tmp_path / "tall.png")
+    assert folder.image_size_of(str(tmp_path / "tall.png")) == (7, 3)
+
+
+def test_one_tree_holds_out_a_seeded_fraction_per_class_keeping_one_to_train(tmp_path):
+    from keras_cnn.data.folder import load_image_folder
+
+    written = _write_jpeg_tree(tmp_path, np.random.default_rng(14), {"": {"a": 10, "b": 3}})
+    train, val, names = load_image_folder(tmp_path, 0.3, seed=1)
+    assert names == ["a", "b"]
+    val_labels = sorted(int(y) for _, y in val)
+    assert val_labels == [0, 0, 0, 1]  # round(10 x 0.3) = 3 of a, round(3 x 0.3) = 1 of b
+    assert sorted(int(y) for _, y in train) == [0] * 7 + [1] * 2
+    seen = {tuple(np.asarray(x).ravel()) for ds in (train, val) for x, _ in ds}
+    assert seen == {tuple(_pil_pixels(p).ravel()) for p in written}  # every file once, in one split
+    _, most, _ = load_image_folder(tmp_path, 0.99, seed=1)  # 0.99 of 3 would be all of b: one stays to train on
+    assert sorted(int(y) for _, y in most) == [0] * 9 + [1] * 2
+    other = {tuple(np.asarray(x).ravel()) for x, _ in load_image_folder(tmp_path, 0.3, seed=2)[1]}
+    assert other != {tuple(np.asarray(x).ravel()) for x, _ in val}  # another seed, other held-out files
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\); received 1\.0"):
+        load_image_folder(tmp_path, 1.0, seed=1)
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\); received 0\.0"):
+        load_image_folder(tmp_path, 0.0, seed=1)
+    with pytest.raises(ValueError, match=r"holds out no image: every class has too few images \(a \(10\), b \(3\)\)"):
+        load_image_folder(tmp_path, 0.04, seed=1)
+
+
+def test_tfds_is_asked_for_the_prepared_data_under_data_dir_and_never_to_download(tmp_path, monkeypatch):
+    calls = []
+
+    def load(name, **kwargs):
+        calls.append((name, kwargs))
+        raise AssertionError("not prepared")  # what tfds raises for data that is not there
+
+    monkeypatch.setattr(tfds, "load", load)
+    for name, splits in (("svhn_cropped", ["train", "test"]), ("imagenet2012", ["train", "validation"])):
+        with pytest.raises(FileNotFoundError, match=f"TFDS dataset '{name}' is not prepared under '{tmp_path}'"):
+            load_dataset(name, data_dir=tmp_path)
+        assert calls.pop() == (
+            name,
+            {"split": splits, "data_dir": str(tmp_path), "download": False, "as_supervised": True, "with_info": True},
+        )
+
+
+def test_the_image_tree_lists_every_file_of_either_layout(tmp_path):
+    from keras_cnn.data.folder import image_tree
+
+    one = _write_jpeg_tree(tmp_path / "one", np.random.default_rng(15), {"": {"a": 2, "b": 1}})
+    assert image_tree(tmp_path / "one") == sorted(one)
+    split = _write_jpeg_tree(
+        tmp_path / "split", np.random.default_rng(16), {"train": {"a": 1, "b": 2}, "val": {"a": 1, "b": 1}}
+    )
+    assert sorted(image_tree(str(tmp_path / "split"))) == sorted(split)

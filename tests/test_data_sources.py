@@ -812,6 +812,15 @@ def test_load_dataset_hands_augmentation_and_epochs_to_the_training_stream_only(
     assert len(np.unique(x.numpy())) > 2 and len(np.unique(y.numpy())) > 1  # the images and labels as they are
 
 
+def _wide_crops(*, training: bool):
+    """Two 12x20 uint8 images and the first batch `pipeline(crop=True)` makes of them at 8x8."""
+    from keras_cnn.data import pipeline
+
+    wide = np.random.default_rng(24).integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
+    source = tf.data.Dataset.from_tensor_slices((wide, [0, 1]))
+    return wide, next(iter(pipeline(source, image_size=8, channels=3, batch_size=2, training=training, crop=True)))
+
+
 def test_pipeline_defaults_seed_0_and_the_875_centre_crop_and_keeps_sized_memory_sources_uncached():
     from keras_cnn.augment import resize_center_crop
     from keras_cnn.data import pipeline
@@ -824,18 +833,9 @@ def test_pipeline_defaults_seed_0_and_the_875_centre_crop_and_keeps_sized_memory
     val = {"channels": 3, "batch_size": 12, "training": False}
     assert not _cached(pipeline(source, image_size=8, **val))  # already in memory at its size: nothing to cache
     assert _cached(pipeline(source, image_size=6, **val))
-    wide = np.random.default_rng(24).integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
-    crops = pipeline(
-        tf.data.Dataset.from_tensor_slices((wide, [0, 1])),
-        image_size=8,
-        channels=3,
-        batch_size=2,
-        training=False,
-        crop=True,
-    )
-    got = next(iter(crops))[0]
-    for image, crop in zip(wide, got, strict=True):
-        np.testing.assert_allclose(crop, resize_center_crop(image / 255.0, 8, 0.875), atol=1e-5)
+    wide, (crops, labels) = _wide_crops(training=False)
+    for crop, label in zip(crops, labels, strict=True):
+        np.testing.assert_allclose(crop, resize_center_crop(wide[int(label)] / 255.0, 8, 0.875), atol=1e-5)
 
 
 def test_sources_read_from_disk_shuffle_through_a_10000_window_and_crops_train_on_the_centre():
@@ -851,15 +851,6 @@ def test_sources_read_from_disk_shuffle_through_a_10000_window_and_crops_train_o
     source = tf.data.Dataset.range(n).map(image)
     first = next(iter(pipeline(source, image_size=None, channels=1, batch_size=64, training=True)))[1]
     assert np.asarray(first).max() < 10_000 + 64  # the k-th image comes from the first 10,000 + k
-    wide = np.random.default_rng(25).integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
-    crops = pipeline(
-        tf.data.Dataset.from_tensor_slices((wide, [0, 1])),
-        image_size=8,
-        channels=3,
-        batch_size=2,
-        training=True,
-        crop=True,
-    )
-    got = next(iter(crops))
-    for image, label in zip(*got, strict=True):  # without an augmenter, training images are centre crops too
-        np.testing.assert_allclose(image, resize_center_crop(wide[int(label)] / 255.0, 8), atol=1e-5)
+    wide, (crops, labels) = _wide_crops(training=True)
+    for crop, label in zip(crops, labels, strict=True):  # without an augmenter, training images are centre crops too
+        np.testing.assert_allclose(crop, resize_center_crop(wide[int(label)] / 255.0, 8), atol=1e-5)

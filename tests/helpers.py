@@ -86,3 +86,10 @@ def two_exit_model() -> keras.Model:
     first = keras.layers.Dense(3, activation="softmax", name="exit1")(flat)
     last = keras.layers.Dense(3, activation="softmax", name="exit2")(keras.layers.Dense(5)(flat))
     return keras.Model(inputs, [first, last], name="two_exits")
+
+
+def lenet5_run(out, **kwargs):
+    """A `TrainConfig` for LeNet-5 on the embedded digits for one quiet epoch into `out` (a few seconds)."""
+    from keras_cnn.training import TrainConfig
+
+    return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), "verbose": 0, **kwargs})

@@ -14,6 +14,7 @@ import tensorflow as tf
 import keras_cnn
 from keras_cnn import distill
 from keras_cnn.training import TrainConfig
+from tests.helpers import lenet5_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -217,16 +218,11 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
         distill.train_distilled(TrainConfig(model="lenet5", output_dir=str(tmp_path / "bad")), bad)
 
 
-def _run_config(out, **kwargs) -> TrainConfig:
-    """LeNet-5 on the embedded digits for one quiet epoch (a few seconds)."""
-    return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), "verbose": 0, **kwargs})
-
-
 def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_path):
     """The library path of the distill example: the teacher is trained into <output_dir>/teacher and its
     accuracy recorded; a finished teacher is reused; a teacher folder of another model or dataset, a teacher
     file of another shape, and more hint epochs than epochs are refused."""
-    config = _run_config(tmp_path / "kd")
+    config = lenet5_run(tmp_path / "kd")
     metrics = distill.train_distilled(config, distill.DistillConfig(method="kd", teacher="lenet5"))
     teacher_metrics = json.loads((tmp_path / "kd" / "teacher" / "metrics.json").read_text())
     assert teacher_metrics["model"] == "lenet5" and teacher_metrics["dataset"] == "digits"
@@ -237,7 +233,7 @@ def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_pat
     assert student.name == "lenet5" and len(student.outputs) == 1
     stamp = (tmp_path / "kd" / "teacher" / "model.keras").stat().st_mtime_ns
     again = distill.train_distilled(
-        _run_config(tmp_path / "kd", overwrite=True), distill.DistillConfig(method="mimic", teacher="lenet5")
+        lenet5_run(tmp_path / "kd", overwrite=True), distill.DistillConfig(method="mimic", teacher="lenet5")
     )
     assert again["method"] == "mimic" and again["teacher_val_accuracy"] == teacher_metrics["final_val_accuracy"]
     assert (tmp_path / "kd" / "teacher" / "model.keras").stat().st_mtime_ns == stamp  # reused, not retrained
@@ -246,32 +242,32 @@ def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_pat
     other.mkdir(parents=True)
     (other / "metrics.json").write_text(json.dumps({"model": "resnet20", "dataset": "digits"}))
     with pytest.raises(FileExistsError, match=r"holds a resnet20 teacher trained on digits; choose another"):
-        distill.train_distilled(_run_config(tmp_path / "other"), distill.DistillConfig(teacher="lenet5"))
+        distill.train_distilled(lenet5_run(tmp_path / "other"), distill.DistillConfig(teacher="lenet5"))
     (other / "metrics.json").write_text(json.dumps({"model": "lenet5", "dataset": "photos"}))
     with pytest.raises(FileExistsError, match=r"holds a lenet5 teacher trained on photos"):
-        distill.train_distilled(_run_config(tmp_path / "other"), distill.DistillConfig(teacher="lenet5"))
+        distill.train_distilled(lenet5_run(tmp_path / "other"), distill.DistillConfig(teacher="lenet5"))
 
     five = tmp_path / "five.keras"
     keras_cnn.create_model("lenet5", input_shape=(32, 32, 1), classes=5).save(five)
     with pytest.raises(ValueError, match=r"The teacher takes \(32, 32, 1\) and gives 5 classes; the student"):
         distill.train_distilled(
-            _run_config(tmp_path / "five"), distill.DistillConfig(teacher="lenet5", teacher_weights=str(five))
+            lenet5_run(tmp_path / "five"), distill.DistillConfig(teacher="lenet5", teacher_weights=str(five))
         )
     given = tmp_path / "given.keras"
     keras.saving.load_model(tmp_path / "kd" / "teacher" / "model.keras", safe_mode=True).save(given)
     fitnets = distill.DistillConfig(method="fitnets", teacher="lenet5", teacher_weights=str(given), hint_epochs=2)
     with pytest.raises(ValueError, match=r"hint_epochs \(2\) cannot exceed the run's epochs"):
-        distill.train_distilled(_run_config(tmp_path / "hints"), fitnets)
-    done = distill.train_distilled(_run_config(tmp_path / "hints", epochs=2), fitnets)
+        distill.train_distilled(lenet5_run(tmp_path / "hints"), fitnets)
+    done = distill.train_distilled(lenet5_run(tmp_path / "hints", epochs=2), fitnets)
     assert done["teacher_val_accuracy"] is None and done["method"] == "fitnets" and done["epochs"] == 2
     assert not (tmp_path / "hints" / "teacher").exists()  # a given teacher file is not retrained
     with pytest.raises(ValueError, match=r"Unknown distillation method 'hinton'; choose one of \['kd', 'mimic'"):
-        distill.train_distilled(_run_config(tmp_path / "x"), distill.DistillConfig(method="hinton"))
+        distill.train_distilled(lenet5_run(tmp_path / "x"), distill.DistillConfig(method="hinton"))
 
 
 def test_train_distilled_rocket_trains_light_and_booster_from_scratch(tmp_path):
     """LeNet-5's RBF head (an `Activation` named predictions, no Dense) as both light net and booster."""
-    metrics = distill.train_distilled(_run_config(tmp_path), distill.DistillConfig(method="rocket", teacher="lenet5"))
+    metrics = distill.train_distilled(lenet5_run(tmp_path), distill.DistillConfig(method="rocket", teacher="lenet5"))
     assert (metrics["method"], metrics["teacher"]) == ("rocket", "lenet5") and "teacher_val_accuracy" not in metrics
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert history[0].split(",") == [

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnn.training import TrainConfig, rundir, train
+from keras_cnn.training import rundir, train
 from keras_cnn.training.callbacks import DivergenceError
+from tests.helpers import lenet5_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +42,6 @@ def _users_folder(root: Path, *, with_model: bool = True) -> dict[str, str]:
     return _digest(root)
 
 
-def _config(out, **kwargs) -> TrainConfig:
-    return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), "verbose": 0, **kwargs})
-
-
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -62,30 +59,30 @@ def _config(out, **kwargs) -> TrainConfig:
 def test_bad_settings_are_refused_before_the_folder_is_touched(tmp_path, change, named):
     before = _users_folder(tmp_path)
     with pytest.raises((ValueError, FileNotFoundError), match=named.replace(".", r"\.")):
-        train(_config(tmp_path, **change))
+        train(lenet5_run(tmp_path, **change))
     assert _digest(tmp_path) == before
     fresh = tmp_path / "new-run"
     with pytest.raises((ValueError, FileNotFoundError)):
-        train(_config(fresh, **change))
+        train(lenet5_run(fresh, **change))
     assert not fresh.exists()  # no empty run folder left behind
 
 
 def test_a_run_keeps_everything_it_did_not_write(tmp_path):
     before = _users_folder(tmp_path, with_model=False)
-    metrics = train(_config(tmp_path))
+    metrics = train(lenet5_run(tmp_path))
     after = _digest(tmp_path)
     assert {k: after[k] for k in before} == before  # the user's files are byte-identical
     assert metrics["epochs"] == 1 and "checkpoints/last.keras" in after and rundir.STAMP in after
     with pytest.raises(FileExistsError, match="finished run"):
-        train(_config(tmp_path))
-    train(_config(tmp_path, overwrite=True))
+        train(lenet5_run(tmp_path))
+    train(lenet5_run(tmp_path, overwrite=True))
     assert {k: _digest(tmp_path)[k] for k in before} == before
 
 
 def test_files_named_like_a_run_but_not_stamped_are_not_replaced(tmp_path):
     before = _users_folder(tmp_path)
     with pytest.raises(FileExistsError, match=r"model\.keras\) that no keras_cnn run stamped"):
-        train(_config(tmp_path))
+        train(lenet5_run(tmp_path))
     assert _digest(tmp_path) == before
 
 
@@ -95,51 +92,51 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
         lock = {"pid": sleeper.pid, "host": __import__("socket").gethostname(), "started": "earlier"}
         (tmp_path / rundir.LOCK).write_text(json.dumps(lock))
         with pytest.raises(rundir.RunFolderBusyError, match=f"in use by another run: process {sleeper.pid}"):
-            train(_config(tmp_path))
+            train(lenet5_run(tmp_path))
         assert sorted(os.listdir(tmp_path)) == [rundir.LOCK]
     finally:
         sleeper.kill()
         sleeper.wait()
-    train(_config(tmp_path))  # the holder is gone: its lock is stale
+    train(lenet5_run(tmp_path))  # the holder is gone: its lock is stale
     assert not (tmp_path / rundir.LOCK).exists() and (tmp_path / "metrics.json").exists()
 
 
 def test_resume_refuses_a_run_of_another_configuration(tmp_path):
-    rundir.prepare(str(tmp_path), _config(tmp_path, model="resnet20"), resume=False, overwrite=False)
+    rundir.prepare(str(tmp_path), lenet5_run(tmp_path, model="resnet20"), resume=False, overwrite=False)
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
     before = _digest(tmp_path)
     with pytest.raises(ValueError, match=r"belongs to model='resnet20'.*model \('resnet20' there, 'resnet56' here\)"):
-        train(_config(tmp_path, model="resnet56", resume=True))
+        train(lenet5_run(tmp_path, model="resnet56", resume=True))
     assert _digest(tmp_path) == before
 
 
 def test_output_paths_that_cannot_be_a_run_folder(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"output_dir .*file' is a file; a run writes a folder"):
-        train(_config(tmp_path / "file"))
+        train(lenet5_run(tmp_path / "file"))
     with pytest.raises(NotADirectoryError, match="cannot be created"):
-        train(_config(tmp_path / "file" / "run"))
+        train(lenet5_run(tmp_path / "file" / "run"))
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (the tests run as root)
     with pytest.raises(PermissionError, match=f"no write permission on '{tmp_path}'"):
-        train(_config(tmp_path / "run"))
+        train(lenet5_run(tmp_path / "run"))
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
 def test_divergence_stops_the_run_naming_epoch_step_and_rate(tmp_path):
     with pytest.raises(DivergenceError, match=r"diverged in epoch 1, step \d+: .* rate 1e\+06 .*\(--lr, e\.g\. 100000"):
-        train(_config(tmp_path, model="resnet20", lr=1e6))
+        train(lenet5_run(tmp_path, model="resnet20", lr=1e6))
     assert not (tmp_path / "metrics.json").exists()
 
 
 def test_lenet5_gets_a_quick_recipe_that_the_paper_network_survives():
     from keras_cnn.training.config import validate
 
-    recipe, name = validate(_config("unused"))
+    recipe, name = validate(lenet5_run("unused"))
     assert name == "quick" and recipe.lr <= 2e-3  # LeCun et al. 1998 train at most at 2e-3 (0.05 diverges)
     assert (recipe.batch_size, recipe.epochs) == (64, 15)
     assert recipe.momentum == 0.9 and recipe.decay == "cosine"  # the rest is the quick recipe's
-    resnet = validate(_config("unused", model="resnet20"))[0]
+    resnet = validate(lenet5_run("unused", model="resnet20"))[0]
     assert (resnet.lr, resnet.batch_size, resnet.epochs) == (0.05, 64, 15)
 
 
@@ -198,7 +195,7 @@ def test_distiller_checks_teacher_and_student_agree():
     with pytest.raises(ValueError, match=r"predicts 5 classes and the student .* 10"):
         distill.Distiller(teacher, student)
     with pytest.raises(ValueError, match="temperature must be a finite number > 0; received 0"):
-        distill.train_distilled(_config("unused"), distill.DistillConfig(temperature=0.0))
+        distill.train_distilled(lenet5_run("unused"), distill.DistillConfig(temperature=0.0))
 
 
 def test_bad_data_is_named(tmp_path):

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnn.training import TrainConfig, config, rundir
+from keras_cnn.training import config, rundir
 from keras_cnn.training.callbacks import (
     DivergenceError,
     DivergenceGuard,
@@ -23,6 +23,7 @@ from keras_cnn.training.callbacks import (
     save_model_atomic,
 )
 from keras_cnn.training.history import plot_history, read_history, truncate_history
+from tests.helpers import lenet5_run
 
 
 def _guard(losses, *, epoch: int = 0, lr: float = 0.1):
@@ -140,12 +141,8 @@ def test_history_is_cut_back_to_whole_epochs_and_plotted(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv"]
 
 
-def _config(out, **kwargs) -> TrainConfig:
-    return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), **kwargs})
-
-
 def test_a_new_run_folder_is_stamped_with_what_decides_its_results(tmp_path):
-    assert rundir.prepare(str(tmp_path), _config(tmp_path, lr=0.01), resume=False, overwrite=False) == 0
+    assert rundir.prepare(str(tmp_path), lenet5_run(tmp_path, lr=0.01), resume=False, overwrite=False) == 0
     stamp = json.loads((tmp_path / rundir.STAMP).read_text())
     assert stamp["package"] == "keras_cnn"
     assert stamp["config"] == {
@@ -173,23 +170,23 @@ def test_a_new_run_folder_is_stamped_with_what_decides_its_results(tmp_path):
     [{"model": "resnet20"}, {"epochs": 2}, {"batch_size": 8}, {"lr": 0.2}, {"seed": 1}, {"augment": "cifar"}],
 )
 def test_resume_continues_only_the_same_configuration(tmp_path, change):
-    rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
+    rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=False, overwrite=False)
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
-    assert rundir.prepare(str(tmp_path), _config(tmp_path, verbose=0, jit=True), resume=True, overwrite=False) == 3
+    assert rundir.prepare(str(tmp_path), lenet5_run(tmp_path, verbose=0, jit=True), resume=True, overwrite=False) == 3
     ((field, value),) = change.items()
     with pytest.raises(
         ValueError, match=rf"belongs to model='lenet5'.*differs in {field} \(.* there, {value!r} here\)"
     ):
-        rundir.prepare(str(tmp_path), _config(tmp_path, **change), resume=True, overwrite=False)
+        rundir.prepare(str(tmp_path), lenet5_run(tmp_path, **change), resume=True, overwrite=False)
 
 
 def test_resume_without_a_backup_says_why(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"has no interrupted run \(no backup/training_metadata\.json\)"):
-        rundir.prepare(str(tmp_path), _config(tmp_path), resume=True, overwrite=False)
+        rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=True, overwrite=False)
     (tmp_path / "metrics.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="finished"):
-        rundir.prepare(str(tmp_path), _config(tmp_path), resume=True, overwrite=False)
+        rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=True, overwrite=False)
 
 
 def test_overwrite_removes_only_the_files_a_run_writes(tmp_path):
@@ -202,11 +199,11 @@ def test_overwrite_removes_only_the_files_a_run_writes(tmp_path):
     (tmp_path / rundir.STAMP).write_text('{"package": "keras_cnn", "config": {}}')
     with pytest.raises(FileExistsError, match=r"an interrupted run: pass resume=True"):
         (tmp_path / "backup" / "training_metadata.json").write_text("{}")
-        rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
+        rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=False, overwrite=False)
     os.remove(tmp_path / "backup" / "training_metadata.json")
     with pytest.raises(FileExistsError, match=r"holds a finished run \(metrics\.json\): pass overwrite=True"):
-        rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=False)
-    rundir.prepare(str(tmp_path), _config(tmp_path), resume=False, overwrite=True)
+        rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=False, overwrite=False)
+    rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=False, overwrite=True)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted([*theirs, rundir.STAMP])
 
@@ -282,7 +279,7 @@ def test_native_bf16_reads_the_cpu_flags_or_the_gpu_capability(monkeypatch, tmp_
     ],
 )
 def test_validate_names_each_bad_setting(tmp_path, change, error, message):
-    settings = _config(tmp_path / "run", **change)
+    settings = lenet5_run(tmp_path / "run", **change)
     if error is None:
         assert config.validate(settings)[1] == "densenet_imagenet"  # lr 0.1 x 90 epochs, batch 256 of its own
         return
@@ -293,7 +290,7 @@ def test_validate_names_each_bad_setting(tmp_path, change, error, message):
 def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_path):
     from keras_cnn.registry import model_info
 
-    recipe, name = config.validate(_config(tmp_path, epochs=2.0, batch_size=16.0))
+    recipe, name = config.validate(lenet5_run(tmp_path, epochs=2.0, batch_size=16.0))
     assert name == "quick" and recipe.lr == model_info("lenet5").quick["lr"] == 0.002
-    recipe, name = config.validate(_config(tmp_path, recipe="cifar_cosine"))
+    recipe, name = config.validate(lenet5_run(tmp_path, recipe="cifar_cosine"))
     assert (name, recipe.lr) == ("cifar_cosine", 0.1)

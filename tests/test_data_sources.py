@@ -352,6 +352,22 @@ def test_a_cifar100_archive_has_100_classes_whatever_labels_its_batches_hold(tmp
     assert load_dataset("cifar100_archive", data_dir=tmp_path, batch_size=2).classes == 100
 
 
+def test_every_example_of_every_epoch_draws_its_own_augmentation_seed():
+    """An augmenter that returns its stateless seed pair: (seed, one number per epoch and position), never reused
+    across epochs, or the same crops and flips would come back whenever two draws share a seed."""
+    from keras_cnn.data import pipeline
+
+    n = 100
+    source = tf.data.Dataset.from_tensor_slices((np.zeros((n, 1, 1, 1), "uint8"), np.arange(n)))
+    seed_of = lambda image, pair: tf.reshape(tf.cast(pair, tf.float64), (1, 1, 2))  # noqa: E731  exact below 2**53
+    stream = pipeline(
+        source, image_size=None, channels=1, batch_size=10, training=True, seed=7, augment=seed_of, epochs=(0, 3)
+    )
+    pairs = np.concatenate([x.numpy().reshape(-1, 2) for x, _ in stream])
+    assert pairs.shape == (3 * n, 2) and set(pairs[:, 0]) == {7.0}
+    assert len(set(pairs[:, 1])) == 3 * n
+
+
 def _source(images, labels) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((images, labels))
 
@@ -831,6 +847,7 @@ def test_pipeline_defaults_seed_0_and_the_875_centre_crop_and_keeps_sized_memory
     default, zero = (np.asarray(next(iter(pipeline(source, **kw)))[1]) for kw in (common, {**common, "seed": 0}))
     np.testing.assert_array_equal(default, zero)
     val = {"channels": 3, "batch_size": 12, "training": False}
+    assert pipeline(source, image_size=8, **val).options().deterministic is True  # parallel maps keep the order
     assert not _cached(pipeline(source, image_size=8, **val))  # already in memory at its size: nothing to cache
     assert _cached(pipeline(source, image_size=6, **val))
     wide, (crops, labels) = _wide_crops(training=False)

@@ -141,6 +141,31 @@ def test_history_is_cut_back_to_whole_epochs_and_plotted(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv"]
 
 
+def test_curves_plot_each_loss_and_accuracy_column_against_epochs_from_1(tmp_path, monkeypatch):
+    from matplotlib import pyplot as plt
+    from PIL import Image
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    rows = [
+        {"epoch": str(e), "accuracy": str(0.1 * e), "loss": str(2 - e), "val_accuracy": "0.2", "val_loss": "1.5"}
+        for e in range(3)
+    ]
+    plot_history(rows, str(tmp_path / "curves.png"))
+    assert Image.open(tmp_path / "curves.png").size == (1000, 400)  # 10 x 4 inches at 100 dpi
+    (fig,) = figures
+    loss, accuracy = fig.axes
+    for ax, metric in ((loss, "loss"), (accuracy, "accuracy")):
+        assert (ax.get_title(), ax.get_xlabel()) == (metric, "epoch")
+        keys = [metric, f"val_{metric}"]
+        assert [line.get_label() for line in ax.get_lines()] == keys
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == keys
+        for line, key in zip(ax.get_lines(), keys, strict=True):
+            np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+            np.testing.assert_allclose(line.get_ydata(), [float(r[key]) for r in rows])
+
+
 def test_a_new_run_folder_is_stamped_with_what_decides_its_results(tmp_path):
     assert rundir.prepare(str(tmp_path), lenet5_run(tmp_path, lr=0.01), resume=False, overwrite=False) == 0
     stamp = json.loads((tmp_path / rundir.STAMP).read_text())

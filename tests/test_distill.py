@@ -109,6 +109,58 @@ def test_logits_share_the_weights_and_give_the_softmax_back():
         distill.logits_of(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
 
 
+def test_pre_activation_is_the_dense_heads_affine_part_with_or_without_bias():
+    """logits = features @ W + b by hand, with a bias that is not zero (softmax cannot tell +b from -b when b is
+    the same for every class, as a freshly built zero bias is), and features @ W for a head without bias."""
+    x, _ = data(4)
+    for use_bias in (True, False):
+        inputs = keras.Input((8, 8, 1))
+        features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(5, 3, name="conv")(inputs))
+        head = keras.layers.Dense(3, activation="softmax", use_bias=use_bias, name="predictions")
+        model = keras.Model(inputs, head(features))
+        if use_bias:
+            head.bias.assign(RNG.normal(size=3).astype("float32"))
+        f = np.asarray(keras.Model(inputs, features)(x), np.float64)
+        expected = f @ np.asarray(head.kernel, np.float64) + (np.asarray(head.bias) if use_bias else 0.0)
+        np.testing.assert_allclose(distill.logits_of(model)(x), expected, atol=1e-5)
+
+
+def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuracies():
+    """A RocketLaunching put together by hand from heads that end in softmax `predictions`: `call` gives their
+    logits; `accuracy` is the light net's (weighted by the sample weights when compiled as a weighted metric) and
+    `booster_accuracy` the booster's (unweighted, as compile's `metrics` are), with sparse or one-hot labels."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 1))
+    shared = keras.Model(inputs, keras.layers.Conv2D(4, 3, activation="relu")(inputs), name="shared")
+
+    def head(name):
+        features = keras.Input(shared.output.shape[1:])
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        dense = keras.layers.Dense(3, activation="softmax", name="predictions")
+        outputs = dense(pooled)
+        dense.bias.assign(RNG.normal(size=3).astype("float32"))
+        return keras.Model(features, outputs, name=name)
+
+    light_head, booster_head = head("light_head"), head("booster_head")
+    model = distill.RocketLaunching(shared, light_head, booster_head)
+    x, y = data(64)
+    light, booster = (np.asarray(t, np.float64) for t in model(x))
+    np.testing.assert_allclose(softmax(light), light_head(shared(x)), atol=1e-5)
+    np.testing.assert_allclose(softmax(booster), booster_head(shared(x)), atol=1e-5)
+    weight = RNG.random(64).astype("float32")
+
+    def accuracy(logits, w=None):
+        w = np.ones(64) if w is None else w
+        return np.sum(w * (logits.argmax(-1) == y)) / np.sum(w)
+
+    assert accuracy(light) != accuracy(booster) and accuracy(light) != accuracy(light, weight)  # all told apart
+    for labels in (y, np.eye(3, dtype="float32")[y]):
+        model.compile(weighted_metrics=["accuracy"])  # "accuracy" resolves to sparse or categorical on first use
+        got = model.evaluate(x, labels, sample_weight=weight, batch_size=64, verbose=0, return_dict=True)
+        assert got["accuracy"] == pytest.approx(accuracy(light, weight), abs=1e-6)
+        assert got["booster_accuracy"] == pytest.approx(accuracy(booster), abs=1e-6)
+
+
 @pytest.mark.parametrize("method", ["kd", "mimic"])
 def test_teacher_is_frozen_and_the_student_comes_out_alone(method, tmp_path):
     teacher, student = tiny("teacher", 8), tiny("student", 4)
@@ -152,6 +204,35 @@ def test_fitnets_stage_one_trains_only_up_to_the_guided_layer_and_lambda_decays(
         distill.FitNetDistiller(teacher, student, hint_layer="block1_out", guided_layer="block2_out")
     with pytest.raises(ValueError, match=r"no layer 'conv9'.*block1_out"):
         distill.FitNetDistiller(teacher, student, hint_layer="conv9", guided_layer="block1_out")
+
+
+def test_hints_train_the_regressor_with_rmsprop_at_5e_3_for_the_epochs_asked_then_freeze_it(capsys):
+    """Stage 1 (FitNets section 2.2): the regressor learns with the student's lower layers, by default under
+    RMSprop at the paper's 5e-3, for `epochs` with the caller's fit arguments; afterwards it is frozen again."""
+    teacher, student = tiny("teacher", 8), tiny("student", 4)
+    model = distill.FitNetDistiller(teacher, student, hint_layer="block2_out", guided_layer="block1_out")
+    regressor = model.hints.regressor
+    before, batches = weights(regressor), []
+    count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    history = model.fit_hints(data()[0], epochs=2, batch_size=8, verbose=0, callbacks=[count])
+    assert len(history.history["loss"]) == 2 and len(batches) == 4 and capsys.readouterr().out == ""
+    assert not same(before, regressor.get_weights()) and regressor.trainable is False
+    optimizer = model.hints.optimizer
+    assert isinstance(optimizer, keras.optimizers.RMSprop)
+    assert float(np.asarray(optimizer.learning_rate)) == pytest.approx(5e-3)
+
+
+def test_the_middle_layer_is_the_middle_block_output():
+    """FitNets' default hint and guided layers: the middle of the block outputs (the 3rd of 5)."""
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for i in range(5):
+        x = keras.layers.Activation("relu", name=f"block{i}_out")(keras.layers.Conv2D(2, 3, padding="same")(x))
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.Flatten()(x))
+    assert distill.middle_layer(keras.Model(inputs, outputs)) == "block2_out"
+    flat = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="predictions")], name="flat")
+    with pytest.raises(ValueError, match=r"'flat' has no activation layer with a feature-map output to use as a hint"):
+        distill.middle_layer(flat)
 
 
 def test_rocket_gradient_block_and_the_light_net_alone():
@@ -263,6 +344,26 @@ def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_pat
     assert not (tmp_path / "hints" / "teacher").exists()  # a given teacher file is not retrained
     with pytest.raises(ValueError, match=r"Unknown distillation method 'hinton'; choose one of \['kd', 'mimic'"):
         distill.train_distilled(lenet5_run(tmp_path / "x"), distill.DistillConfig(method="hinton"))
+
+
+def test_the_teacher_is_trained_with_the_students_settings_but_its_own_model(tmp_path, monkeypatch):
+    """The teacher run is the student's config with the teacher's name, into <output_dir>/teacher, from scratch
+    (no weights) and without the student's builder arguments; a teacher file that is not there is named."""
+    from keras_cnn.training.distill import runs
+
+    calls = []
+    monkeypatch.setattr(runs, "train", lambda config: calls.append(config) or {"final_val_accuracy": 0.5})
+    student = lenet5_run(tmp_path, lr=0.003, seed=4, model_kwargs={"variant": "modern"}, weights="lenet5.keras")
+    path, accuracy = runs._teacher(student, distill.DistillConfig(teacher="resnet20"))
+    out = str(tmp_path / "teacher")
+    assert (path, accuracy) == (str(tmp_path / "teacher" / "model.keras"), 0.5)
+    expected = TrainConfig(**{**vars(student), "model": "resnet20", "output_dir": out, "model_kwargs": {}})
+    expected.weights = None
+    assert calls == [expected]
+    missing = str(tmp_path / "nowhere.keras")
+    message = rf"Teacher weights '{missing}' do not exist; give a \.keras file written by train_cifar\.py"
+    with pytest.raises(FileNotFoundError, match=message + r" \(model\.keras\) or model\.save\(\)\."):
+        runs._teacher(student, distill.DistillConfig(teacher="resnet20", teacher_weights=missing))
 
 
 def test_train_distilled_rocket_trains_light_and_booster_from_scratch(tmp_path):

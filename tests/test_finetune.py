@@ -86,3 +86,47 @@ def test_finetune_example_from_a_saved_model_to_an_image_folder(tmp_path):
     assert tuned.output_shape == (None, 3)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "already holds a fine-tuning run" in again.stderr
+
+
+def _small_base() -> keras.Model:
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="predictions")(x))
+
+
+class _StageRecorder(keras.callbacks.Callback):
+    """Each fit's optimizer rate and momentum, whether the backbone trains, and its epochs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = []
+
+    def on_train_begin(self, logs=None):
+        optimizer, backbone = self.model.optimizer, self.model.layers[1]
+        rate = float(np.asarray(optimizer.learning_rate))
+        self.fits.append({"rate": rate, "momentum": optimizer.momentum, "backbone": backbone.trainable, "epochs": 0})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fits[-1]["epochs"] += 1
+
+
+def test_finetune_defaults_a_rate_per_stage_and_joins_both_histories(capsys):
+    """Stage 1 at head_lr 0.01, stage 2 at lr 0.001, SGD with momentum 0.9, each validated and with the
+    caller's callbacks; one line per epoch by default (fit's verbose=2); the histories joined with a stage each."""
+    keras.utils.set_random_seed(0)
+    model, data, recorder = with_new_head(_small_base(), 3), _toy_data(), _StageRecorder()
+    history = finetune(model, data, data, head_epochs=2, epochs=1, callbacks=[recorder])
+    assert recorder.fits == [
+        {"rate": pytest.approx(0.01), "momentum": 0.9, "backbone": False, "epochs": 2},
+        {"rate": pytest.approx(0.001), "momentum": 0.9, "backbone": True, "epochs": 1},
+    ]
+    assert history["stage"] == [1, 1, 2]
+    assert sorted(history) == ["accuracy", "loss", "stage", "val_accuracy", "val_loss"]
+    assert all(len(values) == 3 for values in history.values())
+    assert model.get_layer(index=1).get_layer("bn").trainable is False  # frozen in both stages
+    printed = capsys.readouterr().out
+    assert printed.count("/step - accuracy: ") == 3 and printed.count(" - val_loss: ") == 3 and "━" not in printed
+    finetune(model, data, data, head_epochs=1, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""

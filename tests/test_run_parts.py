@@ -136,6 +136,10 @@ def test_history_is_cut_back_to_whole_epochs_and_plotted(tmp_path):
     assert path.read_text().splitlines()[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
     truncate_history(str(tmp_path / "missing.csv"), 2)
     assert sorted(os.listdir(tmp_path)) == ["history.csv"]
+    _write_history(tmp_path / "one.csv", rows[:1])
+    truncate_history(str(tmp_path / "one.csv"), 2)  # a single epoch so far
+    assert read_history(str(tmp_path / "one.csv")) == [{k: str(v) for k, v in rows[0].items()}]
+    os.remove(tmp_path / "one.csv")
     plot_history(read_history(str(path)), str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv"]
@@ -248,6 +252,31 @@ def test_the_lock_names_a_live_holder_and_is_taken_from_a_dead_one(tmp_path):
     elsewhere = {"pid": int(gone.stdout), "host": "another-machine", "started": "x"}
     (tmp_path / rundir.LOCK).write_text(json.dumps(elsewhere))  # cannot be checked from here: assumed alive
     with pytest.raises(rundir.RunFolderBusyError, match="another-machine"):
+        rundir.RunLock(str(tmp_path)).__enter__()
+
+
+def test_a_lock_holder_is_checked_without_a_signal_and_one_not_ours_counts_as_alive(tmp_path, monkeypatch):
+    """Liveness is probed with signal 0, which delivers nothing: a holder that dies of SIGHUP is still there
+    afterwards. A process this user may not signal (PermissionError) exists, so its lock stands."""
+    code = "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); print(flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()  # its SIGHUP handler is the default (terminate) from here on
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "x"}
+        (tmp_path / rundir.LOCK).write_text(json.dumps(lock))
+        with pytest.raises(rundir.RunFolderBusyError, match=rf"process {holder.pid} on"):
+            rundir.RunLock(str(tmp_path)).__enter__()
+        with pytest.raises(subprocess.TimeoutExpired):  # still running a second later
+            holder.wait(timeout=1)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    def forbidden(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(rundir.os, "kill", forbidden)
+    with pytest.raises(rundir.RunFolderBusyError, match=rf"process {holder.pid} on"):
         rundir.RunLock(str(tmp_path)).__enter__()
 
 

@@ -1,5 +1,6 @@
 """keras_cnn.training: recipes as schedules and optimizers, multi-output compilation, and train() runs."""
 
+import csv
 import json
 import os
 import subprocess
@@ -133,6 +134,58 @@ def test_train_writes_every_artifact_and_refuses_to_overwrite(tmp_path):
         train(config)
     with pytest.raises(FileNotFoundError, match="Cannot resume"):
         train(TrainConfig(**{**config.__dict__, "resume": True}))
+
+
+def test_metrics_report_the_run_as_configured_and_as_its_history_recorded(tmp_path):
+    """metrics.json against its sources: the config, the quick recipe and LeNet-5's card, the paper's 60,000
+    trainable parameters, Keras' history.csv; the saved model's optimizer took one step per batch of both epochs
+    on the recipe's cosine schedule. MixUp trains on one-hot labels, so its loss is the categorical one."""
+    from keras_cnn.data import load_dataset
+    from keras_cnn.registry import model_info
+
+    config = TrainConfig(
+        model="lenet5", epochs=2, augment="cifar", seed=3, precision="float32", output_dir=str(tmp_path), verbose=0
+    )
+    metrics = train(config)
+    with open(tmp_path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val = [float(row["val_accuracy"]) for row in rows]
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    batch = RECIPES["quick"].batch_size
+    assert {k: v for k, v in metrics.items() if k not in ("wall_time_s", "images_per_s")} == {
+        "model": "lenet5",
+        "dataset": "digits",
+        "recipe": "quick",
+        "augment": "cifar",
+        "randaugment": False,
+        "mix": "none",
+        "epochs": 2,
+        "batch_size": batch,
+        "final_val_accuracy": val[-1],
+        "best_val_accuracy": max(val),
+        "resumed_from_epoch": 0,
+        "trainable_params": 60_000,
+        "strategy": "_DefaultDistributionStrategy",
+        "replicas": 1,
+        "precision": "float32",
+        "jit": False,
+        "seed": 3,
+    }
+    examples = load_dataset("digits", channels=1, batch_size=batch).train_examples
+    assert metrics["images_per_s"] * metrics["wall_time_s"] >= 0.95 * 2 * examples  # timed over both epochs at most
+    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    steps = 2 * -(-examples // batch)
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert int(model.optimizer.iterations.numpy()) == steps and schedule["class_name"] == "CosineDecay"
+    assert (schedule["config"]["initial_learning_rate"], schedule["config"]["decay_steps"]) == (
+        model_info("lenet5").quick["lr"],
+        steps,
+    )
+    assert model.get_compile_config()["loss"] == ["sparse_categorical_crossentropy"]
+    mixed = train(TrainConfig(model="lenet5", epochs=1, mix="mixup", output_dir=str(tmp_path / "mixup"), verbose=0))
+    assert mixed["mix"] == "mixup"
+    loss = keras.saving.load_model(tmp_path / "mixup" / "model.keras").get_compile_config()["loss"]
+    assert loss == ["categorical_crossentropy"]
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def test_multi_worker_logs_average_scalars_over_replicas_and_leave_the_rest_to_k
     from keras_cnn.training.distribute import _patch_keras_multi_worker_logs
 
     calls = []
-    original = lambda values, strategy, reduction: calls.append(("keras", reduction)) or values  # noqa: E731
+    original = lambda values, strategy, reduction: calls.append(("keras", strategy, reduction)) or values  # noqa: E731
     monkeypatch.setattr(trainer, "reduce_per_replica", original)
     multi = set()
     monkeypatch.setattr(trainer, "_collective_all_reduce_multi_worker", lambda strategy: strategy in multi)
@@ -152,7 +152,7 @@ def test_multi_worker_logs_average_scalars_over_replicas_and_leave_the_rest_to_k
     assert calls == [("MEAN", 1.0, None), ("MEAN", 4.0, None), ("MEAN", 6.0, None)]
     calls.clear()
     assert patched(6.0, strategy, "sum") == 6.0 and patched(6.0, "single", "mean") == 6.0
-    assert calls == [("keras", "sum"), ("keras", "mean")]
+    assert calls == [("keras", strategy, "sum"), ("keras", "single", "mean")]
 
 
 def test_a_multi_worker_fit_builds_its_metrics_from_one_local_batch():

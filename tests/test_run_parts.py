@@ -348,3 +348,23 @@ def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_pa
     assert name == "quick" and recipe.lr == model_info("lenet5").quick["lr"] == 0.002
     recipe, name = config.validate(lenet5_run(tmp_path, recipe="cifar_cosine"))
     assert (name, recipe.lr) == ("cifar_cosine", 0.1)
+
+
+def test_undecodable_images_are_named_ten_at_most_with_the_count_of_the_rest(tmp_path, monkeypatch):
+    from keras_cnn.data import folder
+    from keras_cnn.training.run import _name_undecodable_images
+
+    monkeypatch.setattr(folder, "image_tree", lambda root: {"root": root})
+    error = ValueError("tf.data: cannot decode")
+    for n, rest in ((2, ""), (10, ""), (11, " and 1 more")):
+        paths = [f"/data/{i}.jpg" for i in range(n)]
+        monkeypatch.setattr(folder, "undecodable", lambda tree, paths=paths: paths)
+        with pytest.raises(ValueError) as raised:
+            _name_undecodable_images(lenet5_run(tmp_path, dataset="folder", data_dir=str(tmp_path)), error)
+        listed = ", ".join(repr(path) for path in paths[:10]) + rest
+        assert str(raised.value) == (
+            f"{n} image(s) under {str(tmp_path)!r} cannot be decoded (truncated or corrupt behind a readable "
+            f"header): {listed}. Remove or replace them."
+        )
+        assert raised.value.__cause__ is error
+    assert _name_undecodable_images(lenet5_run(tmp_path, dataset="digits"), error) is None  # not a folder: no search

@@ -132,7 +132,8 @@ def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuraci
     keras.utils.set_random_seed(3)
     rng = np.random.default_rng(3)  # not the module's RNG: the data must not depend on the tests run before
     inputs = keras.Input((8, 8, 1))
-    shared = keras.Model(inputs, keras.layers.Conv2D(4, 3, activation="relu")(inputs), name="shared")
+    features = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    shared = keras.Model(inputs, features, name="shared")
 
     def head(name):
         features = keras.Input(shared.output.shape[1:])
@@ -160,6 +161,7 @@ def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuraci
         got = model.evaluate(x, labels, sample_weight=weight, batch_size=64, verbose=0, return_dict=True)
         assert got["accuracy"] == pytest.approx(accuracy(light, weight), abs=1e-6)
         assert got["booster_accuracy"] == pytest.approx(accuracy(booster), abs=1e-6)
+    assert not np.allclose(model(x, training=True)[0], light, atol=1e-3)  # called alone, it infers (BN's moving stats)
 
 
 @pytest.mark.parametrize("method", ["kd", "mimic"])

@@ -200,6 +200,9 @@ def test_fitnets_stage_one_trains_only_up_to_the_guided_layer_and_lambda_decays(
     model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
     model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[record])
     np.testing.assert_allclose(seen, [4.0, 2.5, 1.0])
+    seen.clear()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[record])
+    np.testing.assert_allclose(seen, [4.0, 1.0])  # from start to end whatever the number of epochs
     assert same(before[-1], teacher.get_weights())
     with pytest.raises(ValueError, match="Need temperature > 0"):
         distill.FitNetDistiller(teacher, student, hint_layer="block2_out", guided_layer="block1_out", temperature=0)

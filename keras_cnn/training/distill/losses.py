@@ -44,9 +44,9 @@ def mimic_loss(teacher_logits, student_logits):
 
 def hint_loss(hint, regressed):
     """FitNets stage 1, batch mean of ½‖u_h - r(v_g)‖² averaged over the hint's elements (the paper sums them;
-    the mean keeps the learning rate independent of the hint layer's size)."""
-    per_example = ops.mean(ops.reshape(ops.square(hint - regressed), (ops.shape(hint)[0], -1)), axis=-1)
-    return ops.mean(0.5 * per_example)
+    the mean keeps the learning rate independent of the hint layer's size). Every example has as many elements,
+    so that is half the mean over all of them."""
+    return 0.5 * ops.mean(ops.square(hint - regressed))
 
 
 def fitnet_kd_loss(labels, teacher_logits, student_logits, *, temperature: float, lambda_):

@@ -164,6 +164,20 @@ def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuraci
     assert not np.allclose(model(x, training=True)[0], light, atol=1e-3)  # called alone, it infers (BN's moving stats)
 
 
+def test_the_teacher_gives_its_inference_logits_to_the_loss():
+    """A teacher with dropout: the distillation loss reads it in inference mode (no dropout), every time."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3)(inputs)))
+    teacher = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+    student = tiny("student", 4)
+    images, labels = data(8)
+    model = distill.Distiller(teacher, student, temperature=4.0, alpha=0.1)
+    logits = np.asarray(distill.logits_of(student)(images))
+    want = distill.kd_loss(labels, distill.logits_of(teacher)(images), logits, temperature=4.0, alpha=0.1)
+    for _ in range(2):
+        assert float(model.compute_loss(images, labels, logits)) == pytest.approx(float(want), rel=1e-6)
+
+
 @pytest.mark.parametrize("method", ["kd", "mimic"])
 def test_teacher_is_frozen_and_the_student_comes_out_alone(method, tmp_path):
     teacher, student = tiny("teacher", 8), tiny("student", 4)
@@ -370,11 +384,21 @@ def test_the_teacher_is_trained_with_the_students_settings_but_its_own_model(tmp
     message = rf"Teacher weights '{missing}' do not exist; give a \.keras file written by train_cifar\.py"
     with pytest.raises(FileNotFoundError, match=message + r" \(model\.keras\) or model\.save\(\)\."):
         runs._teacher(student, distill.DistillConfig(teacher="resnet20", teacher_weights=missing))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"temperature must be a finite number > 0; received {bad!r}"):
+            distill.train_distilled(student, distill.DistillConfig(temperature=bad, teacher_weights=missing))
+    with pytest.raises(FileNotFoundError, match="Teacher weights"):  # a temperature below 1 is allowed
+        distill.train_distilled(student, distill.DistillConfig(temperature=0.5, teacher_weights=missing))
 
 
 def test_train_distilled_rocket_trains_light_and_booster_from_scratch(tmp_path):
-    """LeNet-5's RBF head (an `Activation` named predictions, no Dense) as both light net and booster."""
-    metrics = distill.train_distilled(lenet5_run(tmp_path), distill.DistillConfig(method="rocket", teacher="lenet5"))
+    """LeNet-5's RBF head (an `Activation` named predictions, no Dense) as both light net and booster; the
+    caller's callbacks reach the fit."""
+    epochs = []
+    count = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))
+    rocket = distill.DistillConfig(method="rocket", teacher="lenet5")
+    metrics = distill.train_distilled(lenet5_run(tmp_path), rocket, callbacks=[count])
+    assert epochs == [0]
     assert (metrics["method"], metrics["teacher"]) == ("rocket", "lenet5") and "teacher_val_accuracy" not in metrics
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert history[0].split(",") == [

@@ -255,6 +255,23 @@ def test_the_middle_layer_is_the_middle_block_output():
         distill.middle_layer(flat)
 
 
+def test_block_outputs_are_the_out_activations_else_every_activated_feature_map():
+    """keras.applications' ResNets name their block outputs `*_out`; without such names every activated feature
+    map counts (activation layers and convolutions with an activation), never a linear one or a flat vector."""
+    inputs = keras.Input((8, 8, 1))
+    relu_conv = keras.layers.Conv2D(2, 3, activation="relu", name="relu_conv")(inputs)
+    linear_conv = keras.layers.Conv2D(2, 3, name="linear_conv")(relu_conv)
+    x = keras.layers.Activation("relu", name="stage1_out")(linear_conv)
+    x = keras.layers.Activation("relu", name="stage2_out")(keras.layers.Conv2D(2, 1, activation="relu", name="c")(x))
+    head = keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.Flatten()(x))
+    assert distill.block_outputs(keras.Model(inputs, head)) == ["stage1_out", "stage2_out"]
+    y = keras.layers.Activation("relu", name="act")(linear_conv)
+    plain = keras.Model(
+        inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.Flatten()(y))
+    )
+    assert distill.block_outputs(plain) == ["relu_conv", "act"]
+
+
 def test_rocket_gradient_block_and_the_light_net_alone():
     light, booster = tiny("light", 4), tiny("booster", 4)
     model = distill.rocket_from_models(light, booster, split_layer="block1_out", hint_weight=0.03)

@@ -408,6 +408,56 @@ def test_the_teacher_is_trained_with_the_students_settings_but_its_own_model(tmp
         distill.train_distilled(student, distill.DistillConfig(temperature=0.5, teacher_weights=missing))
 
 
+def test_each_method_gets_the_distill_configs_settings(tmp_path, capsys):
+    """`train_distilled`'s wrap: KD at T=4 and FitNets at T=3 unless told, alpha, FitNets' hint stage over the
+    run's steps per epoch and quietly when the run is, Rocket Launching's booster built for the student's input
+    and classes and split at the student's first block output, and a teacher of another shape named exactly."""
+    from types import SimpleNamespace
+
+    from keras_cnn.training.distill import runs
+
+    keras.utils.set_random_seed(0)
+    teacher, student, path = tiny("teacher", 8), tiny("student", 4), str(tmp_path / "teacher.keras")
+    teacher.save(path)
+    x, y = data(16)
+    data_ = SimpleNamespace(classes=3, train=tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
+    config = lenet5_run(tmp_path)
+
+    def build(**settings):
+        return runs._distiller(distill.DistillConfig(**settings), student, data_, 1, path, config)
+
+    kd = build(method="kd")
+    assert isinstance(kd, distill.Distiller) and (kd.temperature, kd.alpha) == (4.0, 0.1)
+    kd = build(method="kd", temperature=2.0, alpha=0.3)
+    assert (kd.temperature, kd.alpha) == (2.0, 0.3)
+    assert isinstance(build(method="mimic"), distill.MimicDistiller)
+    assert build(method="fitnets", hint_epochs=0).temperature == 3.0
+    fitnets = build(method="fitnets", temperature=2.0, hint_epochs=2)
+    assert fitnets.temperature == 2.0 and int(fitnets.hints.optimizer.iterations.numpy()) == 2  # 1 step x 2 epochs
+    assert capsys.readouterr().out == ""
+    chatty = lenet5_run(tmp_path, verbose=2)
+    runs._distiller(distill.DistillConfig(method="fitnets", hint_epochs=1), student, data_, 1, path, chatty)
+    assert capsys.readouterr().out.count("1/1 - ") == 1  # one line per hint epoch, as the run's fit prints
+
+    light = keras_cnn.create_model("lenet5", input_shape=(40, 40, 1), classes=7)
+    rocket = runs._distiller(
+        distill.DistillConfig(method="rocket", teacher="lenet5", hint_weight=0.05),
+        light,
+        SimpleNamespace(classes=7),
+        1,
+        None,
+        config,
+    )
+    light_logits, booster_logits = rocket(np.zeros((2, 40, 40, 1), "float32"))
+    assert light_logits.shape == booster_logits.shape == (2, 7) and rocket.hint_weight == 0.05
+    assert rocket.shared.layers[-1].name == distill.block_outputs(light)[0]
+    five = tmp_path / "five.keras"
+    tiny("five", 8, classes=5).save(five)
+    with pytest.raises(ValueError) as raised:
+        runs._distiller(distill.DistillConfig(), student, data_, 1, str(five), config)
+    assert str(raised.value) == "The teacher takes (8, 8, 1) and gives 5 classes; the student (8, 8, 1) and 3."
+
+
 def test_train_distilled_rocket_trains_light_and_booster_from_scratch(tmp_path):
     """LeNet-5's RBF head (an `Activation` named predictions, no Dense) as both light net and booster; the
     caller's callbacks reach the fit."""

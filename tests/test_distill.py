@@ -178,6 +178,22 @@ def test_the_teacher_gives_its_inference_logits_to_the_loss():
         assert float(model.compute_loss(images, labels, logits)) == pytest.approx(float(want), rel=1e-6)
 
 
+def test_the_hint_is_the_teachers_inference_output():
+    """A teacher with dropout below its hint layer: stage 1's loss reads the hint in inference mode, every time."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Dropout(0.5)(keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
+    x = keras.layers.Activation("relu", name="hint_out")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.GlobalAveragePooling2D()(x))
+    teacher = keras.Model(inputs, outputs)
+    hints = distill.FitNetDistiller(teacher, tiny("student", 4), hint_layer="hint_out", guided_layer="block2_out").hints
+    images = data(8)[0]
+    regressed = np.asarray(hints(images))
+    hint = keras.Model(teacher.inputs, teacher.get_layer("hint_out").output)(images, training=False)
+    want = float(distill.hint_loss(np.asarray(hint), regressed))
+    for _ in range(2):
+        assert float(hints.compute_loss(images, None, regressed)) == pytest.approx(want, rel=1e-6)
+
+
 @pytest.mark.parametrize("method", ["kd", "mimic"])
 def test_teacher_is_frozen_and_the_student_comes_out_alone(method, tmp_path):
     teacher, student = tiny("teacher", 8), tiny("student", 4)

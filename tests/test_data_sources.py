@@ -358,7 +358,7 @@ def test_every_example_of_every_epoch_draws_its_own_augmentation_seed():
     from keras_cnn.data import pipeline
 
     n = 100
-    source = tf.data.Dataset.from_tensor_slices((np.zeros((n, 1, 1, 1), "uint8"), np.arange(n)))
+    source = _source(np.zeros((n, 1, 1, 1), "uint8"), np.arange(n))
     seed_of = lambda image, pair: tf.reshape(tf.cast(pair, tf.float64), (1, 1, 2))  # noqa: E731  exact below 2**53
     stream = pipeline(
         source, image_size=None, channels=1, batch_size=10, training=True, seed=7, augment=seed_of, epochs=(0, 3)
@@ -766,7 +766,7 @@ def test_a_source_of_unknown_size_is_counted_once(monkeypatch):
     from keras_cnn.data import sources
 
     images = np.zeros((7, 8, 8, 3), np.float32)
-    unknown = tf.data.Dataset.from_tensor_slices((images, np.arange(7))).filter(lambda x, y: True)
+    unknown = _source(images, np.arange(7)).filter(lambda x, y: True)
     assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
     monkeypatch.setattr(sources, "_tfds", lambda name, data_dir: (unknown, unknown, 10))
     assert load_dataset("svhn_cropped", data_dir="unused", image_size=8).train_examples == 7
@@ -803,7 +803,7 @@ def test_imagenet_validation_images_are_centre_crops_by_default(monkeypatch):
     from keras_cnn.data import sources
 
     image = np.linspace(0, 255, 40 * 60 * 3).reshape(40, 60, 3).astype(np.uint8)  # not square: crops show
-    source = tf.data.Dataset.from_tensor_slices((image[None], [3]))
+    source = _source(image[None], [3])
     monkeypatch.setattr(sources, "_tfds", lambda name, data_dir: (source, source, 1000))
     got = next(iter(load_dataset("imagenet2012", data_dir="unused", image_size=16).validation))[0][0]
     np.testing.assert_allclose(got, resize_center_crop(image / 255.0, 16, 0.875), atol=1e-5)
@@ -833,7 +833,7 @@ def _wide_crops(*, training: bool):
     from keras_cnn.data import pipeline
 
     wide = np.random.default_rng(24).integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
-    source = tf.data.Dataset.from_tensor_slices((wide, [0, 1]))
+    source = _source(wide, [0, 1])
     return wide, next(iter(pipeline(source, image_size=8, channels=3, batch_size=2, training=training, crop=True)))
 
 
@@ -842,7 +842,7 @@ def test_pipeline_defaults_seed_0_and_the_875_centre_crop_and_keeps_sized_memory
     from keras_cnn.data import pipeline
 
     images = np.random.default_rng(23).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
-    source = tf.data.Dataset.from_tensor_slices((images, np.arange(12)))
+    source = _source(images, np.arange(12))
     common = {"image_size": 8, "channels": 3, "batch_size": 12, "training": True, "epochs": (0, 1)}
     default, zero = (np.asarray(next(iter(pipeline(source, **kw)))[1]) for kw in (common, {**common, "seed": 0}))
     np.testing.assert_array_equal(default, zero)

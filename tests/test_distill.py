@@ -137,9 +137,9 @@ def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuraci
 
     def head(name):
         features = keras.Input(shared.output.shape[1:])
-        pooled = keras.layers.Flatten()(features)  # per-example logits that vary (pooled ones hardly do)
+        flat = keras.layers.Flatten()(features)  # per-example logits that vary (pooled ones hardly do)
         dense = keras.layers.Dense(3, activation="softmax", name="predictions")
-        outputs = dense(pooled)
+        outputs = dense(flat)
         dense.bias.assign(rng.normal(scale=0.1, size=3).astype("float32"))
         return keras.Model(features, outputs, name=name)
 
@@ -164,34 +164,25 @@ def test_rocket_launching_takes_logits_of_softmax_heads_and_weighs_both_accuraci
     assert not np.allclose(model(x, training=True)[0], light, atol=1e-3)  # called alone, it infers (BN's moving stats)
 
 
-def test_the_teacher_gives_its_inference_logits_to_the_loss():
-    """A teacher with dropout: the distillation loss reads it in inference mode (no dropout), every time."""
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3)(inputs)))
-    teacher = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
-    student = tiny("student", 4)
-    images, labels = data(8)
-    model = distill.Distiller(teacher, student, temperature=4.0, alpha=0.1)
-    logits = np.asarray(distill.logits_of(student)(images))
-    want = distill.kd_loss(labels, distill.logits_of(teacher)(images), logits, temperature=4.0, alpha=0.1)
-    for _ in range(2):
-        assert float(model.compute_loss(images, labels, logits)) == pytest.approx(float(want), rel=1e-6)
-
-
-def test_the_hint_is_the_teachers_inference_output():
-    """A teacher with dropout below its hint layer: stage 1's loss reads the hint in inference mode, every time."""
+def test_a_teacher_with_dropout_is_read_in_inference_mode_for_its_logits_and_its_hint():
+    """Dropout below the teacher's hint layer: KD's loss and FitNets' stage-1 loss read the teacher without it
+    (in inference mode), so both are the same every time."""
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Dropout(0.5)(keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
     x = keras.layers.Activation("relu", name="hint_out")(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.GlobalAveragePooling2D()(x))
-    teacher = keras.Model(inputs, outputs)
-    hints = distill.FitNetDistiller(teacher, tiny("student", 4), hint_layer="hint_out", guided_layer="block2_out").hints
-    images = data(8)[0]
+    teacher, student = keras.Model(inputs, outputs), tiny("student", 4)
+    images, labels = data(8)
+    kd = distill.Distiller(teacher, student, temperature=4.0, alpha=0.1)
+    logits = np.asarray(distill.logits_of(student)(images))
+    want = float(distill.kd_loss(labels, distill.logits_of(teacher)(images), logits, temperature=4.0, alpha=0.1))
+    hints = distill.FitNetDistiller(teacher, student, hint_layer="hint_out", guided_layer="block2_out").hints
     regressed = np.asarray(hints(images))
     hint = keras.Model(teacher.inputs, teacher.get_layer("hint_out").output)(images, training=False)
-    want = float(distill.hint_loss(np.asarray(hint), regressed))
+    want_hint = float(distill.hint_loss(np.asarray(hint), regressed))
     for _ in range(2):
-        assert float(hints.compute_loss(images, None, regressed)) == pytest.approx(want, rel=1e-6)
+        assert float(kd.compute_loss(images, labels, logits)) == pytest.approx(want, rel=1e-6)
+        assert float(hints.compute_loss(images, None, regressed)) == pytest.approx(want_hint, rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["kd", "mimic"])
@@ -410,9 +401,8 @@ def test_the_teacher_is_trained_with_the_students_settings_but_its_own_model(tmp
     path, accuracy = runs._teacher(student, distill.DistillConfig(teacher="resnet20"))
     out = str(tmp_path / "teacher")
     assert (path, accuracy) == (str(tmp_path / "teacher" / "model.keras"), 0.5)
-    expected = TrainConfig(**{**vars(student), "model": "resnet20", "output_dir": out, "model_kwargs": {}})
-    expected.weights = None
-    assert calls == [expected]
+    expected = {**vars(student), "model": "resnet20", "output_dir": out, "model_kwargs": {}, "weights": None}
+    assert calls == [TrainConfig(**expected)]
     missing = str(tmp_path / "nowhere.keras")
     message = rf"Teacher weights '{missing}' do not exist; give a \.keras file written by train_cifar\.py"
     with pytest.raises(FileNotFoundError, match=message + r" \(model\.keras\) or model\.save\(\)\."):

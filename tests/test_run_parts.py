@@ -136,13 +136,14 @@ def test_history_is_cut_back_to_whole_epochs_and_plotted(tmp_path):
     assert path.read_text().splitlines()[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
     truncate_history(str(tmp_path / "missing.csv"), 2)
     assert sorted(os.listdir(tmp_path)) == ["history.csv"]
-    _write_history(tmp_path / "one.csv", rows[:1])
-    truncate_history(str(tmp_path / "one.csv"), 2)  # a single epoch so far
-    assert read_history(str(tmp_path / "one.csv")) == [{k: str(v) for k, v in rows[0].items()}]
-    os.remove(tmp_path / "one.csv")
+    single = tmp_path / "single"
+    single.mkdir()
+    _write_history(single / "history.csv", rows[:1])
+    truncate_history(str(single / "history.csv"), 2)  # a single epoch so far
+    assert read_history(str(single / "history.csv")) == [{k: str(v) for k, v in rows[0].items()}]
     plot_history(read_history(str(path)), str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "history.csv", "single"]
 
 
 def test_curves_plot_each_loss_and_accuracy_column_against_epochs_from_1(tmp_path, monkeypatch):

@@ -59,7 +59,7 @@ def plot(results: dict, path: str) -> None:
     axes[0].set_ylabel("error (%)")
     fig.suptitle("CIFAR-10 (JPEG re-encoding): training error dashed, test error solid")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 

@@ -32,14 +32,14 @@ def _mode_of(path: str | os.PathLike) -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], object], *, suffix: str = ".tmp") -> None:
-    """Call `write(tmp)` on a temporary path beside `path` (ending in `suffix`, for writers that check the
-    extension: ".keras", ".weights.h5"), then `os.replace` it onto `path`. A failed write removes the temporary
-    file and leaves `path` as it was."""
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """Call `write(tmp)` on a temporary path beside `path`, then `os.replace` it onto `path`. The temporary name
+    ends as `path` does, for writers that read the extension (".keras", ".weights.h5", ".png"). A failed write
+    removes the temporary file and leaves `path` as it was."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{suffix}")
+    tmp = os.path.join(folder, f".tmp-{os.path.basename(path)}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -289,7 +289,7 @@ def publish(
     target = SHIPPED / filename
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists: pass overwrite=True to replace the shipped {name!r} set.")
-    write_atomic(target, model.save_weights, suffix=".weights.h5")
+    write_atomic(target, model.save_weights)
     ws = register(
         WeightSet(
             metrics["model"],

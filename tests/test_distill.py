@@ -185,6 +185,26 @@ def test_a_teacher_with_dropout_is_read_in_inference_mode_for_its_logits_and_its
         assert float(hints.compute_loss(images, None, regressed)) == pytest.approx(want_hint, rel=1e-6)
 
 
+def test_a_distiller_called_without_training_infers():
+    """`model(x)` on a distiller, as Keras' predict and evaluate call it, reads the student in inference mode
+    (BN's moving statistics), like any Keras model; `training=True` is for fit."""
+    teacher, student = tiny("teacher", 8), tiny("student", 4)
+    for layer in student.layers:  # moving statistics far from the batch's, so the two modes differ
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.5))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 4.0))
+    images, _ = data(8)
+    kd = distill.Distiller(teacher, student)
+    hints = distill.FitNetDistiller(teacher, student, hint_layer="block2_out", guided_layer="block1_out").hints
+    guided = keras.Model(student.inputs, student.get_layer("block1_out").output)
+    for model, inferred in (
+        (kd, distill.logits_of(student)(images, training=False)),
+        (hints, hints.regressor(guided(images, training=False))),
+    ):
+        np.testing.assert_allclose(model(images), inferred, atol=1e-5)
+        assert not np.allclose(model(images, training=True), inferred, atol=1e-3)
+
+
 @pytest.mark.parametrize("method", ["kd", "mimic"])
 def test_teacher_is_frozen_and_the_student_comes_out_alone(method, tmp_path):
     teacher, student = tiny("teacher", 8), tiny("student", 4)

@@ -114,16 +114,16 @@ def test_resume_check_compares_the_optimizer_step_with_the_stream():
 
 
 def test_train_timer_counts_training_until_validation_once_per_epoch(monkeypatch):
-    clock = iter([0.0, 1.0, 4.0, 6.0, 7.0, 9.0, 10.0])
+    clock = iter([100.0, 101.0, 104.0, 106.0, 107.0, 109.0, 110.0])  # perf_counter has an arbitrary origin
     monkeypatch.setattr("keras_cnn.training.callbacks.time.perf_counter", lambda: next(clock))
     timer = TrainTimer()
-    timer.on_train_begin()  # 0
-    timer.on_epoch_begin(0)  # 1
-    timer.on_test_begin()  # 4: 3 s of training
+    timer.on_train_begin()  # 100
+    timer.on_epoch_begin(0)  # 101
+    timer.on_test_begin()  # 104: 3 s of training
     timer.on_epoch_end(0)  # not counted again (no clock read)
-    timer.on_epoch_begin(1)  # 6
-    timer.on_epoch_end(1)  # 7: no validation this epoch, 1 s
-    timer.on_train_end()  # 9
+    timer.on_epoch_begin(1)  # 106
+    timer.on_epoch_end(1)  # 107: no validation this epoch, 1 s
+    timer.on_train_end()  # 109
     assert (timer.train_seconds, timer.wall) == (4.0, 9.0)
 
 
@@ -166,9 +166,16 @@ def test_curves_plot_each_loss_and_accuracy_column_against_epochs_from_1(tmp_pat
         keys = [metric, f"val_{metric}"]
         assert [line.get_label() for line in ax.get_lines()] == keys
         assert [t.get_text() for t in ax.get_legend().get_texts()] == keys
+        assert {t.get_fontsize() for t in ax.get_legend().get_texts()} == {7.0}
+        grid = ax.xaxis.get_gridlines()[0], ax.yaxis.get_gridlines()[0]
+        assert [(g.get_visible(), g.get_alpha()) for g in grid] == [(True, 0.3)] * 2
         for line, key in zip(ax.get_lines(), keys, strict=True):
+            assert line.get_marker() == "."
             np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
             np.testing.assert_allclose(line.get_ydata(), [float(r[key]) for r in rows])
+    # tight_layout: the margins shrink from matplotlib's defaults (0.125 left, 0.9 right)
+    assert loss.get_position().x0 < plt.rcParams["figure.subplot.left"]
+    assert accuracy.get_position().x1 > plt.rcParams["figure.subplot.right"]
 
 
 def test_a_new_run_folder_is_stamped_with_what_decides_its_results(tmp_path):
@@ -291,7 +298,12 @@ def test_leaving_a_lock_taken_over_by_another_process_keeps_it(tmp_path):
 
 @pytest.mark.parametrize(
     ("cpuinfo", "native"),
-    [("flags : fpu avx512f amx_bf16 amx_tile", True), ("flags : avx512_bf16 sse", True), ("flags : avx512f", False)],
+    [
+        ("flags : fpu avx512f amx_bf16 amx_tile", True),
+        ("flags : avx512_bf16 sse", True),
+        ("flags : avx512f", False),
+        (None, False),  # no /proc/cpuinfo (not Linux): no claim of bf16 units
+    ],
 )
 def test_native_bf16_reads_the_cpu_flags_or_the_gpu_capability(monkeypatch, tmp_path, cpuinfo, native):
     import builtins
@@ -299,7 +311,8 @@ def test_native_bf16_reads_the_cpu_flags_or_the_gpu_capability(monkeypatch, tmp_
     import tensorflow as tf
 
     real_open = builtins.open
-    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    if cpuinfo is not None:
+        (tmp_path / "cpuinfo").write_text(cpuinfo)
     monkeypatch.setattr(
         builtins, "open", lambda path, *a, **k: real_open(tmp_path / "cpuinfo" if path == "/proc/cpuinfo" else path)
     )
@@ -308,7 +321,7 @@ def test_native_bf16_reads_the_cpu_flags_or_the_gpu_capability(monkeypatch, tmp_
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu0"] if kind == "GPU" else [])
     for capability, expected in [((8, 0), True), ((9, 0), True), ((7, 5), False), (None, False)]:
         details = {"compute_capability": capability}
-        monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu, d=details: d)
+        monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu, d=details: {"gpu0": d}[gpu])
         assert config.native_bf16() is expected
 
 

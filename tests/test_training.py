@@ -1,6 +1,7 @@
 """keras_cnn.training: recipes as schedules and optimizers, multi-output compilation, and train() runs."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_cnn.recipes import RECIPES, Recipe
+from keras_cnn.registry import model_info
 from keras_cnn.training import (
     SGD,
     RMSprop,
@@ -24,6 +26,7 @@ from keras_cnn.training import (
     resolve_recipe,
     train,
 )
+from tests.helpers import lenet5_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,7 +144,6 @@ def test_metrics_report_the_run_as_configured_and_as_its_history_recorded(tmp_pa
     trainable parameters, Keras' history.csv; the saved model's optimizer took one step per batch of both epochs
     on the recipe's cosine schedule. MixUp trains on one-hot labels, so its loss is the categorical one."""
     from keras_cnn.data import load_dataset
-    from keras_cnn.registry import model_info
 
     config = TrainConfig(
         model="lenet5", epochs=2, augment="cifar", seed=3, precision="float32", output_dir=str(tmp_path), verbose=0
@@ -186,6 +188,149 @@ def test_metrics_report_the_run_as_configured_and_as_its_history_recorded(tmp_pa
     assert mixed["mix"] == "mixup"
     loss = keras.saving.load_model(tmp_path / "mixup" / "model.keras").get_compile_config()["loss"]
     assert loss == ["categorical_crossentropy"]
+
+
+class _FitReachedError(Exception):
+    """Raised by the spied `fit`: the test needs what train() hands to it, not the training."""
+
+
+def _spy_on_train(monkeypatch, config: TrainConfig, extra_callbacks=()) -> dict:
+    """Runs `train(config)` up to `fit`, recording the arguments each part of the run received."""
+    import keras_cnn.data
+    import keras_cnn.optimizers
+    import keras_cnn.registry
+    from keras_cnn.training import run
+
+    calls = {}
+
+    def spy(owner, name):
+        real = getattr(owner, name)
+
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            result = real(*args, **kwargs)
+            calls[name + " returned"] = result
+            return result
+
+        monkeypatch.setattr(owner, name, record)
+
+    for owner, name in [
+        (run, "resolve_precision"),
+        (run.keras.utils, "set_random_seed"),
+        (run, "augmenter"),
+        (run, "batch_augmenter"),
+        (run, "compile_model"),
+        (keras_cnn.data, "load_dataset"),
+        (keras_cnn.registry, "create_model"),
+        (keras_cnn.optimizers, "learning_rate"),
+        (keras_cnn.optimizers, "optimizer"),
+    ]:
+        spy(owner, name)
+
+    # recorded, not applied: op determinism would stay on for the rest of the test process
+    monkeypatch.setattr(run.tf.config.experimental, "enable_op_determinism", lambda: calls.setdefault("determinism", 1))
+
+    def fit(model, *args, **kwargs):
+        calls["fit"] = (args, kwargs)
+        raise _FitReachedError
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    with pytest.raises(_FitReachedError):
+        train(config, callbacks=extra_callbacks)
+    return calls
+
+
+def test_train_hands_each_setting_to_the_part_that_uses_it(tmp_path, monkeypatch):
+    """The data, the model, the schedule, the optimizer, the compilation and fit each get the run's settings:
+    LeNet-5 on the digits at 36 x 36, batch 32, rate 0.003, MixUp (one-hot labels), seed 5."""
+    from keras_cnn.training import callbacks, rundir
+
+    mine = keras.callbacks.Callback()
+    config = lenet5_run(
+        tmp_path, image_size=36, batch_size=32, lr=0.003, augment="cifar", mix="mixup", seed=5, precision="float32"
+    )
+    calls = _spy_on_train(monkeypatch, config, [mine])
+    assert calls["resolve_precision"][0] == ("float32", "lenet5")  # the model decides "auto" where a card says
+    assert calls["set_random_seed"][0] == (5,) and "determinism" not in calls
+    assert calls["augmenter"] == (("cifar",), {"channels": 1, "image_size": 36, "pca_seed": 5})
+    assert calls["load_dataset"] == (
+        ("digits",),
+        {
+            "data_dir": None,
+            "image_size": 36,
+            "channels": 1,
+            "batch_size": 32,
+            "seed": 5,
+            "deterministic": True,
+            "one_hot": True,
+            "epochs": (0, 1),
+            "augment": calls["augmenter returned"],
+        },
+    )
+    data = calls["load_dataset returned"]
+    assert calls["batch_augmenter"] == (
+        (),
+        {"randaugment": False, "mix": "mixup", "classes": 10, "channels": 1, "seed": 5},
+    )
+    assert calls["create_model"] == (("lenet5",), {"input_shape": (36, 36, 1), "classes": 10, "weights": None})
+    steps = -(-data.train_examples // 32)
+    (recipe,), schedule_kwargs = calls["learning_rate"]
+    assert schedule_kwargs == {"steps_per_epoch": steps, "epochs": 1, "lr": 0.003}
+    assert recipe == dataclasses.replace(RECIPES["quick"], **model_info("lenet5").quick)
+    assert calls["optimizer"] == ((recipe, calls["learning_rate returned"]), {"l2": None})  # LeNet-5 carries no L2
+    model, optimizer_ = calls["compile_model"][0]
+    assert model is calls["create_model returned"] and optimizer_ is calls["optimizer returned"]
+    assert calls["compile_model"][1] == {"recipe": recipe, "one_hot": True, "jit": False}
+    (train_data,), fit = calls["fit"]
+    assert train_data.element_spec[1].shape.as_list() == [None, 10]  # MixUp's one-hot labels
+    assert {k: v for k, v in fit.items() if k not in ("validation_data", "callbacks")} == {
+        "epochs": 1,
+        "steps_per_epoch": steps,
+        "shuffle": False,
+        "verbose": 0,
+    }
+    assert fit["validation_data"].element_spec[0].shape.as_list() == [None, 36, 36, 1]
+    backup, guard, check, logger, board, checkpoint, timer, last = fit["callbacks"]
+    assert isinstance(backup, rundir.AtomicBackupAndRestore) and backup.double_checkpoint
+    assert backup.backup_dir == str(tmp_path / "backup")
+    assert isinstance(guard, callbacks.DivergenceGuard) and (guard.lr, guard.factor, guard.margin) == (0.003, 10, 10)
+    assert isinstance(check, callbacks.ResumeCheck) and check.expected_step == 0
+    assert isinstance(logger, keras.callbacks.CSVLogger) and logger.append
+    assert logger.filename == str(tmp_path / "history.csv")
+    assert isinstance(board, keras.callbacks.TensorBoard) and board.log_dir == str(tmp_path / "tensorboard")
+    assert isinstance(checkpoint, callbacks.EpochCheckpoint) and checkpoint.monitor == "val_accuracy"
+    assert checkpoint.directory == str(tmp_path / "checkpoints")
+    assert isinstance(timer, callbacks.TrainTimer) and last is mine
+
+
+def test_a_plateau_recipe_divides_the_rate_by_ten_after_five_epochs_without_progress(tmp_path, monkeypatch):
+    """VGG's recipe (Simonyan & Zisserman 2015: rate 0.01, divided by 10 when validation stops improving): a
+    ReduceLROnPlateau on the validation loss after the run's own callbacks; the guard names the recipe's rate."""
+    calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path, recipe="vgg", batch_size=32, deterministic=True))
+    *_, plateau = calls["fit"][1]["callbacks"]
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau)
+    assert (plateau.monitor, plateau.factor, plateau.patience) == ("val_loss", 0.1, 5)
+    assert calls["fit"][1]["callbacks"][1].lr == 0.01
+    assert calls["learning_rate"][1]["lr"] is None  # the recipe's own
+    assert calls["determinism"] == 1 and calls["set_random_seed"][0] == (0,)  # deterministic=True, the default seed
+
+
+def test_a_model_that_carries_its_own_l2_gets_none_from_the_optimizer_and_its_builder_arguments(tmp_path, monkeypatch):
+    """CliqueNet's reference code puts weight decay on its variables (kernel regularizers), so the recipe's
+    coupled L2 is turned off (0.0) rather than added twice; `model_kwargs` reach the builder."""
+    settings = lenet5_run(tmp_path, model="cliquenet_k36_t12", model_kwargs={"dropout_rate": 0.1}, batch_size=32)
+    calls = _spy_on_train(monkeypatch, settings)
+    assert calls["create_model"][1] == {"input_shape": (32, 32, 1), "classes": 10, "weights": None, "dropout_rate": 0.1}
+    assert calls["optimizer"][1] == {"l2": 0.0}
+
+
+def test_a_worker_other_than_the_chief_writes_into_its_own_folder(tmp_path, monkeypatch):
+    """In a cluster (TF_CONFIG) only the chief writes the run folder; worker 1 keeps its files under
+    workers/worker1 so that the two never write the same file."""
+    cluster = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path, strategy="default", deterministic=True))
+    assert calls["fit"][1]["callbacks"][0].backup_dir == str(tmp_path / "workers" / "worker1" / "backup")
 
 
 @pytest.mark.slow

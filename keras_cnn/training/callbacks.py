@@ -13,7 +13,7 @@ from keras_cnn.training.history import read_history
 
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
-    write_atomic(path, model.save, suffix=".keras")
+    write_atomic(path, model.save)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

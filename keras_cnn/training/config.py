@@ -62,8 +62,8 @@ def native_bf16() -> bool:
     or newer, or (without a GPU) a CPU with AMX-BF16 or AVX512-BF16 units (Linux's /proc/cpuinfo flags)."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
-        return tuple(capability) >= (8, 0)
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+        return capability is not None and tuple(capability) >= (8, 0)
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()

@@ -180,7 +180,7 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
         DivergenceGuard(lr=config.lr if config.lr is not None else run.recipe.lr),
         ResumeCheck(run.start_epoch * steps),
         keras.callbacks.CSVLogger(os.path.join(run.out, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run.out, "tensorboard"), profile_batch=0),
+        keras.callbacks.TensorBoard(os.path.join(run.out, "tensorboard")),
         EpochCheckpoint(
             os.path.join(run.out, "checkpoints"), monitor=monitor, history=os.path.join(run.out, "history.csv")
         ),

@@ -179,21 +179,21 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         steps = [
-            (self._weights_path, lambda p: self.model.save_weights(p, overwrite=True), ".weights.h5"),
-            (self._training_metadata_path, self._write_metadata, ".json"),
+            (self._weights_path, self.model.save_weights),  # to a new temporary file: no overwrite prompt
+            (self._training_metadata_path, self._write_metadata),
         ]
         if self.double_checkpoint:
             steps = [
-                (prev, lambda p, src=src: shutil.copyfile(src, p), ".bkp")
+                (prev, lambda p, src=src: shutil.copyfile(src, p))
                 for src, prev in (
                     (self._weights_path, self._prev_weights_path),
                     (self._training_metadata_path, self._prev_training_metadata_path),
                 )
                 if os.path.exists(src)
             ] + steps
-        for path, write, suffix in steps:
+        for path, write in steps:
             try:
-                write_atomic(path, write, suffix=suffix)
+                write_atomic(path, write)
             except OSError as err:
                 raise OSError(
                     f"Could not write the backup file {path!r}: {err.strerror or err}. The previous backup is "

@@ -32,9 +32,11 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked slow run first, so that the xdist workers finish together instead of one waiting on a long
-    test that started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Under pytest-xdist, tests marked slow run first, so that the workers finish together instead of one
+    waiting on a long test that started last. A single process keeps the order it was given (mutmut gives the
+    fastest tests first, so that a mutant is caught by the quickest test that can)."""
+    if _workers > 1:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _missing_dependency(report) -> str | None:

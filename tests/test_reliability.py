@@ -140,19 +140,30 @@ def test_lenet5_gets_a_quick_recipe_that_the_paper_network_survives():
     assert (resnet.lr, resnet.batch_size, resnet.epochs) == (0.05, 64, 15)
 
 
-def test_a_full_disk_while_backing_up_keeps_the_previous_backup(tmp_path, monkeypatch):
+def test_a_full_disk_while_backing_up_keeps_the_previous_backup(tmp_path, tmp_path_factory, monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     backup = rundir.AtomicBackupAndRestore(str(tmp_path), double_checkpoint=True)
     backup.set_model(model)
     backup.on_epoch_end(0)
     before = _digest(tmp_path)
+    keras_folder = tmp_path_factory.mktemp("keras_backup")  # Keras' own callback: the format its restore reads
+    keras_backup = keras.callbacks.BackupAndRestore(str(keras_folder), double_checkpoint=True)
+    keras_backup.set_model(model)
+    keras_backup.on_epoch_end(0)
+    assert sorted(os.listdir(keras_folder)) == sorted(os.listdir(tmp_path))
+    metadata = [json.loads((folder / "training_metadata.json").read_text()) for folder in (tmp_path, keras_folder)]
+    assert metadata[0] == metadata[1]
 
     def full_disk(path, overwrite=True):
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(model, "save_weights", full_disk)
-    with pytest.raises(OSError, match=r"latest\.weights\.h5': No space left on device\. The previous backup is"):
+    with pytest.raises(
+        OSError,
+        match=r"latest\.weights\.h5': No space left on device\. The previous backup is unchanged; free disk space "
+        r"\(or fix the folder\) and continue with --resume\.$",
+    ):
         backup.on_epoch_end(1)
     after = _digest(tmp_path)
     assert after["latest.weights.h5"] == before["latest.weights.h5"]

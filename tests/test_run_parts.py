@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_cnn.recipes import RECIPES
 from keras_cnn.training import config, rundir
 from keras_cnn.training.callbacks import (
     DivergenceError,
@@ -157,6 +158,7 @@ def test_curves_plot_each_loss_and_accuracy_column_against_epochs_from_1(tmp_pat
         {"epoch": str(e), "accuracy": str(0.1 * e), "loss": str(2 - e), "val_accuracy": "0.2", "val_loss": "1.5"}
         for e in range(3)
     ]
+    monkeypatch.setitem(plt.rcParams, "figure.dpi", 72)  # a user's matplotlibrc does not change the file
     plot_history(rows, str(tmp_path / "curves.png"))
     assert Image.open(tmp_path / "curves.png").size == (1000, 400)  # 10 x 4 inches at 100 dpi
     (fig,) = figures
@@ -173,6 +175,7 @@ def test_curves_plot_each_loss_and_accuracy_column_against_epochs_from_1(tmp_pat
             assert line.get_marker() == "."
             np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
             np.testing.assert_allclose(line.get_ydata(), [float(r[key]) for r in rows])
+    assert loss.get_position().x1 < accuracy.get_position().x0  # side by side, loss on the left
     # tight_layout: the margins shrink from matplotlib's defaults (0.125 left, 0.9 right)
     assert loss.get_position().x0 < plt.rcParams["figure.subplot.left"]
     assert accuracy.get_position().x1 > plt.rcParams["figure.subplot.right"]
@@ -243,6 +246,69 @@ def test_overwrite_removes_only_the_files_a_run_writes(tmp_path):
     rundir.prepare(str(tmp_path), lenet5_run(tmp_path), resume=False, overwrite=True)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted([*theirs, rundir.STAMP])
+
+
+def test_each_refusal_of_prepare_says_in_full_what_the_folder_holds_and_what_to_do(tmp_path):
+    out = str(tmp_path)
+    tail = "pass overwrite=True (--overwrite) to replace them, or choose another output directory."
+    for name in ("model.keras", "history.csv"):
+        (tmp_path / name).write_text("x")  # named like a run's files, but no stamp
+    with pytest.raises(FileExistsError) as refused:
+        rundir.prepare(out, lenet5_run(out), resume=False, overwrite=False)
+    assert str(refused.value) == (
+        f"{out!r} holds files a run would write (history.csv, model.keras) that no keras_cnn run stamped: {tail}"
+    )
+    rundir.prepare(out, lenet5_run(out), resume=False, overwrite=True)
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError) as refused:
+        rundir.prepare(out, lenet5_run(out), resume=False, overwrite=False)
+    assert str(refused.value) == f"{out!r} holds a finished run (metrics.json): {tail}"
+    with pytest.raises(FileNotFoundError) as refused:
+        rundir.prepare(out, lenet5_run(out), resume=True, overwrite=False)
+    assert str(refused.value) == f"Cannot resume: {out!r} finished (no backup/training_metadata.json)."
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 7}')
+    with pytest.raises(FileExistsError) as refused:
+        rundir.prepare(out, lenet5_run(out), resume=False, overwrite=False)
+    assert str(refused.value) == f"{out!r} holds an interrupted run: pass resume=True (--resume) to continue it, {tail}"
+    with pytest.raises(ValueError) as refused:
+        rundir.prepare(out, lenet5_run(out, epochs=2, lr=0.2), resume=True, overwrite=False)
+    assert str(refused.value) == (
+        f"Cannot resume: the run in {out!r} belongs to model='lenet5', dataset='digits', recipe='quick', epochs=1, "
+        "image_size=32, augment='none', randaugment=False, mix='none', precision='auto', seed=0, model_kwargs={}; "
+        "this call differs in epochs (1 there, 2 here), lr (None there, 0.2 here). Resume with the same settings, "
+        "or train into another output directory."
+    )
+    assert rundir.prepare(out, lenet5_run(out), resume=True, overwrite=False) == 2
+
+
+def test_the_lock_says_in_full_who_holds_it_and_gives_up_after_three_tries(tmp_path, monkeypatch):
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "Thu Dec  3 10:00:00 2026"}
+    (tmp_path / rundir.LOCK).write_text(json.dumps(holder))
+    with pytest.raises(rundir.RunFolderBusyError) as refused:
+        rundir.RunLock(str(tmp_path)).__enter__()
+    lock = os.path.join(str(tmp_path), rundir.LOCK)
+    assert str(refused.value) == (
+        f"{str(tmp_path)!r} is in use by another run: process {os.getpid()} on {socket.gethostname()}, started "
+        f"Thu Dec  3 10:00:00 2026 (lock {lock}). Wait for it to end or choose another output directory."
+    )
+    os.remove(lock)
+    with rundir.RunLock(str(tmp_path)):
+        taken = json.loads((tmp_path / rundir.LOCK).read_text())
+        assert sorted(taken) == ["host", "pid", "started"]
+        assert (taken["pid"], taken["host"]) == (os.getpid(), socket.gethostname())
+    assert not (tmp_path / rundir.LOCK).exists()
+    tries = []
+
+    def always_taken(path, flags):  # another process takes the lock each time a stale one is removed
+        tries.append(flags)
+        raise FileExistsError(path)
+
+    monkeypatch.setattr(rundir.os, "open", always_taken)
+    with pytest.raises(rundir.RunFolderBusyError) as refused:
+        rundir.RunLock(str(tmp_path)).__enter__()
+    assert str(refused.value) == f"Could not take the lock {lock}: other processes keep taking it."
+    assert tries == [os.O_CREAT | os.O_EXCL | os.O_WRONLY] * 3
 
 
 def test_the_lock_names_a_live_holder_and_is_taken_from_a_dead_one(tmp_path):
@@ -355,6 +421,33 @@ def test_validate_names_each_bad_setting(tmp_path, change, error, message):
         config.validate(settings)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strategy": "tpu"}, "Unknown strategy 'tpu'; choose one of ['auto', 'default', 'mirrored', 'multi_worker']."),
+        ({"mix": "mix"}, "Unknown mix 'mix'; choose one of ['none', 'mixup', 'cutmix']."),
+        ({"lr": math.nan}, "lr must be a finite positive number; received nan."),
+        ({"batch_size": 2.5}, "batch_size must be a whole number; received 2.5."),
+        (
+            {"image_size": 4096},
+            "image_size must be an integer from 8 to 1024 (activations grow with its square; no registered network "
+            "was published above 331); received 4096.",
+        ),
+        ({"channels": 4}, "channels must be 1 or 3; received 4."),
+        ({"data_dir": "/no/such/folder"}, "data_dir '/no/such/folder' does not exist."),
+        (
+            {"resume": True, "overwrite": True},
+            "resume=True continues the run in output_dir and overwrite=True replaces it: pass one.",
+        ),
+        ({"recipe": "fast"}, "Unknown recipe 'fast'; choose 'paper' or one of " + str(sorted(RECIPES)) + "."),
+    ],
+)
+def test_validate_says_in_full_what_is_wrong_and_what_is_allowed(tmp_path, change, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as refused:
+        config.validate(lenet5_run(tmp_path, **change))
+    assert str(refused.value) == message
+
+
 def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_path):
     from keras_cnn.registry import model_info
 
@@ -362,6 +455,34 @@ def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_pa
     assert name == "quick" and recipe.lr == model_info("lenet5").quick["lr"] == 0.002
     recipe, name = config.validate(lenet5_run(tmp_path, recipe="cifar_cosine"))
     assert (name, recipe.lr) == ("cifar_cosine", 0.1)
+
+
+def test_a_backup_at_the_last_epoch_leaves_nothing_to_resume(tmp_path):
+    import tensorflow as tf
+
+    from keras_cnn.training.run import _Run, _train_in
+
+    settings = lenet5_run(tmp_path, epochs=2)
+    recipe, name = config.validate(settings)
+    run = _Run(settings, tf.distribute.get_strategy(), str(tmp_path), 2, recipe, name)
+    with pytest.raises(ValueError) as refused:
+        _train_in(run, (), None)
+    assert str(refused.value) == (
+        f"The backup in {str(tmp_path)!r} is at epoch 2: the 2 epochs asked for are done, so there is nothing to "
+        "resume."
+    )
+
+
+@pytest.mark.parametrize(("dataset", "channels"), [("digits", 1), ("mnist", 1), ("cifar10", 3), ("folder", 3)])
+def test_grey_datasets_default_to_one_channel_and_the_others_to_three(dataset, channels):
+    from keras_cnn.training.run import _Run
+
+    def run(**settings):
+        return _Run(lenet5_run("unused", dataset=dataset, **settings), None, "unused", 0, RECIPES["quick"], "quick")
+
+    assert (run().channels, run(channels=3).channels, run(channels=1).channels) == (channels, 3, 1)
+    assert (run().epochs, run(epochs=None).epochs) == (1, RECIPES["quick"].epochs)
+    assert (run().batch_size, run(batch_size=8).batch_size) == (RECIPES["quick"].batch_size, 8)
 
 
 def test_undecodable_images_are_named_ten_at_most_with_the_count_of_the_rest(tmp_path, monkeypatch):

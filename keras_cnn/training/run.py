@@ -108,7 +108,8 @@ def _train_in(run: _Run, callbacks, wrap) -> dict:
     """The run itself, in its prepared and locked folder."""
     if run.start_epoch >= run.epochs:
         raise ValueError(
-            f"The backup in {run.out!r} is at epoch {run.start_epoch}, past the {run.epochs} epochs asked for."
+            f"The backup in {run.out!r} is at epoch {run.start_epoch}: the {run.epochs} epochs asked for are done, "
+            "so there is nothing to resume."
         )
     keras.utils.set_random_seed(run.config.seed)
     if run.config.deterministic:

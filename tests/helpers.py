@@ -13,6 +13,25 @@ import keras_cnn
 #: The ~1,000-layer models: 15-20 s to build each on 2 cores.
 DEEP = {"resnet1202", "sd_resnet1202", "preact_resnet1001"}
 
+#: Deeper or wider configurations of a builder whose smaller configuration (the value) trains one step in the
+#: default suite: the same blocks, more or wider of them. Their counts, MACs and stages are still checked name by
+#: name; `pytest --train-all` trains them too (about 4 minutes of the suite on 2 cores).
+LARGER_SIBLINGS = {
+    "resnet1202": "resnet110",
+    "preact_resnet1001": "preact_resnet164",
+    "resnet152": "resnet101",
+    "resnet152_v2": "resnet101_v2",
+    "resnext101_32x8d": "resnext50_32x4d",
+    "resnext29_16x64d": "resnext29_8x64d",
+    "densenet169": "densenet121",
+    "densenet201": "densenet121",
+    "densenet264": "densenet121",
+    "densenet_bc_190_40": "densenet_bc_100_12",
+    "densenet_bc_250_24": "densenet_bc_100_12",
+    "msdnet_imagenet_k6": "msdnet_imagenet_k4",
+    "msdnet_imagenet_k7": "msdnet_imagenet_k4",
+}
+
 #: The models that go through a full `model.save` / `keras.saving.load_model` round trip in the default suite:
 #: per family file, the cheapest members that between them use every layer class of the family (the catalogue
 #: checks that each registered model's classes are covered by one of its own file). Reloading rebuilds the graph

@@ -334,8 +334,8 @@ def test_rocket_gradient_block_and_the_light_net_alone():
 
 def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     """Teacher and student LeNet-5 on the digits: the teacher is trained into <output_dir>/teacher, then
-    FitNets (hints, then KD) trains the student; a second method reuses the teacher; a missing teacher file is a
-    clear error before any training."""
+    FitNets (hints, then KD) trains the student; a missing teacher file is a clear error before any training.
+    (The reuse of a finished teacher is the in-process test's below.)"""
     run = [
         sys.executable,
         str(ROOT / "examples/distill.py"),
@@ -355,9 +355,6 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     assert metrics["final_val_accuracy"] > 0.3 and metrics["epochs"] == 2
     student = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert student.name == "lenet5" and len(student.outputs) == 1
-    again = subprocess.run([*run, "--method=kd", "--overwrite"], capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((tmp_path / "teacher" / "metrics.json").read_text()) == teacher  # reused, not retrained
     bad = distill.DistillConfig(method="kd", teacher="lenet5", teacher_weights="/nonexistent.keras")
     with pytest.raises(FileNotFoundError, match=r"Teacher weights '/nonexistent\.keras' do not exist"):
         distill.train_distilled(TrainConfig(model="lenet5", output_dir=str(tmp_path / "bad")), bad)

@@ -315,7 +315,7 @@ def test_a_plateau_recipe_divides_the_rate_by_ten_after_five_epochs_without_prog
     assert calls["determinism"] == 1 and calls["set_random_seed"][0] == (0,)  # deterministic=True, the default seed
 
 
-def test_a_model_that_carries_its_own_l2_gets_none_from_the_optimizer_and_its_builder_arguments(tmp_path, monkeypatch):
+def test_a_model_that_carries_its_own_l2_gets_no_coupled_l2_and_its_builder_arguments(tmp_path, monkeypatch):
     """CliqueNet's reference code puts weight decay on its variables (kernel regularizers), so the recipe's
     coupled L2 is turned off (0.0) rather than added twice; `model_kwargs` reach the builder."""
     settings = lenet5_run(tmp_path, model="cliquenet_k36_t12", model_kwargs={"dropout_rate": 0.1}, batch_size=32)

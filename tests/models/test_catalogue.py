@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import keras_cnn
 from tests.helpers import (
+    LARGER_SIBLINGS,
     ROUND_TRIP,
     layer_classes,
     model_params,
@@ -36,8 +37,8 @@ def test_published_parameter_count_macs_and_stage_pyramid(name):
     assert all(a[0] >= b[0] for a, b in itertools.pairwise(shapes)), shapes  # shallow to deep
 
 
-# Trained with every block kept (p_L=1), sd_resnet1202 is resnet1202's network, which is trained here (each of
-# the ~1,000-layer models takes about a minute).
+# Trained with every block kept (p_L=1), sd_resnet1202 is resnet1202's network, which --train-all trains (each
+# of the ~1,000-layer models takes about a minute); tests/conftest.py leaves the LARGER_SIBLINGS to that option.
 @pytest.mark.parametrize("name", model_params([n for n in keras_cnn.list_models() if n != "sd_resnet1202"]))
 def test_smallest_legal_input_trains_one_step_saves_and_reloads(name, tmp_path, request):
     kwargs = smallest_model_kwargs(name)
@@ -70,6 +71,14 @@ def test_smallest_legal_input_trains_one_step_saves_and_reloads(name, tmp_path, 
         )
     with pytest.raises(ValueError, match=f"at least {size}"):
         keras_cnn.create_model(name, input_shape=(size - 1, size, channels))
+
+
+def test_each_larger_sibling_is_a_bigger_configuration_of_a_model_that_trains():
+    """The one-step training left to --train-all covers only builders that train here at a smaller size."""
+    for name, smaller in LARGER_SIBLINGS.items():
+        big, small = keras_cnn.model_info(name), keras_cnn.model_info(smaller)
+        assert big.builder is small.builder and big.params > small.params, name
+        assert smaller not in LARGER_SIBLINGS and smaller in keras_cnn.list_models()
 
 
 def _family(name: str) -> str:

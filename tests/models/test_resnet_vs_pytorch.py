@@ -38,6 +38,7 @@ def _pair(classes: int = 10):
     """Our ResNet-20 and PyTorch's (float64), PyTorch's holding our initial weights and statistics."""
     ours = keras_cnn.create_model("resnet20", classes=classes)
     theirs = common.torch_cifar_resnet(20, classes).double()
+    assert {v.dtype for v in ours.weights} == {keras.config.floatx()}, "built in another precision than asked"
     kinds = {
         keras.layers.Conv2D: nn.Conv2d,
         keras.layers.BatchNormalization: nn.BatchNorm2d,

@@ -442,6 +442,8 @@ def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_pa
     recipe, name = config.validate(lenet5_run(tmp_path, recipe="cifar_cosine"))
     assert (name, recipe.lr) == ("cifar_cosine", 0.1)
     assert config.validate(lenet5_run(tmp_path, recipe="densenet_imagenet", epochs=None))[1] == "densenet_imagenet"
+    for size in (8, 1024):  # the bounds of the allowed sizes are allowed
+        assert config.validate(lenet5_run(tmp_path, image_size=size))[1] == "quick"
 
 
 def test_a_backup_at_the_last_epoch_leaves_nothing_to_resume(tmp_path):

@@ -396,14 +396,18 @@ def test_auto_precision_is_bf16_on_native_hardware_except_where_a_card_measured_
     from keras_cnn.training import config
 
     monkeypatch.setattr(config, "native_bf16", lambda: True)
-    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: [])
+    cpu_only, with_gpu = (
+        {"CPU": ["CPU:0"], None: ["CPU:0"]},
+        {"CPU": ["CPU:0"], "GPU": ["GPU:0"], None: ["CPU:0", "GPU:0"]},
+    )
+    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: cpu_only.get(kind, []))
     assert [config.resolve_precision("auto", m) for m in ("resnet20", "densenet40", "cliquenet_k36_t12")] == [
         "mixed_bfloat16"
     ] * 3
     assert {config.resolve_precision("auto", m) for m in keras_cnn.list_models("densenet_bc*")} == {"float32"}
     assert config.resolve_precision("auto") == "mixed_bfloat16"
     assert config.resolve_precision("mixed_bfloat16", "densenet_bc") == "mixed_bfloat16"
-    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: with_gpu.get(kind, []))
     assert config.resolve_precision("auto", "densenet_bc") == "mixed_bfloat16"  # cuDNN's bf16 batch norm is fast
     monkeypatch.setattr(config, "native_bf16", lambda: False)
     assert config.resolve_precision("auto", "resnet20") == "float32"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import pathlib
+import sys
 
 import keras
 import pytest
@@ -112,3 +115,19 @@ def lenet5_run(out, **kwargs):
     from keras_cnn.training import TrainConfig
 
     return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), "verbose": 0, **kwargs})
+
+
+def benchmark_module(name: str):
+    """A script of benchmarks/ as a module (once per process: its absl flags are defined once), `main` not run;
+    the scripts import their `common` as a sibling."""
+    folder = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
+    if getattr(sys.modules.get(name), "__file__", None) != f"{folder}/{name}.py":  # not another `common`
+        spec = importlib.util.spec_from_file_location(name, f"{folder}/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, folder)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(folder)
+        sys.modules[name] = module
+    return sys.modules[name]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import shapes_only
+from tests.helpers import benchmark_module, shapes_only
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,22 +38,6 @@ def test_throughput_refuses_models_without_a_peer(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--models=ResNet20", f"--output={tmp_path}/x.json"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "must name a builder of both" in result.stderr
-
-
-def _benchmark(name: str):
-    """A script of benchmarks/ as a module (its absl flags defined once per process), `main` not run."""
-    import importlib.util
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their `common` as a sibling
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(ROOT / "benchmarks"))
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 @pytest.mark.slow
@@ -88,7 +72,7 @@ def test_vs_pytorch_builds_the_same_network_in_both(name, size, params):
     pytest.importorskip("torch")
     from keras_cnn.complexity import trainable_params
 
-    vs = _benchmark("vs_pytorch")
+    vs = benchmark_module("vs_pytorch")
     classes = 10 if size == 32 else 1000
     assert vs.trainable_torch(vs.torch_model(name, classes)) == params
     with shapes_only():

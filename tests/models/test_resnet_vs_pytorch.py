@@ -3,9 +3,6 @@ as in fb.resnet.torch): with our weights copied into PyTorch's modules, the trai
 the moving statistics and the SGD updates (Nesterov momentum, coupled weight decay) agree. The reference network
 is benchmarks/common.py's, the one benchmarks/accuracy_vs_pytorch.py trains."""
 
-import importlib.util
-import pathlib
-
 import keras
 import numpy as np
 import pytest
@@ -14,15 +11,12 @@ import keras_cnn
 from keras_cnn import optimizers
 from keras_cnn.recipes import RECIPES
 from keras_cnn.training.run import compile_model
+from tests.helpers import benchmark_module
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-_spec = importlib.util.spec_from_file_location(
-    "benchmarks_common", pathlib.Path(__file__).parents[2] / "benchmarks" / "common.py"
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = benchmark_module("common")
 
 
 @pytest.fixture

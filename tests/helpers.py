@@ -117,17 +117,29 @@ def lenet5_run(out, **kwargs):
     return TrainConfig(**{"model": "lenet5", "epochs": 1, "output_dir": str(out), "verbose": 0, **kwargs})
 
 
-def benchmark_module(name: str):
-    """A script of benchmarks/ as a module (once per process: its absl flags are defined once), `main` not run;
-    the scripts import their `common` as a sibling."""
-    folder = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
-    if getattr(sys.modules.get(name), "__file__", None) != f"{folder}/{name}.py":  # not another `common`
-        spec = importlib.util.spec_from_file_location(name, f"{folder}/{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, folder)
+#: Modules of the scripts' folders, by folder: examples/ and benchmarks/ each have a `common`.
+_SCRIPT_MODULES: dict[str, dict] = {}
+
+
+def script_module(folder: str, name: str):
+    """`folder/name.py` of the repository (examples/ or benchmarks/) as a module, loaded once per process (its
+    absl flags are defined once), `main` not run. Its siblings (`common`) are imported from the same folder and
+    kept out of `sys.modules`, so the two folders' `common` never stand in for each other."""
+    path = pathlib.Path(__file__).resolve().parents[1] / folder
+    loaded = _SCRIPT_MODULES.setdefault(folder, {})
+    if name not in loaded:
+        shadowed = {key: sys.modules.pop(key) for key in [*loaded, name] if key in sys.modules}
+        sys.modules.update(loaded)
+        sys.path.insert(0, str(path))
         try:
+            spec = importlib.util.spec_from_file_location(name, path / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
             spec.loader.exec_module(module)
         finally:
-            sys.path.remove(folder)
-        sys.modules[name] = module
-    return sys.modules[name]
+            sys.path.remove(str(path))
+            for key, value in list(sys.modules.items()):
+                if pathlib.Path(getattr(value, "__file__", None) or "/").parent == path:
+                    loaded[key] = sys.modules.pop(key)
+            sys.modules.update(shadowed)
+    return loaded[name]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import benchmark_module, shapes_only
+from tests.helpers import script_module, shapes_only
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,11 +72,26 @@ def test_vs_pytorch_builds_the_same_network_in_both(name, size, params):
     pytest.importorskip("torch")
     from keras_cnn.complexity import trainable_params
 
-    vs = benchmark_module("vs_pytorch")
+    vs = script_module("benchmarks", "vs_pytorch")
     classes = 10 if size == 32 else 1000
     assert vs.trainable_torch(vs.torch_model(name, classes)) == params
     with shapes_only():
         assert trainable_params(vs.keras_model(name, size, classes)) == params
+
+
+def test_the_benchmarks_and_the_examples_each_import_their_own_common():
+    """benchmarks/ and examples/ both have a `common.py`: one loaded in a test process must not stand in for the
+    other in the next test (CI failed so once, by test order)."""
+    pytest.importorskip("torch")
+    vs = script_module("benchmarks", "vs_pytorch")
+    examples_common = script_module("examples", "common")
+    benchmarks_common = script_module("benchmarks", "common")
+    assert (
+        Path(benchmarks_common.__file__).parent.name == "benchmarks"
+        and vs.write_results is benchmarks_common.write_results
+    )
+    assert Path(examples_common.__file__).parent.name == "examples" and hasattr(examples_common, "DATASETS")
+    assert "common" not in sys.modules
 
 
 def test_input_pipeline_reports_input_and_train_rates(tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import script_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,11 +67,7 @@ def test_trains_on_a_cifar_archive_with_augmentation(tmp_path):
 
 
 def test_the_examples_offer_exactly_the_packages_choices():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import common
-    finally:
-        sys.path.pop(0)
+    common = script_module("examples", "common")
     from keras_cnn.augment import AUGMENTATIONS, MIXES
     from keras_cnn.data import DATASETS
     from keras_cnn.training import PRECISIONS, STRATEGIES, distill

@@ -11,12 +11,12 @@ import keras_cnn
 from keras_cnn import optimizers
 from keras_cnn.recipes import RECIPES
 from keras_cnn.training.run import compile_model
-from tests.helpers import benchmark_module
+from tests.helpers import script_module
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-common = benchmark_module("common")
+common = script_module("benchmarks", "common")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 stamp, lock and resume rules, and the checks of a TrainConfig. What the docstrings promise, by hand."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -444,6 +445,17 @@ def test_validate_applies_the_models_quick_settings_and_whole_float_sizes(tmp_pa
     assert config.validate(lenet5_run(tmp_path, recipe="densenet_imagenet", epochs=None))[1] == "densenet_imagenet"
     for size in (8, 1024):  # the bounds of the allowed sizes are allowed
         assert config.validate(lenet5_run(tmp_path, image_size=size))[1] == "quick"
+
+
+def test_a_recipe_that_states_no_epochs_or_no_batch_size_needs_them_passed(tmp_path, monkeypatch):
+    """`Recipe.epochs` and `Recipe.batch_size` may be None (a user's recipe added to RECIPES): then the run must
+    name them; either one missing is refused on its own."""
+    for missing in ("epochs", "batch_size"):
+        monkeypatch.setitem(RECIPES, "mine", dataclasses.replace(RECIPES["cifar_cosine"], **{missing: None}))
+        with pytest.raises(ValueError) as refused:
+            config.validate(lenet5_run(tmp_path, recipe="mine", epochs=None, batch_size=None))
+        assert str(refused.value) == "Recipe 'mine' states no epochs or batch size; pass them."
+        assert config.validate(lenet5_run(tmp_path, recipe="mine", epochs=3, batch_size=8))[1] == "mine"
 
 
 def test_a_backup_at_the_last_epoch_leaves_nothing_to_resume(tmp_path):

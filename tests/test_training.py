@@ -110,6 +110,7 @@ def test_auxiliary_heads_are_weighted_by_the_recipe():
     model = keras.Model(inputs, [aux, main])
     outputs, head = compile_model(model, "sgd", recipe=RECIPES["quick"])
     assert outputs == ["aux1", "predictions"] and head == "predictions"
+    assert model.jit_compile is False  # XLA only when asked (TrainConfig.jit)
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((8, 4)).astype("float32")

@@ -110,7 +110,6 @@ def test_auxiliary_heads_are_weighted_by_the_recipe():
     model = keras.Model(inputs, [aux, main])
     outputs, head = compile_model(model, "sgd", recipe=RECIPES["quick"])
     assert outputs == ["aux1", "predictions"] and head == "predictions"
-    assert model.jit_compile is False  # XLA only when asked (TrainConfig.jit)
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((8, 4)).astype("float32")
@@ -120,6 +119,23 @@ def test_auxiliary_heads_are_weighted_by_the_recipe():
     p_aux, p_main = model.predict(x, verbose=0)
     ce = [float(-np.mean(np.log(p[np.arange(8), y]))) for p in (p_aux, p_main)]
     assert total == pytest.approx(0.3 * ce[0] + ce[1], rel=1e-5)
+
+
+def test_compile_model_uses_xla_only_when_asked_even_where_keras_would(monkeypatch):
+    """Keras' own default ("auto") turns XLA on where it sees a GPU; `compile_model` follows TrainConfig.jit."""
+    import types
+
+    import tensorflow as tf
+
+    devices = [types.SimpleNamespace(device_type="CPU"), types.SimpleNamespace(device_type="GPU")]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: devices)
+    for asked, expected in [({}, False), ({"jit": False}, False), ({"jit": True}, True)]:
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+        compile_model(model, "sgd", recipe=RECIPES["quick"], **asked)
+        assert model.jit_compile is expected, asked
+    model.compile("sgd")  # the control: Keras' default under these devices
+    assert model.jit_compile is True
 
 
 @pytest.mark.slow

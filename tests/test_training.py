@@ -121,6 +121,23 @@ def test_auxiliary_heads_are_weighted_by_the_recipe():
     assert total == pytest.approx(0.3 * ce[0] + ce[1], rel=1e-5)
 
 
+def test_the_main_output_is_the_last_that_is_not_auxiliary_wherever_the_heads_stand():
+    from keras_cnn.training.run import output_heads
+
+    inputs = keras.Input((4,))
+
+    def heads(*names):
+        return keras.Model(inputs, [keras.layers.Dense(3, name=name)(inputs) for name in names], name="heads")
+
+    assert output_heads(heads("exit1", "predictions", "aux1", "aux2")) == (
+        ["exit1", "predictions", "aux1", "aux2"],
+        "predictions",
+    )
+    with pytest.raises(ValueError) as refused:
+        output_heads(heads("aux1", "aux2"))
+    assert str(refused.value) == "Model 'heads' has only auxiliary outputs ['aux1', 'aux2']."
+
+
 def test_compile_model_uses_xla_only_when_asked_even_where_keras_would(monkeypatch):
     """Keras' own default ("auto") turns XLA on where it sees a GPU; `compile_model` follows TrainConfig.jit."""
     import types

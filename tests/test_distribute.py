@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnn.training import STRATEGIES, is_chief, make_strategy
+from keras_cnn.training import is_chief, make_strategy
 
 _WORKER = textwrap.dedent(
     """
@@ -68,10 +67,16 @@ def test_two_workers_train_the_same_model_in_sync(tmp_path):
 def test_strategy_names_and_cluster_roles(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert is_chief() and type(make_strategy("auto")).__name__ == "_DefaultDistributionStrategy"
-    with pytest.raises(ValueError, match="TF_CONFIG"):
+    with pytest.raises(ValueError) as refused:
         make_strategy("multi_worker")
-    with pytest.raises(ValueError, match=re.escape(f"choose one of {list(STRATEGIES)}")):
+    assert str(refused.value) == (
+        "strategy 'multi_worker' reads the cluster from the TF_CONFIG environment variable; it is unset."
+    )
+    with pytest.raises(ValueError) as refused:
         make_strategy("tpu")
+    assert (
+        str(refused.value) == "Unknown strategy 'tpu'; choose one of ['auto', 'default', 'mirrored', 'multi_worker']."
+    )
     cluster = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
     assert not is_chief()

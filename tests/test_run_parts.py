@@ -458,6 +458,35 @@ def test_a_recipe_that_states_no_epochs_or_no_batch_size_needs_them_passed(tmp_p
         assert config.validate(lenet5_run(tmp_path, recipe="mine", epochs=3, batch_size=8))[1] == "mine"
 
 
+def test_check_writable_says_in_full_why_a_path_cannot_hold_a_run(tmp_path, monkeypatch):
+    """A file, a path below a file and a folder without write permission are refused; the permission is asked
+    of the nearest existing folder (for a relative path too), for writing and entering; nothing is created."""
+    (tmp_path / "file").write_text("x")
+    refusals = [
+        (tmp_path / "file", NotADirectoryError, "is a file; a run writes a folder there: choose another path."),
+        (
+            tmp_path / "file" / "run" / "deeper",
+            NotADirectoryError,
+            f"cannot be created: {str(tmp_path / 'file')!r} is a file.",
+        ),
+    ]
+    for out, error, tail in refusals:
+        with pytest.raises(error) as refused:
+            rundir.check_writable(str(out))
+        assert str(refused.value) == f"output_dir {str(out)!r} {tail}"
+    asked = []
+    monkeypatch.setattr(os, "access", lambda path, mode: asked.append((path, mode)) or False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PermissionError) as refused:
+        rundir.check_writable("new/run")
+    assert str(refused.value) == f"output_dir 'new/run' is not writable: no write permission on {str(tmp_path)!r}."
+    assert asked == [(str(tmp_path), os.W_OK | os.X_OK)]
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    for out in ("new/run", str(tmp_path)):
+        assert rundir.check_writable(out) is None
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
 def test_a_backup_at_the_last_epoch_leaves_nothing_to_resume(tmp_path):
     import tensorflow as tf
 

@@ -122,6 +122,7 @@ def test_cluster_roles_read_from_tf_config(monkeypatch):
     workers = {"worker": ["a:1", "b:2"]}
     assert role({"cluster": workers, "task": {"type": "worker", "index": "1"}}) == (("worker", 1), False)
     assert role({"cluster": workers, "task": {"type": "worker"}}) == (("worker", 0), True)
+    assert role({"task": {"type": "worker", "index": 0}}) == (("worker", 0), True)  # no cluster named: no chief
     with_chief = {"chief": ["c:0"], **workers}
     assert role({"cluster": with_chief, "task": {"type": "worker", "index": 0}}) == (("worker", 0), False)
     assert role({"cluster": with_chief, "task": {"type": "chief", "index": 0}}) == (("chief", 0), True)

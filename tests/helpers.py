@@ -138,8 +138,11 @@ def script_module(folder: str, name: str):
             spec.loader.exec_module(module)
         finally:
             sys.path.remove(str(path))
-            for key, value in list(sys.modules.items()):
-                if pathlib.Path(getattr(value, "__file__", None) or "/").parent == path:
-                    loaded[key] = sys.modules.pop(key)
+            found = {
+                key: sys.modules.pop(key)
+                for key, value in list(sys.modules.items())
+                if pathlib.Path(getattr(value, "__file__", None) or "/").parent == path
+            }
             sys.modules.update(shadowed)
+        loaded.update(found)  # only once the script ran to its end: a failed load is not cached half-made
     return loaded[name]

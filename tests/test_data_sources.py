@@ -328,7 +328,7 @@ def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(victim, quality=90)
     whole = victim.read_bytes()
     victim.write_bytes(whole[: len(whole) * 2 // 3])  # header intact, scan data cut
-    with pytest.raises(ValueError, match=rf"1 image\(s\) .* cannot be decoded .*{victim.name}"):
+    with pytest.raises(ValueError, match=rf"1 image\(s\) .* cannot be decoded .*{victim.name}") as named:
         train(
             TrainConfig(
                 model="lenet5",
@@ -340,6 +340,7 @@ def test_a_corrupt_image_body_in_the_streaming_path_is_named(tmp_path):
                 channels=3,
             )
         )
+    assert isinstance(named.value.__cause__, tf.errors.InvalidArgumentError)  # TensorFlow's error stays as the cause
 
 
 def test_a_cifar100_archive_has_100_classes_whatever_labels_its_batches_hold(tmp_path):

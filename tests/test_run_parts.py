@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -312,6 +313,8 @@ def test_the_lock_names_a_live_holder_and_is_taken_from_a_dead_one(tmp_path):
         holder = json.loads((tmp_path / rundir.LOCK).read_text())
         assert sorted(holder) == ["host", "pid", "started"]
         assert (holder["pid"], holder["host"]) == (os.getpid(), socket.gethostname())
+        # when the lock was taken, in the locale's date and time (%c)
+        assert abs(time.mktime(time.strptime(holder["started"], "%c")) - time.time()) < 120
         with pytest.raises(rundir.RunFolderBusyError, match=rf"process {os.getpid()} on {socket.gethostname()}"):
             rundir.RunLock(str(tmp_path)).__enter__()
     assert not (tmp_path / rundir.LOCK).exists()

@@ -228,8 +228,9 @@ class _FitReachedError(Exception):
     """Raised by the spied `fit`: the test needs what train() hands to it, not the training."""
 
 
-def _spy_on_train(monkeypatch, config: TrainConfig, extra_callbacks=()) -> dict:
-    """Runs `train(config)` up to `fit`, recording the arguments each part of the run received."""
+def _spy_on_train(monkeypatch, config: TrainConfig, extra_callbacks=(), wrap=None) -> dict:
+    """Runs `train(config)` up to `fit`, recording the arguments each part of the run received and the model fit
+    was called on."""
     import keras_cnn.data
     import keras_cnn.optimizers
     import keras_cnn.registry
@@ -265,12 +266,12 @@ def _spy_on_train(monkeypatch, config: TrainConfig, extra_callbacks=()) -> dict:
     monkeypatch.setattr(run.tf.config.experimental, "enable_op_determinism", lambda: calls.setdefault("determinism", 1))
 
     def fit(model, *args, **kwargs):
-        calls["fit"] = (args, kwargs)
+        calls["fit"], calls["fitted"] = (args, kwargs), model
         raise _FitReachedError
 
     monkeypatch.setattr(keras.Model, "fit", fit)
     with pytest.raises(_FitReachedError):
-        train(config, callbacks=extra_callbacks)
+        train(config, callbacks=extra_callbacks, wrap=wrap)
     return calls
 
 
@@ -347,6 +348,10 @@ def test_a_plateau_recipe_divides_the_rate_by_ten_after_five_epochs_without_prog
     assert calls["fit"][1]["callbacks"][1].lr == 0.01
     assert calls["learning_rate"][1]["lr"] is None  # the recipe's own
     assert calls["determinism"] == 1 and calls["set_random_seed"][0] == (0,)  # deterministic=True, the default seed
+    # a user's plateau recipe that halves the rate: the factor is the recipe's gamma, not Keras' default of 0.1
+    monkeypatch.setitem(RECIPES, "halving", dataclasses.replace(RECIPES["vgg"], gamma=0.5))
+    calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path / "halving", recipe="halving", batch_size=32))
+    assert calls["fit"][1]["callbacks"][-1].factor == 0.5
 
 
 def test_a_model_that_carries_its_own_l2_gets_no_coupled_l2_and_its_builder_arguments(tmp_path, monkeypatch):
@@ -358,6 +363,19 @@ def test_a_model_that_carries_its_own_l2_gets_no_coupled_l2_and_its_builder_argu
     assert calls["optimizer"][1] == {"l2": 0.0}
 
 
+def test_a_run_starts_from_the_weight_set_it_names(tmp_path, monkeypatch):
+    """`weights` reaches the builder: with LeNet-5's shipped "digits" set, the model compiled for the run holds the
+    weights of weights/lenet5_digits.weights.h5."""
+    from keras_cnn.registry import create_model
+
+    calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path, weights="digits", precision="float32"))
+    assert calls["create_model"][1]["weights"] == "digits"
+    expected = create_model("lenet5", input_shape=(32, 32, 1), classes=10)
+    expected.load_weights(ROOT / "weights" / "lenet5_digits.weights.h5")
+    for got, want in zip(calls["compile_model"][0][0].get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_worker_other_than_the_chief_writes_into_its_own_folder(tmp_path, monkeypatch):
     """In a cluster (TF_CONFIG) only the chief writes the run folder; worker 1 keeps its files under
     workers/worker1 so that the two never write the same file."""
@@ -365,6 +383,91 @@ def test_a_worker_other_than_the_chief_writes_into_its_own_folder(tmp_path, monk
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
     calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path, strategy="default", deterministic=True))
     assert calls["fit"][1]["callbacks"][0].backup_dir == str(tmp_path / "workers" / "worker1" / "backup")
+
+
+def test_a_multi_worker_run_builds_the_fitted_model_from_a_batch_of_the_data_it_fits(tmp_path, monkeypatch):
+    """Under MultiWorkerMirroredStrategy (the default strategy stands in for it here) the model fit is built from a
+    local batch of the very dataset fit gets (keras-team/keras#20585); under any other strategy it is not."""
+    from keras_cnn.training import run
+
+    built = []
+    monkeypatch.setattr(run, "_build_from_a_local_batch", lambda *args: built.append(args))
+    _spy_on_train(monkeypatch, lenet5_run(tmp_path / "default", precision="float32"))
+    assert built == []
+    monkeypatch.setattr(run.tf.distribute, "MultiWorkerMirroredStrategy", type(run.tf.distribute.get_strategy()))
+    calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path / "multi_worker", precision="float32"))
+    [(model, data)] = built
+    assert model is calls["fitted"] and data is calls["fit"][0][0]
+
+
+def test_a_model_with_an_auxiliary_head_reports_the_main_heads_accuracy_and_the_others_last(tmp_path, monkeypatch):
+    """A model with an auxiliary head (GoogLeNet's kind) trains on labels for both; the run's accuracy, its best
+    checkpoint and metrics.json follow the main head ("predictions"), and the auxiliary head's last validation
+    accuracy is reported beside it. Here the auxiliary head sees one number per image (its mean) and the main
+    head 64, so the two accuracies differ."""
+    import keras_cnn.registry
+
+    def two_heads(name, input_shape, classes, weights=None):
+        inputs = keras.Input(input_shape)
+        aux = keras.layers.Dense(classes, activation="softmax", name="aux1")(
+            keras.layers.GlobalAveragePooling2D()(inputs)
+        )
+        pooled = keras.layers.Flatten()(keras.layers.AveragePooling2D(4)(inputs))
+        main = keras.layers.Dense(classes, activation="softmax", name="predictions")(pooled)
+        return keras.Model(inputs, [aux, main], name=name)
+
+    monkeypatch.setattr(keras_cnn.registry, "create_model", two_heads)
+    metrics = train(lenet5_run(tmp_path, lr=0.05, precision="float32"))
+    with open(tmp_path / "history.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    main, aux = float(row["val_predictions_accuracy"]), float(row["val_aux1_accuracy"])
+    assert main > aux + 0.2
+    assert (metrics["final_val_accuracy"], metrics["best_val_accuracy"]) == (main, main)
+    assert {k: v for k, v in metrics.items() if k.startswith("final_") and k != "final_val_accuracy"} == {
+        "final_val_aux1_accuracy": aux
+    }
+
+
+class _Wrapper(keras.Model):
+    """What a `wrap` returns in place of the student: a model of its own, built on its first call."""
+
+    def __init__(self, student):
+        super().__init__()
+        self.student = student
+
+    def call(self, x, training=None):
+        return self.student(x, training=training)
+
+
+def test_a_wrapped_model_is_built_and_compiled_with_the_runs_optimizer_and_xla_setting(tmp_path, monkeypatch):
+    """`wrap(model, data, steps)` gets the built student, the run's data and its steps per epoch. What it returns
+    is fit in the student's place: built before fit (a backup restores into built variables), compiled with the
+    run's optimizer and accuracy as its metric, with XLA only when asked, though a GPU is listed here (where
+    Keras' own default would turn XLA on)."""
+    import types
+
+    from keras_cnn.training import run
+
+    devices = [types.SimpleNamespace(device_type="CPU"), types.SimpleNamespace(device_type="GPU")]
+    monkeypatch.setattr(run.tf.config, "list_physical_devices", lambda kind=None: devices)
+    for jit in (False, True):
+        seen = []
+
+        def wrap(model, data, steps, seen=seen):
+            seen.append((model, data, steps))
+            return _Wrapper(model)
+
+        calls = _spy_on_train(monkeypatch, lenet5_run(tmp_path / str(jit), precision="float32", jit=jit), wrap=wrap)
+        data = calls["load_dataset returned"]
+        [(model, wrapped_data, steps)] = seen
+        assert model is calls["create_model returned"] and wrapped_data is data
+        assert steps == -(-data.train_examples // RECIPES["quick"].batch_size)
+        fitted = calls["fitted"]
+        assert isinstance(fitted, _Wrapper) and fitted.student is model and fitted.built
+        assert "compile_model" not in calls  # the wrapper's loss is its own
+        assert fitted.optimizer is calls["optimizer returned"] and fitted.jit_compile is jit
+        assert fitted.get_compile_config()["metrics"] == ["accuracy"]
+        assert calls["fit"][1]["callbacks"][5].monitor == "val_accuracy"
 
 
 @pytest.mark.slow
@@ -398,6 +501,60 @@ _KILLABLE = textwrap.dedent(
     print(train(config, callbacks=[KillAt()] if kill else [])["resumed_from_epoch"])
     """
 )
+
+
+class _InterruptedError(Exception):
+    """Raised after a run's first epoch: the run stops there, as a killed one would."""
+
+
+class _StopAfterTheFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise _InterruptedError
+
+
+def test_an_interrupted_run_resumes_in_process_and_reports_only_what_it_trained(tmp_path, monkeypatch):
+    """A run stopped after the first of its two epochs keeps its backup; resumed, it starts at epoch 1 (the
+    optimizer's restored step must match the stream's, or ResumeCheck stops it), history.csv holds each epoch
+    once, the best checkpoint starts from epoch 0's accuracy (read back from history.csv), the optimizer took one
+    step per batch of both epochs, and the speed counts the resumed epoch's images
+    only, both rounded to a tenth: the timer here says 0.7 s of training in a fit of 10.06 s."""
+    from keras_cnn.data import load_dataset
+    from keras_cnn.training import callbacks, run
+
+    class ClockedTimer(callbacks.TrainTimer):
+        def on_train_end(self, logs=None):
+            self.train_seconds, self.wall = 0.7, 10.06
+
+    config = lenet5_run(tmp_path, epochs=2, precision="float32")
+    with pytest.raises(_InterruptedError):
+        train(config, callbacks=[_StopAfterTheFirstEpoch()])
+    assert (tmp_path / "backup").is_dir() and not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(run, "TrainTimer", ClockedTimer)
+    best_so_far = []
+
+    class RecordedCheckpoint(callbacks.EpochCheckpoint):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            best_so_far.append(self.best)
+
+    monkeypatch.setattr(run, "EpochCheckpoint", RecordedCheckpoint)
+    metrics = train(dataclasses.replace(config, resume=True))
+    batch = RECIPES["quick"].batch_size
+    examples = load_dataset("digits", channels=1, batch_size=batch).train_examples
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    reported = "model dataset recipe augment randaugment mix epochs batch_size final_val_accuracy best_val_accuracy"
+    reported += " resumed_from_epoch wall_time_s images_per_s trainable_params strategy replicas precision jit seed"
+    assert sorted(metrics) == sorted(reported.split())
+    assert (metrics["resumed_from_epoch"], metrics["epochs"]) == (1, 2)
+    assert (metrics["wall_time_s"], metrics["images_per_s"]) == (10.1, round(examples / 0.7, 1))
+    with open(tmp_path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    val = [float(row["val_accuracy"]) for row in rows]
+    assert (metrics["final_val_accuracy"], metrics["best_val_accuracy"]) == (val[1], max(val))
+    assert best_so_far == [val[0]]  # the resumed run's best checkpoint competes with epoch 0's, read back
+    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == 2 * -(-examples // batch)
 
 
 def _killable(*args):

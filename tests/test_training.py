@@ -467,7 +467,8 @@ def test_a_wrapped_model_is_built_and_compiled_with_the_runs_optimizer_and_xla_s
         assert "compile_model" not in calls  # the wrapper's loss is its own
         assert fitted.optimizer is calls["optimizer returned"] and fitted.jit_compile is jit
         assert fitted.get_compile_config()["metrics"] == ["accuracy"]
-        assert calls["fit"][1]["callbacks"][5].monitor == "val_accuracy"
+        [checkpoint] = [c for c in calls["fit"][1]["callbacks"] if isinstance(c, run.EpochCheckpoint)]
+        assert checkpoint.monitor == "val_accuracy"  # one output
 
 
 @pytest.mark.slow
@@ -516,8 +517,8 @@ def test_an_interrupted_run_resumes_in_process_and_reports_only_what_it_trained(
     """A run stopped after the first of its two epochs keeps its backup; resumed, it starts at epoch 1 (the
     optimizer's restored step must match the stream's, or ResumeCheck stops it), history.csv holds each epoch
     once, the best checkpoint starts from epoch 0's accuracy (read back from history.csv), the optimizer took one
-    step per batch of both epochs, and the speed counts the resumed epoch's images
-    only, both rounded to a tenth: the timer here says 0.7 s of training in a fit of 10.06 s."""
+    step per batch of both epochs, and the speed counts the resumed epoch's images only, both rounded to a tenth:
+    the timer here says 0.7 s of training in a fit of 10.06 s."""
     from keras_cnn.data import load_dataset
     from keras_cnn.training import callbacks, run
 

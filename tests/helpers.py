@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import pathlib
 import sys
+import types
 
 import keras
 import pytest
@@ -108,6 +109,17 @@ def two_exit_model() -> keras.Model:
     first = keras.layers.Dense(3, activation="softmax", name="exit1")(flat)
     last = keras.layers.Dense(3, activation="softmax", name="exit2")(keras.layers.Dense(5)(flat))
     return keras.Model(inputs, [first, last], name="two_exits")
+
+
+def list_devices(monkeypatch, *kinds: str) -> None:
+    """`tf.config.list_physical_devices` lists one device of each of `kinds` ("CPU", "GPU") for the rest of the test,
+    answering per kind as TensorFlow does (Keras reads `device_type`)."""
+    import tensorflow as tf
+
+    devices = [types.SimpleNamespace(name=f"/physical_device:{kind}:0", device_type=kind) for kind in kinds]
+    monkeypatch.setattr(
+        tf.config, "list_physical_devices", lambda kind=None: [d for d in devices if kind in (None, d.device_type)]
+    )
 
 
 def lenet5_run(out, **kwargs):

@@ -26,7 +26,7 @@ from keras_cnn.training import (
     resolve_recipe,
     train,
 )
-from tests.helpers import lenet5_run
+from tests.helpers import lenet5_run, list_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,12 +140,7 @@ def test_the_main_output_is_the_last_that_is_not_auxiliary_wherever_the_heads_st
 
 def test_compile_model_uses_xla_only_when_asked_even_where_keras_would(monkeypatch):
     """Keras' own default ("auto") turns XLA on where it sees a GPU; `compile_model` follows TrainConfig.jit."""
-    import types
-
-    import tensorflow as tf
-
-    devices = [types.SimpleNamespace(device_type="CPU"), types.SimpleNamespace(device_type="GPU")]
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: devices)
+    list_devices(monkeypatch, "CPU", "GPU")
     for asked, expected in [({}, False), ({"jit": False}, False), ({"jit": True}, True)]:
         inputs = keras.Input((4,))
         model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
@@ -444,12 +439,9 @@ def test_a_wrapped_model_is_built_and_compiled_with_the_runs_optimizer_and_xla_s
     is fit in the student's place: built before fit (a backup restores into built variables), compiled with the
     run's optimizer and accuracy as its metric, with XLA only when asked, though a GPU is listed here (where
     Keras' own default would turn XLA on)."""
-    import types
-
     from keras_cnn.training import run
 
-    devices = [types.SimpleNamespace(device_type="CPU"), types.SimpleNamespace(device_type="GPU")]
-    monkeypatch.setattr(run.tf.config, "list_physical_devices", lambda kind=None: devices)
+    list_devices(monkeypatch, "CPU", "GPU")
     for jit in (False, True):
         seen = []
 
@@ -588,18 +580,14 @@ def test_auto_precision_is_bf16_on_native_hardware_except_where_a_card_measured_
     from keras_cnn.training import config
 
     monkeypatch.setattr(config, "native_bf16", lambda: True)
-    cpu_only, with_gpu = (
-        {"CPU": ["CPU:0"], None: ["CPU:0"]},
-        {"CPU": ["CPU:0"], "GPU": ["GPU:0"], None: ["CPU:0", "GPU:0"]},
-    )
-    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: cpu_only.get(kind, []))
+    list_devices(monkeypatch, "CPU")
     assert [config.resolve_precision("auto", m) for m in ("resnet20", "densenet40", "cliquenet_k36_t12")] == [
         "mixed_bfloat16"
     ] * 3
     assert {config.resolve_precision("auto", m) for m in keras_cnn.list_models("densenet_bc*")} == {"float32"}
     assert config.resolve_precision("auto") == "mixed_bfloat16"
     assert config.resolve_precision("mixed_bfloat16", "densenet_bc") == "mixed_bfloat16"
-    monkeypatch.setattr(config.tf.config, "list_physical_devices", lambda kind=None: with_gpu.get(kind, []))
+    list_devices(monkeypatch, "CPU", "GPU")
     assert config.resolve_precision("auto", "densenet_bc") == "mixed_bfloat16"  # cuDNN's bf16 batch norm is fast
     monkeypatch.setattr(config, "native_bf16", lambda: False)
     assert config.resolve_precision("auto", "resnet20") == "float32"

@@ -34,14 +34,32 @@ def measure_in_child(script: str, child: str, steps: int, extra: list[str] = ())
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpu_name() -> str:
+    """The CPU's model name as Linux reports it (/proc/cpuinfo), else what `platform` knows."""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def write_results(path: str, rows: list[dict], **fields) -> None:
-    """`rows` with the machine and the Keras version they were measured on, and `fields`, as JSON (atomic)."""
+    """`rows` with the machine (CPU, the oneDNN setting TensorFlow loaded with) and the Keras version they were
+    measured on, and `fields`, as JSON (atomic)."""
     import keras
 
     from keras_cnn.io import write_json_atomic
 
     machine = f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
-    result = {"machine": machine, "keras": keras.__version__, "backend": keras.backend.backend(), **fields}
+    result = {
+        "machine": machine,
+        "cpu": cpu_name(),
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        **fields,
+    }
     write_json_atomic(path, {**result, "rows": rows})
     print(f"wrote {path}")
 

@@ -7,6 +7,9 @@ distillation and multi-exit inference, which pull in tf.data and the rest of Ten
 
 import importlib
 
+from keras_cnn import onednn  # noqa: F401  (first: TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, as Keras loads it)
+
+# isort: split
 from keras_cnn import layers, optimizers
 from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, exit_costs, trainable_params

@@ -11,6 +11,10 @@ if _workers > 1:
     for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(_variable, str(max(1, (os.cpu_count() or 1) // _workers)))
 
+# The package, before any test module imports Keras: TensorFlow then loads with the kernels users get
+# (`keras_cnn.onednn`), and the processes that tests start inherit the same setting.
+import keras_cnn  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def _libraries_frozen():

@@ -1,6 +1,9 @@
 """The benchmark scripts run and report ratios (their numbers are never asserted: speed lives in benchmarks/)."""
 
 import json
+import os
+import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +56,15 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
         "--rounds=1",
         f"--output={out}",
     ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
-    rows = json.loads(out.read_text())["rows"]
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
+    result = json.loads(out.read_text())
+    # the kernels the figures come from: the package's oneDNN setting (x86-64) and the CPU by name
+    assert result["TF_ENABLE_ONEDNN_OPTS"] == ("1" if platform.machine().lower() in ("x86_64", "amd64") else None)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if names := re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, flags=re.M):
+        assert result["cpu"] == names[0].strip()
+    rows = result["rows"]
     assert [(r["precision"], r["mode"]) for r in rows] == [
         (p, mode) for p in ("float32", "bfloat16") for mode in ("train", "inference")
     ]

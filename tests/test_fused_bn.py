@@ -69,10 +69,11 @@ def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
         keras.config.set_dtype_policy(previous)
 
 
-def _traced_ops(layer, *, training: bool, dtype: str = "float32") -> set[str]:
-    """The op types of `layer` traced on a (2, 4, 4, 3) batch."""
-    layer.build((None, 4, 4, 3))
-    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec((2, 4, 4, 3), dtype))
+def _traced_ops(layer, *, training: bool, dtype: str = "float32", channels: int = 3) -> set[str]:
+    """The op types of `layer` traced on a (2, 4, 4, channels) batch."""
+    layer.build((None, 4, 4, channels))
+    spec = tf.TensorSpec((2, 4, 4, channels), dtype)
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
     return {op.type for op in graph.graph.get_operations()}
 
 
@@ -83,6 +84,21 @@ def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training, ax
     """Channels last, named either way, in each dtype the kernel takes; float64 and axis 1 fall back."""
     ops = _traced_ops(BatchNormalization(axis=axis, dtype=policy), training=training)
     assert "FusedBatchNormV3" in ops and "Mean" not in ops  # one kernel, not Keras' moments
+
+
+@pytest.mark.parametrize(
+    ("channels", "training", "fused"), [(127, False, True), (128, False, False), (128, True, True), (512, True, True)]
+)
+def test_inference_on_128_channels_or_more_uses_keras_multiply_add(channels, training, fused):
+    """Wide layers at inference (measured faster there: ResNet-50, DenseNet-BC); training stays fused."""
+    assert ("FusedBatchNormV3" in _traced_ops(BatchNormalization(), training=training, channels=channels)) is fused
+
+
+def test_wide_inference_computes_what_the_fused_kernel_computes():
+    rng = np.random.default_rng(3)
+    ours, _, (gamma, beta, mean, var) = _pair(rng, 160, epsilon=1e-3)
+    x = rng.normal(1, 2, (2, 4, 4, 160)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=False), gamma * (x - mean) / np.sqrt(var + 1e-3) + beta, atol=1e-4)
 
 
 @pytest.mark.parametrize("axis, dtype", [(1, "float32"), (-1, "float64")])

@@ -4,7 +4,9 @@
 by TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) when the backend is TensorFlow:
 one op instead of Keras 3's separate moments, normalization and casts, about twice as fast for small CIFAR
 networks on CPU. Other backends, masks, renorm, synchronized statistics and inputs that are not 4-D
-channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation.
+channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation, and so does
+inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics measured faster
+(docs/training.md, "Speed defaults").
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ NORMS = ("batch", "group")
 TORCH_BN = {"momentum": 0.9, "epsilon": 1e-5}
 #: keras.applications constants: used by the families that must load keras.applications weight files.
 KERAS_BN = {"momentum": 0.99, "epsilon": 1.001e-5}
+#: From this many channels, inference normalizes with Keras' multiply-add instead of the fused kernel (measured on
+#: a 2-core AVX2 CPU with oneDNN: ResNet-50 1.27x, DenseNet-BC-100-12 1.09x, the CIFAR ResNets 0.87x at 16-64).
+WIDE = 128
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -47,7 +52,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not self._fusable(inputs, mask):
+        step = bool(training and self.trainable)  # normalize by the batch and move the statistics
+        if not self._fusable(inputs, mask) or (not step and inputs.shape[-1] >= WIDE):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -55,7 +61,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         scale = self.gamma if self.scale else tf.ones((channels,), "float32")
         offset = self.beta if self.center else tf.zeros((channels,), "float32")
         x = tf.cast(inputs, self.compute_dtype) if inputs.dtype != self.compute_dtype else inputs
-        if training and self.trainable:
+        if step:
             empty = tf.constant([], tf.float32)
             y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
                 x=x,

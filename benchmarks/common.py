@@ -10,6 +10,10 @@ import sys
 
 from absl import app
 
+# The scripts import this module before Keras, so TensorFlow loads with the package's oneDNN setting
+# (keras_cnn.onednn) in them and in the subprocesses they start.
+import keras_cnn  # noqa: F401
+
 
 def model_entries(entries: list[str]) -> list[tuple[str, int, int]]:
     """`name:image_size:batch_size` strings as tuples; anything else is a usage error."""

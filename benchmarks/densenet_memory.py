@@ -185,7 +185,7 @@ def main(argv: list[str]) -> None:
         sizes = f"{r['model']:20s} {r['image_size']:4d} {r['batch_size']:5d}"
         memory = f"{r['normal_mib']:10d} {r['efficient_mib']:13d} {r['memory_ratio']:9.3f}"
         print(f"{sizes} {memory} {r['normal_step_s']:8.3f} {r['efficient_step_s']:11.3f} {r['time_ratio']:10.3f}")
-    from keras_cnn.io import write_json_atomic  # here: the parent process needs no backend until now
+    from keras_cnn.io import write_json_atomic
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     write_json_atomic(FLAGS.output, {"steps": FLAGS.steps, "backend": backend, "jit": FLAGS.jit, "rows": rows})

@@ -41,11 +41,10 @@ def _steps(model):
 
 def main(argv: list[str]) -> None:
     del argv
-    import keras_cnn  # before Keras loads TensorFlow: the package's oneDNN setting (keras_cnn.onednn)
-
-    # isort: split
     import keras
     import numpy as np
+
+    import keras_cnn
 
     rng = np.random.default_rng(0)
     size, batch = FLAGS.image_size, FLAGS.batch_size

@@ -171,9 +171,6 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
 
 def main(argv: list[str]) -> None:
     del argv
-    import keras_cnn  # noqa: F401  (before TensorFlow loads: the package's oneDNN setting, keras_cnn.onednn)
-
-    # isort: split
     import tensorflow as tf
     import torch
 

@@ -40,10 +40,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"{output!r} exists: pass --overwrite or another --output.")
     if not os.path.isfile(FLAGS.saved_model):
         raise app.UsageError(f"--saved_model {FLAGS.saved_model!r} is not a file.")
+    from keras_cnn import early_exit  # before TensorFlow loads: the package's oneDNN setting (keras_cnn.onednn)
+
+    # isort: split
     import numpy as np
     import tensorflow as tf
 
-    from keras_cnn import early_exit
     from keras_cnn.data import load_dataset
     from keras_cnn.io import load_model, write_json_atomic
 

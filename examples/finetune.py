@@ -39,9 +39,11 @@ def main(argv: list[str]) -> None:
     del argv
     if (FLAGS.saved_model is None) == (FLAGS.model is None):
         raise app.UsageError("Pass exactly one of --saved_model and --model.")
+    import keras_cnn  # before Keras loads TensorFlow: the package's oneDNN setting (keras_cnn.onednn)
+
+    # isort: split
     import keras
 
-    import keras_cnn
     from keras_cnn.augment import augmenter
     from keras_cnn.data import load_dataset
     from keras_cnn.io import load_model, write_json_atomic

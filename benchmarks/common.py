@@ -48,9 +48,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The /proc/cpuinfo flags that decide which kernels oneDNN and PyTorch run (vector width, bf16 and AMX units).
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """Which of `KERNEL_FLAGS` the CPU has (Linux's /proc/cpuinfo; empty elsewhere)."""
+    if not os.path.exists("/proc/cpuinfo"):
+        return []
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    return [flag for flag in KERNEL_FLAGS if flag in flags]
+
+
 def write_results(path: str, rows: list[dict], **fields) -> None:
-    """`rows` with the machine (CPU, the oneDNN setting TensorFlow loaded with) and the Keras version they were
-    measured on, and `fields`, as JSON (atomic)."""
+    """`rows` with the machine (CPU and its kernel flags, the oneDNN setting TensorFlow loaded with) and the Keras
+    version they were measured on, and `fields`, as JSON (atomic)."""
     import keras
 
     from keras_cnn.io import write_json_atomic
@@ -59,6 +72,7 @@ def write_results(path: str, rows: list[dict], **fields) -> None:
     result = {
         "machine": machine,
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),

@@ -34,9 +34,9 @@ class Card:
     conv and dense layers at `input_size`, as published; `min_size` the smallest input side the builder takes.
     `reported` holds published results, `source` where they and the counts come from. `recipe` names the
     training recipe (`keras_cnn.recipes`); `quick` changes fields of the "quick" recipe (lr, batch_size,
-    epochs) for models it does not train as it stands (LeNet-5 diverges at its lr 0.05). `cpu_float32` marks
-    names whose mixed-bfloat16 training step measured slower than float32 on a CPU with native bf16, so that
-    `--mixed_precision auto` trains them in float32 there.
+    epochs) for models it does not train as it stands (LeNet-5 diverges at its lr 0.05). `criterion`, called
+    with the model's keyword arguments, returns the paper's training loss where it is not cross-entropy (LeNet-5's
+    Eq. 9), or None: `train` then builds the model with logits (`classifier_activation=None`) and minimizes it.
     """
 
     name: str
@@ -56,7 +56,7 @@ class Card:
     title: str = ""
     notes: str = ""
     quick: dict = field(default_factory=dict)
-    cpu_float32: bool = False
+    criterion: Callable[..., keras.losses.Loss | None] | None = None
 
     def __post_init__(self):
         if isinstance(self.recipe, str):

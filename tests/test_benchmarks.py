@@ -64,6 +64,9 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if names := re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, flags=re.M):
         assert result["cpu"] == names[0].strip()
+    flags = re.findall(r"^flags\s*:\s*(.+)$", cpuinfo, flags=re.M)
+    expected = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+    assert result["cpu_flags"] == [f for f in expected if flags and f in flags[0].split()]
     rows = result["rows"]
     assert [(r["precision"], r["mode"]) for r in rows] == [
         (p, mode) for p in ("float32", "bfloat16") for mode in ("train", "inference")

@@ -341,7 +341,7 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
         str(ROOT / "examples/distill.py"),
         "--teacher=lenet5",
         "--student=lenet5",
-        "--epochs=2",
+        "--epochs=5",  # LeNet-5's own criterion needs about 5 epochs on the digits to make a teacher worth copying
         "--lr=0.002",
         "--hint_epochs=1",
         f"--output_dir={tmp_path}",
@@ -352,7 +352,7 @@ def test_distill_example_trains_the_teacher_then_the_student(tmp_path):
     teacher = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
     assert metrics["method"] == "fitnets" and metrics["teacher"] == "lenet5"
     assert metrics["teacher_val_accuracy"] == teacher["final_val_accuracy"] > 0.5
-    assert metrics["final_val_accuracy"] > 0.3 and metrics["epochs"] == 2
+    assert metrics["final_val_accuracy"] > 0.3 and metrics["epochs"] == 5
     student = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert student.name == "lenet5" and len(student.outputs) == 1
     bad = distill.DistillConfig(method="kd", teacher="lenet5", teacher_weights="/nonexistent.keras")
@@ -364,7 +364,7 @@ def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_pat
     """The library path of the distill example: the teacher is trained into <output_dir>/teacher and its
     accuracy recorded; a finished teacher is reused; a teacher folder of another model or dataset, a teacher
     file of another shape, and more hint epochs than epochs are refused."""
-    config = lenet5_run(tmp_path / "kd")
+    config = lenet5_run(tmp_path / "kd", epochs=5)  # a teacher worth copying (its criterion starts slowly)
     metrics = distill.train_distilled(config, distill.DistillConfig(method="kd", teacher="lenet5"))
     teacher_metrics = json.loads((tmp_path / "kd" / "teacher" / "metrics.json").read_text())
     assert teacher_metrics["model"] == "lenet5" and teacher_metrics["dataset"] == "digits"
@@ -375,7 +375,10 @@ def test_train_distilled_in_process_trains_reuses_and_checks_the_teacher(tmp_pat
     assert student.name == "lenet5" and len(student.outputs) == 1
     stamp = (tmp_path / "kd" / "teacher" / "model.keras").stat().st_mtime_ns
     again = distill.train_distilled(
-        lenet5_run(tmp_path / "kd", overwrite=True), distill.DistillConfig(method="mimic", teacher="lenet5")
+        # mimic regresses the teacher's logits, the negated RBF penalties (tens to hundreds): a paper-variant
+        # student, whose own logits are such penalties, diverged at 0.002 and 0.0002; the modern one's are affine
+        lenet5_run(tmp_path / "kd", epochs=5, overwrite=True, model_kwargs={"variant": "modern"}),
+        distill.DistillConfig(method="mimic", teacher="lenet5"),
     )
     assert again["method"] == "mimic" and again["teacher_val_accuracy"] == teacher_metrics["final_val_accuracy"]
     assert (tmp_path / "kd" / "teacher" / "model.keras").stat().st_mtime_ns == stamp  # reused, not retrained

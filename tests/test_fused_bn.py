@@ -41,14 +41,15 @@ def test_training_step_normalizes_by_the_batch_and_moves_statistics_as_keras(eps
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [5, 16])  # bfloat16: the float32 kernel, then the bfloat16 one
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_outputs_statistics_and_gradients_equal_keras_layer(policy):
+def test_outputs_statistics_and_gradients_equal_keras_layer(policy, channels):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
         rng = np.random.default_rng(1)
-        ours, peer, _ = _pair(rng, 5, momentum=0.99, epsilon=1.001e-5)
-        x = tf.constant(rng.normal(0, 1, (4, 3, 3, 5)).astype("float32"))
+        ours, peer, _ = _pair(rng, channels, momentum=0.99, epsilon=1.001e-5)
+        x = tf.constant(rng.normal(0, 1, (4, 3, 3, channels)).astype("float32"))
         grads = []
         for layer in (ours, peer):
             with tf.GradientTape() as tape:
@@ -92,6 +93,21 @@ def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training, ax
 def test_inference_on_128_channels_or_more_uses_keras_multiply_add(channels, training, fused):
     """Wide layers at inference (measured faster there: ResNet-50, DenseNet-BC); training stays fused."""
     assert ("FusedBatchNormV3" in _traced_ops(BatchNormalization(), training=training, channels=channels)) is fused
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    ("channels", "kernel"), [(12, "float32"), (16, "bfloat16"), (120, "float32"), (96, "bfloat16")]
+)
+def test_bfloat16_off_the_16_channel_block_runs_the_float32_kernel(channels, kernel, training):
+    """oneDNN's bfloat16 kernel is slow unless the channels fill blocks of 16; its output stays bfloat16."""
+    layer = BatchNormalization(dtype="mixed_bfloat16")
+    layer.build((None, 4, 4, channels))
+    fn = tf.function(lambda x: layer(x, training=training))
+    graph = fn.get_concrete_function(tf.TensorSpec((2, 4, 4, channels), "bfloat16")).graph
+    [op] = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    assert op.get_attr("T").name == kernel
+    assert fn(tf.ones((2, 4, 4, channels), "bfloat16")).dtype == tf.bfloat16
 
 
 def test_wide_inference_computes_what_the_fused_kernel_computes():

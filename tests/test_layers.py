@@ -5,7 +5,14 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn.layers import LocalResponseNormalization, ZeroChannelPad
-from keras_cnn.models.lenet import C3_TABLE, ConnectionTableConv2D, EuclideanRBF, Subsampling2D, scaled_tanh
+from keras_cnn.models.lenet import (
+    C3_TABLE,
+    ConnectionTableConv2D,
+    EuclideanRBF,
+    MAPCriterion,
+    Subsampling2D,
+    scaled_tanh,
+)
 
 
 def test_lrn_matches_tensorflows_op_with_the_paper_constants():
@@ -105,6 +112,44 @@ def test_rbf_output_is_minus_squared_distance_to_fixed_codes():
     centers = layer.centers.numpy()
     np.testing.assert_allclose(y, -((x[:, :, None] - centers[None]) ** 2).sum(axis=1), rtol=1e-5)
     assert set(np.unique(centers)) == {-1.0, 1.0} and not layer.trainable_weights
+
+
+def _paper_criterion(y, labels, j):
+    """LeCun et al. 1998, Eq. 9 for one pattern: y_D + log(e^-j + sum_i e^-y_i), y the RBF penalties."""
+    return y[np.arange(len(y)), labels] + np.log(np.exp(-j) + np.exp(-y).sum(axis=1))
+
+
+@pytest.mark.parametrize("j", [0.5, 10.0])
+def test_map_criterion_is_the_papers_equation_9_on_the_logits(j):
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 30, (6, 10))  # penalties around and above j, where the rubbish class matters
+    labels = rng.integers(0, 10, 6)
+    expected = _paper_criterion(y, labels, j).mean()
+    loss = MAPCriterion(j=j)
+    np.testing.assert_allclose(float(loss(labels, -y)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss(np.eye(10)[labels], -y)), expected, rtol=1e-5)  # one-hot labels
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert float(loss(labels, -y)) > float(ce(labels, -y))  # the rubbish class adds mass to the denominator
+
+
+@pytest.mark.parametrize("j", [0, -1, float("nan"), float("inf")])
+def test_map_criterion_refuses_a_j_that_is_not_positive_and_finite(j):
+    with pytest.raises(ValueError, match=r"j must be a positive finite number; received"):
+        MAPCriterion(j=j)
+
+
+def test_map_criterion_saves_with_the_model_and_loads_in_safe_mode(tmp_path):
+    model = keras_cnn.LeNet5(classifier_activation=None)
+    model.compile("sgd", loss=MAPCriterion(j=7.0))
+    model.save(tmp_path / "lenet.keras")
+    loaded = keras.saving.load_model(tmp_path / "lenet.keras", safe_mode=True)
+    assert isinstance(loaded.loss, MAPCriterion) and loaded.loss.j == 7.0
+
+
+def test_the_paper_variant_trains_on_its_criterion_and_the_modern_one_on_cross_entropy():
+    card = keras_cnn.model_info("lenet5")
+    assert isinstance(card.criterion(), MAPCriterion) and card.criterion(variant="paper").j == 10.0
+    assert card.criterion(variant="modern") is None
 
 
 def test_scaled_tanh_constants():

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_cnn.models.lenet import MAPCriterion
 from keras_cnn.recipes import RECIPES, Recipe
 from keras_cnn.registry import model_info
 from keras_cnn.training import (
@@ -171,7 +172,7 @@ def test_train_writes_every_artifact_and_refuses_to_overwrite(tmp_path):
 def test_metrics_report_the_run_as_configured_and_as_its_history_recorded(tmp_path):
     """metrics.json against its sources: the config, the quick recipe and LeNet-5's card, the paper's 60,000
     trainable parameters, Keras' history.csv; the saved model's optimizer took one step per batch of both epochs
-    on the recipe's cosine schedule. MixUp trains on one-hot labels, so its loss is the categorical one."""
+    on the recipe's cosine schedule, minimizing the paper's criterion (Eq. 9), with MixUp's one-hot labels too."""
     from keras_cnn.data import load_dataset
 
     config = TrainConfig(
@@ -212,11 +213,13 @@ def test_metrics_report_the_run_as_configured_and_as_its_history_recorded(tmp_pa
         model_info("lenet5").quick["lr"],
         steps,
     )
-    assert model.get_compile_config()["loss"] == ["sparse_categorical_crossentropy"]
+    [loss] = model.loss
+    assert isinstance(loss, MAPCriterion) and loss.j == 10.0  # the paper's criterion on the logits
+    assert model.get_layer("predictions").get_config()["activation"] == "linear"
     mixed = train(TrainConfig(model="lenet5", epochs=1, mix="mixup", output_dir=str(tmp_path / "mixup"), verbose=0))
     assert mixed["mix"] == "mixup"
-    loss = keras.saving.load_model(tmp_path / "mixup" / "model.keras").get_compile_config()["loss"]
-    assert loss == ["categorical_crossentropy"]
+    [loss] = keras.saving.load_model(tmp_path / "mixup" / "model.keras").loss
+    assert isinstance(loss, MAPCriterion)  # one-hot labels go through the same criterion
 
 
 class _FitReachedError(Exception):
@@ -280,7 +283,7 @@ def test_train_hands_each_setting_to_the_part_that_uses_it(tmp_path, monkeypatch
         tmp_path, image_size=36, batch_size=32, lr=0.003, augment="cifar", mix="mixup", seed=5, precision="float32"
     )
     calls = _spy_on_train(monkeypatch, config, [mine])
-    assert calls["resolve_precision"][0] == ("float32", "lenet5")  # the model decides "auto" where a card says
+    assert calls["resolve_precision"][0] == ("float32",)
     assert calls["set_random_seed"][0] == (5,) and "determinism" not in calls
     assert calls["augmenter"] == (("cifar",), {"channels": 1, "image_size": 36, "pca_seed": 5})
     assert calls["load_dataset"] == (
@@ -302,7 +305,10 @@ def test_train_hands_each_setting_to_the_part_that_uses_it(tmp_path, monkeypatch
         (),
         {"randaugment": False, "mix": "mixup", "classes": 10, "channels": 1, "seed": 5},
     )
-    assert calls["create_model"] == (("lenet5",), {"input_shape": (36, 36, 1), "classes": 10, "weights": None})
+    assert calls["create_model"] == (  # logits for the paper's criterion (LeCun et al. 1998, Eq. 9)
+        ("lenet5",),
+        {"input_shape": (36, 36, 1), "classes": 10, "weights": None, "classifier_activation": None},
+    )
     steps = -(-data.train_examples // 32)
     (recipe,), schedule_kwargs = calls["learning_rate"]
     assert schedule_kwargs == {"steps_per_epoch": steps, "epochs": 1, "lr": 0.003}
@@ -310,7 +316,9 @@ def test_train_hands_each_setting_to_the_part_that_uses_it(tmp_path, monkeypatch
     assert calls["optimizer"] == ((recipe, calls["learning_rate returned"]), {"l2": None})  # LeNet-5 carries no L2
     model, optimizer_ = calls["compile_model"][0]
     assert model is calls["create_model returned"] and optimizer_ is calls["optimizer returned"]
-    assert calls["compile_model"][1] == {"recipe": recipe, "one_hot": True, "jit": False}
+    compile_kwargs = calls["compile_model"][1]
+    assert isinstance(compile_kwargs.pop("criterion"), MAPCriterion) and compile_kwargs["one_hot"]
+    assert compile_kwargs == {"recipe": recipe, "one_hot": True, "jit": False}
     (train_data,), fit = calls["fit"]
     assert train_data.element_spec[1].shape.as_list() == [None, 10]  # MixUp's one-hot labels
     assert {k: v for k, v in fit.items() if k not in ("validation_data", "callbacks")} == {
@@ -402,7 +410,7 @@ def test_a_model_with_an_auxiliary_head_reports_the_main_heads_accuracy_and_the_
     head 64, so the two accuracies differ."""
     import keras_cnn.registry
 
-    def two_heads(name, input_shape, classes, weights=None):
+    def two_heads(name, input_shape, classes, weights=None, variant=None):
         inputs = keras.Input(input_shape)
         aux = keras.layers.Dense(classes, activation="softmax", name="aux1")(
             keras.layers.GlobalAveragePooling2D()(inputs)
@@ -412,7 +420,8 @@ def test_a_model_with_an_auxiliary_head_reports_the_main_heads_accuracy_and_the_
         return keras.Model(inputs, [aux, main], name=name)
 
     monkeypatch.setattr(keras_cnn.registry, "create_model", two_heads)
-    metrics = train(lenet5_run(tmp_path, lr=0.05, precision="float32"))
+    modern = {"variant": "modern"}  # cross-entropy on both heads: the paper variant has its own criterion
+    metrics = train(lenet5_run(tmp_path, lr=0.05, precision="float32", model_kwargs=modern))
     with open(tmp_path / "history.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
     main, aux = float(row["val_predictions_accuracy"]), float(row["val_aux1_accuracy"])
@@ -573,21 +582,13 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
 
 
-def test_auto_precision_is_bf16_on_native_hardware_except_where_a_card_measured_it_slower(monkeypatch):
-    """DenseNet-BC's bf16 step is the slower one on a CPU, so "auto" trains it in float32 there; ResNet-20 and
-    DenseNet-40 take bf16; without native bf16 everything is float32, and explicit policies pass through."""
-    import keras_cnn
+def test_auto_precision_is_bf16_on_native_hardware(monkeypatch):
+    """Without native bf16 "auto" is float32, and explicit policies pass through."""
     from keras_cnn.training import config
 
     monkeypatch.setattr(config, "native_bf16", lambda: True)
-    list_devices(monkeypatch, "CPU")
-    assert [config.resolve_precision("auto", m) for m in ("resnet20", "densenet40", "cliquenet_k36_t12")] == [
-        "mixed_bfloat16"
-    ] * 3
-    assert {config.resolve_precision("auto", m) for m in keras_cnn.list_models("densenet_bc*")} == {"float32"}
     assert config.resolve_precision("auto") == "mixed_bfloat16"
-    assert config.resolve_precision("mixed_bfloat16", "densenet_bc") == "mixed_bfloat16"
-    list_devices(monkeypatch, "CPU", "GPU")
-    assert config.resolve_precision("auto", "densenet_bc") == "mixed_bfloat16"  # cuDNN's bf16 batch norm is fast
+    assert config.resolve_precision("float32") == "float32"
     monkeypatch.setattr(config, "native_bf16", lambda: False)
-    assert config.resolve_precision("auto", "resnet20") == "float32"
+    assert config.resolve_precision("auto") == "float32"
+    assert config.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"

@@ -6,7 +6,8 @@ one op instead of Keras 3's separate moments, normalization and casts, about twi
 networks on CPU. Other backends, masks, renorm, synchronized statistics and inputs that are not 4-D
 channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation, and so does
 inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics measured faster
-(docs/training.md, "Speed defaults").
+(docs/training.md, "Speed defaults"). bfloat16 inputs whose channel count is not a multiple of `BF16_BLOCK` are
+normalized by the float32 kernel, as Keras' own layer normalizes bfloat16 in float32.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ KERAS_BN = {"momentum": 0.99, "epsilon": 1.001e-5}
 #: 2-core AVX2 CPU with oneDNN: ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with this rule; Keras' path on
 #: every layer made the CIFAR ResNets (16-64 channels) 0.87x as fast, so narrow layers stay fused.
 WIDE = 128
+#: oneDNN's bfloat16 batch-norm kernel is fast on channel counts that are a multiple of this (its AVX-512 block) and
+#: ran 2-6x slower than the float32 kernel on others (120, 200, 300 channels; 2-core AVX-512-BF16 CPU), so bfloat16
+#: inputs of other widths are cast to float32 and back: DenseNet-BC-100-12 (growth 12) trained 1.47x faster.
+BF16_BLOCK = 16
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -61,7 +66,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         channels = inputs.shape[-1]
         scale = self.gamma if self.scale else tf.ones((channels,), "float32")
         offset = self.beta if self.center else tf.zeros((channels,), "float32")
-        x = tf.cast(inputs, self.compute_dtype) if inputs.dtype != self.compute_dtype else inputs
+        dtype = self.compute_dtype
+        if dtype == "bfloat16" and channels % BF16_BLOCK:
+            dtype = "float32"
+        x = tf.cast(inputs, dtype) if inputs.dtype != dtype else inputs
         if step:
             empty = tf.constant([], tf.float32)
             y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(

@@ -200,9 +200,6 @@ CIFAR = {
 IMAGENET = {"paper": PAPER, "min_size": 32, "recipe": "densenet_imagenet", "builder": DenseNet}
 KERAS_IO = "keras.io applications table [K]"
 PLAIN = {"theta": 1.0, "bottleneck": False}  # DenseNet without B and C
-# DenseNet-BC's mixed-bfloat16 step measured 0.75-0.91x its float32 one on a 2-core AVX512-BF16 CPU: oneDNN's
-# bf16 batch-norm gradient takes twice its float32 time, and BC normalizes every concatenation (benchmarks/README.md).
-BC = {**CIFAR, "cpu_float32": True}
 
 
 def _errors(c10: float | None, c10_aug: float, c100: float | None, c100_aug: float) -> dict[str, float]:
@@ -247,16 +244,16 @@ CARDS = (
         macs=288e6,
         reported=_errors(5.92, 4.51, 24.15, 22.27),
         notes="Alias of densenet_bc_100_12.",
-        **BC,
+        **CIFAR,
     ),
-    Card(name="densenet_bc_100_12", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), **BC),
+    Card(name="densenet_bc_100_12", params=769_162, macs=288e6, reported=_errors(5.92, 4.51, 24.15, 22.27), **CIFAR),
     Card(
         name="densenet_bc_250_24",
         arguments={"L": 250, "k": 24},
         params=15_324_406,
         macs=5.42e9,
         reported=_errors(5.19, 3.62, 19.64, 17.60),
-        **BC,
+        **CIFAR,
     ),
     Card(
         name="densenet_bc_190_40",
@@ -264,7 +261,7 @@ CARDS = (
         params=25_624_430,
         macs=9.30e9,
         reported=_errors(None, 3.46, None, 17.18),
-        **BC,
+        **CIFAR,
     ),
     Card(
         name="densenet121",

@@ -72,19 +72,11 @@ def native_bf16() -> bool:
     return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
 
 
-def resolve_precision(precision: str, model: str | None = None) -> str:
-    """The dtype policy for `precision`: "auto" is "mixed_bfloat16" where `native_bf16()`, else "float32"; on a
-    CPU also "float32" for a `model` whose card says its bf16 step is the slower one there (`Card.cpu_float32`)."""
+def resolve_precision(precision: str) -> str:
+    """The dtype policy for `precision`: "auto" is "mixed_bfloat16" where `native_bf16()`, else "float32"."""
     if precision != "auto":
         return precision
-    if not native_bf16():
-        return "float32"
-    if model is not None and not tf.config.list_physical_devices("GPU"):
-        from keras_cnn.registry import model_info
-
-        if model_info(model).cpu_float32:
-            return "float32"
-    return "mixed_bfloat16"
+    return "mixed_bfloat16" if native_bf16() else "float32"
 
 
 def recipe_augment(model: str, recipe: str) -> str | None:

@@ -115,7 +115,7 @@ def _train_in(run: _Run, callbacks, wrap) -> dict:
     if run.config.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(resolve_precision(run.config.precision, run.config.model))
+    keras.config.set_dtype_policy(resolve_precision(run.config.precision))
     try:
         return _fit(run, callbacks, wrap)
     finally:
@@ -125,7 +125,7 @@ def _train_in(run: _Run, callbacks, wrap) -> dict:
 def _fit(run: _Run, callbacks, wrap) -> dict:
     from keras_cnn.complexity import trainable_params
     from keras_cnn.data import load_dataset
-    from keras_cnn.registry import create_model
+    from keras_cnn.registry import create_model, model_info
 
     config = run.config
 
@@ -153,20 +153,25 @@ def _fit(run: _Run, callbacks, wrap) -> dict:
         )
         data = data._replace(train=data.train.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE))
     steps = optimizers.steps_per_epoch(data.train_examples, run.batch_size)
+    card = model_info(config.model)
+    criterion = card.criterion(**config.model_kwargs) if card.criterion and wrap is None else None
+    logits = {"classifier_activation": None} if criterion else {}
     with run.strategy.scope():
         model = create_model(
             config.model,
             input_shape=(config.image_size, config.image_size, run.channels),
             classes=data.classes,
             weights=config.weights,
-            **config.model_kwargs,
+            **{**config.model_kwargs, **logits},
         )
         schedule = optimizers.learning_rate(run.recipe, steps_per_epoch=steps, epochs=run.epochs, lr=config.lr)
         carries_l2 = any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)
         optimizer = optimizers.optimizer(run.recipe, schedule, l2=0.0 if carries_l2 else None)
         if wrap is None:
             fitted = model
-            outputs, main = compile_model(model, optimizer, recipe=run.recipe, one_hot=one_hot, jit=config.jit)
+            outputs, main = compile_model(
+                model, optimizer, recipe=run.recipe, one_hot=one_hot, jit=config.jit, criterion=criterion
+            )
         else:
             fitted, outputs, main = wrap(model, data, steps), ["predictions"], "predictions"
             fitted(keras.ops.zeros((1, *model.input_shape[1:])))  # built before BackupAndRestore restores it
@@ -262,15 +267,22 @@ def _name_undecodable_images(config: TrainConfig, err: Exception) -> None:
 
 
 def compile_model(
-    model: keras.Model, optimizer, *, recipe: Recipe, one_hot: bool = False, jit: bool = False
+    model: keras.Model,
+    optimizer,
+    *,
+    recipe: Recipe,
+    one_hot: bool = False,
+    jit: bool = False,
+    criterion: keras.losses.Loss | None = None,
 ) -> tuple[list[str], str]:
-    """Compile with cross-entropy on every output, auxiliary heads weighted by `recipe.aux_weight` and the
-    others by 1 (MSDNet's exits), accuracy per output. Returns `output_heads(model)`."""
+    """Compile with cross-entropy on every output (`criterion` instead on the main one, given the model's
+    logits), auxiliary heads weighted by `recipe.aux_weight` and the others by 1 (MSDNet's exits), accuracy per
+    output. Returns `output_heads(model)`."""
     outputs, main = output_heads(model)
     loss = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
     model.compile(
         optimizer=optimizer,
-        loss=[loss] * len(outputs),
+        loss=[criterion if criterion is not None and name == main else loss for name in outputs],
         loss_weights=[recipe.aux_weight if name.startswith("aux") else 1.0 for name in outputs],
         metrics=[["accuracy"]] * len(outputs),
         jit_compile=jit,

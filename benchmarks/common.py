@@ -38,14 +38,17 @@ def measure_in_child(script: str, child: str, steps: int, extra: list[str] = ())
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpuinfo(field: str) -> str | None:
+    """The value of `field` in Linux's /proc/cpuinfo (its first processor), or None without that file or line."""
+    if not os.path.exists("/proc/cpuinfo"):
+        return None
+    with open("/proc/cpuinfo") as lines:
+        return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
+
+
 def cpu_name() -> str:
     """The CPU's model name as Linux reports it (/proc/cpuinfo), else what `platform` knows."""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 #: The /proc/cpuinfo flags that decide which kernels oneDNN and PyTorch run (vector width, bf16 and AMX units).
@@ -54,10 +57,7 @@ KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf1
 
 def cpu_flags() -> list[str]:
     """Which of `KERNEL_FLAGS` the CPU has (Linux's /proc/cpuinfo; empty elsewhere)."""
-    if not os.path.exists("/proc/cpuinfo"):
-        return []
-    with open("/proc/cpuinfo") as cpuinfo:
-        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    flags = (cpuinfo("flags") or "").split()
     return [flag for flag in KERNEL_FLAGS if flag in flags]
 
 

@@ -59,11 +59,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         step = bool(training and self.trainable)  # normalize by the batch and move the statistics
-        if not self._fusable(inputs, mask) or (not step and inputs.shape[-1] >= WIDE):
+        channels = inputs.shape[-1]
+        if not self._fusable(inputs, mask) or (not step and channels >= WIDE):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        channels = inputs.shape[-1]
         scale = self.gamma if self.scale else tf.ones((channels,), "float32")
         offset = self.beta if self.center else tf.zeros((channels,), "float32")
         dtype = self.compute_dtype

@@ -26,6 +26,7 @@ flags.DEFINE_enum("model", "resnet20", ["resnet20", "resnet32", "resnet44", "res
 flags.DEFINE_integer("epochs", 15, "Epochs of the cosine schedule, for both.", lower_bound=1)
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Training precision, for both.")
 flags.DEFINE_integer("seed", 0, "Seed of both runs.")
+flags.DEFINE_multi_enum("frameworks", ["pytorch", "keras_cnn"], ["pytorch", "keras_cnn"], "Which of the two to train.")
 flags.DEFINE_string("runs_dir", "runs/accuracy-vs-pytorch", "Where our run folder goes.")
 flags.DEFINE_string(
     "output", None, "JSON results (default benchmarks/results/accuracy-vs-pytorch-<model>-<epochs>ep.json)."
@@ -150,7 +151,11 @@ def train_ours() -> dict:
 def main(argv: list[str]) -> None:
     del argv
     x_train, y_train, x_test, y_test, classes = arrays(FLAGS.data_dir)
-    results = {"pytorch": train_torch(x_train, y_train, x_test, y_test, classes), "keras_cnn": train_ours()}
+    results = {}
+    if "pytorch" in FLAGS.frameworks:
+        results["pytorch"] = train_torch(x_train, y_train, x_test, y_test, classes)
+    if "keras_cnn" in FLAGS.frameworks:
+        results["keras_cnn"] = train_ours()
     final = {name: r["history"][-1]["test_accuracy"] for name, r in results.items()}
     print(json.dumps(final))
     output = FLAGS.output or f"benchmarks/results/accuracy-vs-pytorch-{FLAGS.model}-{FLAGS.epochs}ep.json"

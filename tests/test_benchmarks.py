@@ -16,20 +16,25 @@ from tests.helpers import script_module, shapes_only
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_script(name: str, *flags: str, check: bool = True, timeout: int = 900, env=None) -> subprocess.CompletedProcess:
+    """`benchmarks/<name>.py` with `flags` in a fresh interpreter (environment `env`, default ours), output captured."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check, env=env)
+
+
 @pytest.mark.slow
 def test_throughput_reports_a_ratio_per_model_and_mode(tmp_path):
     out = tmp_path / "throughput.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/throughput.py"),
+    result = run_script(
+        "throughput",
         "--models=VGG16",
         "--image_size=32",
         "--batch_size=2",
         "--steps=1",
         "--rounds=1",
         f"--output={out}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+        timeout=600,
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [(r["model"], r["mode"]) for r in rows] == [("VGG16", "inference"), ("VGG16", "train")]
     for row in rows:
@@ -38,8 +43,7 @@ def test_throughput_reports_a_ratio_per_model_and_mode(tmp_path):
 
 
 def test_throughput_refuses_models_without_a_peer(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--models=ResNet20", f"--output={tmp_path}/x.json"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    result = run_script("throughput", "--models=ResNet20", f"--output={tmp_path}/x.json", check=False, timeout=300)
     assert result.returncode != 0 and "must name a builder of both" in result.stderr
 
 
@@ -47,17 +51,9 @@ def test_throughput_refuses_models_without_a_peer(tmp_path):
 def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "vs.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/vs_pytorch.py"),
-        "--models=resnet20:32:4",
-        "--precisions=float32,bfloat16",
-        "--steps=1",
-        "--rounds=1",
-        f"--output={out}",
-    ]
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
+    args = ["--models=resnet20:32:4", "--precisions=float32,bfloat16", "--steps=1", "--rounds=1", f"--output={out}"]
+    run_script("vs_pytorch", *args, env=env)
     result = json.loads(out.read_text())
     # the kernels the figures come from: the package's oneDNN setting (x86-64) and the CPU by name
     assert result["TF_ENABLE_ONEDNN_OPTS"] == ("1" if platform.machine().lower() in ("x86_64", "amd64") else None)
@@ -109,15 +105,7 @@ def test_the_benchmarks_and_the_examples_each_import_their_own_common():
 
 def test_input_pipeline_reports_input_and_train_rates(tmp_path):
     out = tmp_path / "input.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/input_pipeline.py"),
-        "--model=lenet5",
-        "--batches=2",
-        "--rounds=1",
-        f"--output={out}",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    run_script("input_pipeline", "--model=lenet5", "--batches=2", "--rounds=1", f"--output={out}", timeout=600)
     result = json.loads(out.read_text())
     assert result["input"] > 0 and result["ratio"] == pytest.approx(result["input"] / result["train"], rel=0.02)
 
@@ -133,16 +121,14 @@ def test_degradation_trains_plain_and_residual_nets_and_plots(tmp_path):
         size=(32, 32),
     )
     out = tmp_path / "degradation-test.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/degradation.py"),
+    run_script(
+        "degradation",
         f"--data_dir={tmp_path / 'data'}",
         "--models=plain20,resnet20",
         "--epochs=2",
         f"--runs_dir={tmp_path / 'runs'}",
         f"--output={out}",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    )
     results = json.loads(out.read_text())["results"]
     for name in ("plain20", "resnet20"):
         history = (tmp_path / "runs" / name / "history.csv").read_text().splitlines()
@@ -162,15 +148,13 @@ def test_accuracy_vs_pytorch_trains_both_on_the_same_images(tmp_path):
         size=(32, 32),
     )
     out = tmp_path / "accuracy.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/accuracy_vs_pytorch.py"),
+    run_script(
+        "accuracy_vs_pytorch",
         f"--data_dir={tmp_path / 'data'}",
         "--epochs=1",
         f"--runs_dir={tmp_path / 'runs'}",
         f"--output={out}",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    )
     result = json.loads(out.read_text())
     assert sorted(row["framework"] for row in result["rows"]) == ["keras_cnn", "pytorch"]
     history = (tmp_path / "runs" / "keras_cnn-resnet20-1ep-float32" / "history.csv").read_text().splitlines()
@@ -186,16 +170,15 @@ def test_accuracy_vs_pytorch_trains_only_the_frameworks_asked_for(tmp_path):
 
     _write_jpeg_tree(tmp_path / "data", np.random.default_rng(2), {"train": {"a": 4, "b": 4}, "test": {"a": 2, "b": 2}})
     out = tmp_path / "accuracy.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/accuracy_vs_pytorch.py"),
+    run_script(
+        "accuracy_vs_pytorch",
         f"--data_dir={tmp_path / 'data'}",
         "--epochs=2",
         "--frameworks=pytorch",
         f"--runs_dir={tmp_path / 'runs'}",
         f"--output={out}",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+        timeout=600,
+    )
     result = json.loads(out.read_text())
     assert [(row["framework"], row["epoch"]) for row in result["rows"]] == [("pytorch", 1), ("pytorch", 2)]
     assert list(result["final_test_accuracy"]) == ["pytorch"]
@@ -244,17 +227,15 @@ def test_jpeg_cost_pairs_each_array_with_its_jpeg_file_and_trains_on_both(tmp_pa
 
     images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(30), per_batch=14, cut_test_after=11)
     work, out = tmp_path / "work", tmp_path / "cost.json"
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/jpeg_cost.py"),
+    run_script(
+        "jpeg_cost",
         f"--archive={tmp_path / 'archive'}",
         f"--jpeg_dir={tmp_path / 'jpeg'}",
         f"--work_dir={work}",
         "--epochs=1",
         "--seeds=0",
         f"--output={out}",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+    )
     for split, count in (("train", 70), ("test", 11)):  # the cut test batch gives the 11 images it still holds
         originals = sorted((work / "original" / split).rglob("*.png"))
         jpegs = sorted((work / "jpeg" / split).rglob("*.jpg"))
@@ -282,14 +263,14 @@ def test_jpeg_cost_refuses_a_jpeg_file_of_another_image(tmp_path):
     _, label, jpeg = images["test"][0]
     other = next(j for _, lab, j in images["train"] if lab != label)
     jpeg.write_bytes(other.read_bytes())
-    cmd = [
-        sys.executable,
-        str(ROOT / "benchmarks/jpeg_cost.py"),
+    result = run_script(
+        "jpeg_cost",
         f"--archive={tmp_path / 'archive'}",
         f"--jpeg_dir={tmp_path / 'jpeg'}",
         f"--work_dir={tmp_path / 'work'}",
         "--seeds=",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        check=False,
+        timeout=600,
+    )
     assert result.returncode != 0
     assert f"{jpeg} is not test_batch[0]" in result.stderr

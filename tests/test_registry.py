@@ -141,14 +141,15 @@ def test_densenet_bc_is_an_alias_of_densenet_bc_100_12():
 
 
 def test_importing_the_package_is_light_and_leaves_the_recursion_limit_alone():
-    """Training, distillation and early-exit code load on first use; the recursion limit is raised only while
-    a deep graph is built or loaded."""
+    """Training, distillation, early-exit and weight-set code load on first use; the recursion limit is raised
+    only while a deep graph is built or loaded."""
     _python_at_the_default_recursion_limit(
         "import keras_cnn\n"
         "assert sys.getrecursionlimit() == 1000, sys.getrecursionlimit()\n"
         "heavy = {'keras_cnn.training', 'keras_cnn.training.distill', 'keras_cnn.early_exit'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
         "assert keras_cnn.distill.Distiller and keras_cnn.early_exit.EarlyExit and keras_cnn.training.train\n"
+        "assert keras_cnn.weights.preprocess_input and keras_cnn.weights.publish  # as the docs call them\n"
         "assert sys.getrecursionlimit() == 1000\n"
     )
 

@@ -34,7 +34,6 @@ __all__ = [
     "model_info",
     "optimizers",
     "trainable_params",
-    "weights",  # noqa: F405  (loaded on first use: __getattr__)
     "without_aux",
 ]
 

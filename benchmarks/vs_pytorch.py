@@ -8,9 +8,13 @@ same network in PyTorch (torchvision's where it has it: ResNet-50 v1.5 is our `R
 DenseNet-BC-100-12 is torchvision's DenseNet with the CIFAR stem; the CIFAR ResNets with option-A shortcuts are
 written below, as torchvision has none). Their trainable parameter counts must be equal. Both train with SGD
 (momentum 0.9) and cross-entropy on the same random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
-`torch.autocast("cpu", torch.bfloat16)`. PyTorch runs in its faster memory format (channels-last or not, picked
+`torch.autocast(device, torch.bfloat16)`. PyTorch runs in its faster memory format (channels-last or not, picked
 by a warm-up measurement and recorded). Measurements alternate between the two over `--rounds` rounds and the
 median is kept, so the machine's drift falls on both. Prints the ratios ours / PyTorch and writes them as JSON.
+
+On a GPU both run there: PyTorch on CUDA (cuDNN autotuning on, float32 matrix products in TF32 as cuDNN's
+convolutions already are), ours on whichever backend `KERAS_BACKEND` names (JAX on a machine without
+TensorFlow), whose train step Keras compiles by default there. Timings end with the device synchronized.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ flags.DEFINE_list(
     "name:image_size:batch_size entries (resnet20/32/44/56/110, densenet_bc, resnet50).",
 )
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16.")
-flags.DEFINE_bool("jit", False, "Compile our train and inference steps with XLA (jit_compile=True).")
+flags.DEFINE_bool("jit", False, "Compile our steps with XLA (jit_compile=True); else Keras' default ('auto').")
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
@@ -66,34 +70,43 @@ def keras_model(name: str, size: int, classes: int):
 
 
 def keras_steps(model, x, y, *, jit: bool = False):
-    """(inference, train) callables of the compiled Keras model on fixed tensors."""
+    """(inference, train) callables of the compiled Keras model on fixed tensors. Both return host values, so a
+    step has finished on the device when its call returns."""
     import keras
-    import tensorflow as tf
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss, jit_compile=jit)
-    x, y = tf.constant(x), tf.constant(y)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
+    x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 
 
-def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
+def torch_device() -> str:
     import torch
 
-    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    y = torch.from_numpy(y.astype("int64"))
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
+    """(inference, train) callables of the PyTorch network on fixed tensors, on `torch_device()`."""
+    import torch
+
+    device = torch_device()
+    net = net.to(device)
+    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
+    y = torch.from_numpy(y.astype("int64")).to(device)
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def infer():
         net.eval()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             return net(x)
 
     def train():
         net.train()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()
         optimizer.step()
@@ -101,10 +114,12 @@ def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
     return infer, train
 
 
-def images_per_s(step, batch: int, steps: int) -> float:
+def images_per_s(step, batch: int, steps: int, sync=lambda: None) -> float:
+    """`steps` calls of `step` in images per second, timed until `sync()` (the device's queue drained) returns."""
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -131,6 +146,7 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
         counts = f"{trainable_params(ours):,} trainable here, {trainable_torch(theirs):,} in PyTorch"
         raise RuntimeError(f"{name} is not the same network in both: {counts}.")
     bf16 = precision == "bfloat16"
+    sync = torch.cuda.synchronize if torch_device() == "cuda" else lambda: None
     keras_infer, keras_train = keras_steps(ours, x, y, jit=FLAGS.jit)
     layouts = {}
     for channels_last in (False, True):  # warm up both layouts (each its own copy), keep the faster for training
@@ -138,16 +154,16 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
         net = torch_model(name, classes) if channels_last else theirs
         infer, train = torch_steps(net, x, y, bf16=bf16, channels_last=channels_last)
         infer(), train()
-        layouts[channels_last] = (images_per_s(train, batch, 2), infer, train)
+        layouts[channels_last] = (images_per_s(train, batch, 2, sync), infer, train)
     channels_last = max(layouts, key=lambda k: layouts[k][0])
     _, torch_infer, torch_train = layouts[channels_last]
     keras_infer(), keras_train()  # trace and compile
     samples = {key: [] for key in ("keras_inference", "keras_train", "torch_inference", "torch_train")}
     for _ in range(rounds):
         samples["keras_train"].append(images_per_s(keras_train, batch, steps))
-        samples["torch_train"].append(images_per_s(torch_train, batch, steps))
+        samples["torch_train"].append(images_per_s(torch_train, batch, steps, sync))
         samples["keras_inference"].append(images_per_s(keras_infer, batch, steps))
-        samples["torch_inference"].append(images_per_s(torch_infer, batch, steps))
+        samples["torch_inference"].append(images_per_s(torch_infer, batch, steps, sync))
     rows = []
     for mode in ("train", "inference"):
         k, t = statistics.median(samples[f"keras_{mode}"]), statistics.median(samples[f"torch_{mode}"])
@@ -163,21 +179,36 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
                 "ratio": round(k / t, 3),
                 "torch_channels_last": channels_last,
                 "trainable_params": trainable_params(ours),
-                "jit": FLAGS.jit,
+                "jit": bool(ours.jit_compile),
             }
         )
     return rows
 
 
+def backend_version() -> dict[str, str]:
+    """{name: version} of the library behind Keras (TensorFlow, JAX or PyTorch)."""
+    import importlib
+
+    import keras
+
+    name = keras.backend.backend()
+    return {name: importlib.import_module(name).__version__}
+
+
 def main(argv: list[str]) -> None:
     del argv
-    import tensorflow as tf
     import torch
 
     for precision in FLAGS.precisions:
         if precision not in ("float32", "bfloat16"):
             raise app.UsageError(f"--precisions: {precision!r}; choose float32 and/or bfloat16.")
-    torch.set_num_threads(os.cpu_count() or 1)
+    if torch_device() == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        gpu = torch.cuda.get_device_name()
+    else:
+        torch.set_num_threads(os.cpu_count() or 1)
+        gpu = None
     rows = []
     for name, size, batch in model_entries(FLAGS.models):
         for precision in FLAGS.precisions:
@@ -188,15 +219,17 @@ def main(argv: list[str]) -> None:
                     f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}",
                     flush=True,
                 )
-    write_results(
-        FLAGS.output,
-        rows,
-        tensorflow=tf.__version__,
-        torch=torch.__version__,
-        torch_threads=torch.get_num_threads(),
-        steps=FLAGS.steps,
-        rounds=FLAGS.rounds,
-    )
+            write_results(  # after every pair, so an interrupted run keeps what it measured
+                FLAGS.output,
+                rows,
+                **backend_version(),
+                torch=torch.__version__,
+                torch_device=torch_device(),
+                gpu=gpu,
+                torch_threads=torch.get_num_threads(),
+                steps=FLAGS.steps,
+                rounds=FLAGS.rounds,
+            )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import os
 import time
 
 from absl import app, flags
-from common import torch_cifar_resnet, trainable_torch, write_results
+from common import torch_cifar_resnet, trainable_torch, trained_run, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Split image folders (train/, test/), e.g. CIFAR-10-images.", required=True)
@@ -120,26 +120,17 @@ def train_torch(x_train, y_train, x_test, y_test, classes: int) -> dict:
 def train_ours() -> dict:
     import csv
 
-    from keras_cnn.training import TrainConfig, train
-
-    out = os.path.join(FLAGS.runs_dir, f"keras_cnn-{FLAGS.model}-{FLAGS.epochs}ep-{FLAGS.precision}")
-    precision = "mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32"
-    if not os.path.exists(os.path.join(out, "metrics.json")):  # a finished run is read, an interrupted one resumed
-        train(
-            TrainConfig(
-                model=FLAGS.model,
-                dataset="folder",
-                data_dir=FLAGS.data_dir,
-                recipe="cifar_cosine",
-                epochs=FLAGS.epochs,
-                augment="cifar",
-                precision=precision,
-                seed=FLAGS.seed,
-                output_dir=out,
-                resume=os.path.isdir(os.path.join(out, "backup")),
-                verbose=2,
-            )
-        )
+    out = trained_run(
+        model=FLAGS.model,
+        dataset="folder",
+        data_dir=FLAGS.data_dir,
+        recipe="cifar_cosine",
+        epochs=FLAGS.epochs,
+        augment="cifar",
+        precision="mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32",
+        seed=FLAGS.seed,
+        output_dir=os.path.join(FLAGS.runs_dir, f"keras_cnn-{FLAGS.model}-{FLAGS.epochs}ep-{FLAGS.precision}"),
+    )
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     with open(os.path.join(out, "history.csv"), newline="") as f:

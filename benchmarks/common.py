@@ -38,6 +38,18 @@ def measure_in_child(script: str, child: str, steps: int, extra: list[str] = ())
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def trained_run(**fields) -> str:
+    """The run folder of `keras_cnn.training.train(TrainConfig(**fields, verbose=2))`: a finished run there (its
+    metrics.json) is reused, an interrupted one (its backup) resumed, and an empty folder trained from the start."""
+    from keras_cnn.training import TrainConfig, train
+
+    out = fields["output_dir"]
+    if not os.path.exists(os.path.join(out, "metrics.json")):
+        resume = os.path.exists(os.path.join(out, "backup", "training_metadata.json"))
+        train(TrainConfig(**fields, resume=resume, verbose=2))
+    return out
+
+
 def cpuinfo(field: str) -> str | None:
     """The value of `field` in Linux's /proc/cpuinfo (its first processor), or None without that file or line."""
     if not os.path.exists("/proc/cpuinfo"):

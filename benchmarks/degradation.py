@@ -16,6 +16,7 @@ import csv
 import os
 
 from absl import app, flags
+from common import trained_run
 
 from keras_cnn.io import write_atomic, write_json_atomic
 
@@ -67,27 +68,18 @@ def main(argv: list[str]) -> None:
     del argv
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir: the CIFAR-10 image folders (train/ and test/) are needed.")
-    from keras_cnn.training import TrainConfig, train
-
     results = {}
     for name in FLAGS.models:
-        out = os.path.join(FLAGS.runs_dir, name)
-        if not os.path.exists(os.path.join(out, "metrics.json")):
-            resume = os.path.exists(os.path.join(out, "backup", "training_metadata.json"))
-            train(
-                TrainConfig(
-                    model=name,
-                    dataset="folder",
-                    data_dir=FLAGS.data_dir,
-                    recipe=FLAGS.recipe,
-                    epochs=FLAGS.epochs,
-                    augment="cifar",
-                    precision=FLAGS.precision,
-                    output_dir=out,
-                    resume=resume,
-                    verbose=2,
-                )
-            )
+        out = trained_run(
+            model=name,
+            dataset="folder",
+            data_dir=FLAGS.data_dir,
+            recipe=FLAGS.recipe,
+            epochs=FLAGS.epochs,
+            augment="cifar",
+            precision=FLAGS.precision,
+            output_dir=os.path.join(FLAGS.runs_dir, name),
+        )
         results[name] = errors(out)
         print(
             f"{name:10s} final train error {100 * results[name]['train_error'][-1]:.2f} %, "

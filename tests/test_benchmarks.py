@@ -227,6 +227,9 @@ def test_jpeg_cost_pairs_each_array_with_its_jpeg_file_and_trains_on_both(tmp_pa
 
     images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(30), per_batch=14, cut_test_after=11)
     work, out = tmp_path / "work", tmp_path / "cost.json"
+    left = work / "images.partial" / "jpeg" / "train" / "cat" / "left-by-an-interrupted-pairing.jpg"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"")
     run_script(
         "jpeg_cost",
         f"--archive={tmp_path / 'archive'}",
@@ -236,9 +239,10 @@ def test_jpeg_cost_pairs_each_array_with_its_jpeg_file_and_trains_on_both(tmp_pa
         "--seeds=0",
         f"--output={out}",
     )
+    assert not (work / "images.partial").exists()  # discarded, not mixed into the trees
     for split, count in (("train", 70), ("test", 11)):  # the cut test batch gives the 11 images it still holds
-        originals = sorted((work / "original" / split).rglob("*.png"))
-        jpegs = sorted((work / "jpeg" / split).rglob("*.jpg"))
+        originals = sorted((work / "images" / "original" / split).rglob("*.png"))
+        jpegs = sorted((work / "images" / "jpeg" / split).rglob("*.jpg"))
         assert len(originals) == len(jpegs) == len(images[split]) == count
         by_array = {x.tobytes(): (label, jpeg) for x, label, jpeg in images[split]}
         for png, jpg in zip(originals, jpegs, strict=True):
@@ -274,3 +278,27 @@ def test_jpeg_cost_refuses_a_jpeg_file_of_another_image(tmp_path):
     )
     assert result.returncode != 0
     assert f"{jpeg} is not test_batch[0]" in result.stderr
+    assert not (tmp_path / "work" / "images").exists()  # no half-written trees for a rerun to take as whole
+
+
+def test_jpeg_cost_names_a_label_outside_cifar10s_classes(tmp_path):
+    import io
+
+    from tests.test_data_sources import _Python2Pickler
+
+    _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(32), per_batch=12, cut_test_after=12)
+    out = io.BytesIO()
+    data = np.zeros((3, 3072), np.uint8)
+    _Python2Pickler(out, protocol=2).dump({b"batch_label": b"test_batch", b"labels": [10, 3, 0], b"data": data})
+    (tmp_path / "archive" / "test_batch").write_bytes(out.getvalue())
+    result = run_script(
+        "jpeg_cost",
+        f"--archive={tmp_path / 'archive'}",
+        f"--jpeg_dir={tmp_path / 'jpeg'}",
+        f"--work_dir={tmp_path / 'work'}",
+        "--seeds=",
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    assert "test_batch: labels[0] is 10; CIFAR-10's labels are 0-9." in result.stderr

@@ -34,6 +34,12 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16.")
 flags.DEFINE_bool("jit", False, "Compile our steps with XLA (jit_compile=True); else Keras' default ('auto').")
+flags.DEFINE_bool(
+    "fold_bn",
+    False,
+    "Also time inference with batch norms folded into the convolutions before them, on both sides (ours: "
+    "keras_cnn.fold_batchnorm, as the SavedModel export does; PyTorch: torch.fx.experimental.optimization.fuse).",
+)
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
@@ -158,15 +164,25 @@ def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps
     channels_last = max(layouts, key=lambda k: layouts[k][0])
     _, torch_infer, torch_train = layouts[channels_last]
     keras_infer(), keras_train()  # trace and compile
-    samples = {key: [] for key in ("keras_inference", "keras_train", "torch_inference", "torch_train")}
+    steps_of = {"train": (keras_train, torch_train), "inference": (keras_infer, torch_infer)}
+    if FLAGS.fold_bn:
+        from torch.fx.experimental.optimization import fuse
+
+        from keras_cnn.fold import fold_batchnorm
+
+        torch.manual_seed(0)
+        folded = torch_steps(fuse(torch_model(name, classes).eval()), x, y, bf16=bf16, channels_last=channels_last)
+        steps_of["inference_folded"] = (keras_steps(fold_batchnorm(ours), x, y)[0], folded[0])
+        for step in steps_of["inference_folded"]:
+            step()
+    samples = {(mode, side): [] for mode in steps_of for side in ("keras", "torch")}
     for _ in range(rounds):
-        samples["keras_train"].append(images_per_s(keras_train, batch, steps))
-        samples["torch_train"].append(images_per_s(torch_train, batch, steps, sync))
-        samples["keras_inference"].append(images_per_s(keras_infer, batch, steps))
-        samples["torch_inference"].append(images_per_s(torch_infer, batch, steps, sync))
+        for mode, (keras_step, torch_step) in steps_of.items():
+            samples[mode, "keras"].append(images_per_s(keras_step, batch, steps))
+            samples[mode, "torch"].append(images_per_s(torch_step, batch, steps, sync))
     rows = []
-    for mode in ("train", "inference"):
-        k, t = statistics.median(samples[f"keras_{mode}"]), statistics.median(samples[f"torch_{mode}"])
+    for mode in steps_of:
+        k, t = statistics.median(samples[mode, "keras"]), statistics.median(samples[mode, "torch"])
         rows.append(
             {
                 "model": name,
@@ -212,10 +228,11 @@ def main(argv: list[str]) -> None:
     rows = []
     for name, size, batch in model_entries(FLAGS.models):
         for precision in FLAGS.precisions:
-            rows += compare(name, size, batch, precision, FLAGS.rounds, FLAGS.steps)
-            for r in rows[-2:]:
+            new = compare(name, size, batch, precision, FLAGS.rounds, FLAGS.steps)
+            rows += new
+            for r in new:
                 print(
-                    f"{r['model']:12s} {r['precision']:9s} {r['mode']:9s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
+                    f"{r['model']:12s} {r['precision']:9s} {r['mode']:16s} keras_cnn {r['keras_cnn_img_s']:8.1f} "
                     f"pytorch {r['pytorch_img_s']:8.1f} img/s  ratio {r['ratio']:.3f}",
                     flush=True,
                 )

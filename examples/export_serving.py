@@ -29,6 +29,7 @@ flags.DEFINE_enum("preprocessing", None, ("scale", "caffe", "tf", "torch"), "In-
 flags.DEFINE_integer("top_k", None, "Also return the k best classes.", lower_bound=1)
 flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<version>.tflite.")
 flags.DEFINE_bool("onnx", False, "Also write <export_dir>/<version>.onnx (tf2onnx).")
+flags.DEFINE_bool("fold_batchnorm", True, "Fold batch norms into the convolutions before them (--nofold_batchnorm).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.mark_flag_as_required("export_dir")
 
@@ -58,6 +59,7 @@ def main(argv: list[str]) -> None:
             resize=F.resize,
             preprocessing=F.preprocessing,
             top_k=F.top_k,
+            fold_batchnorm=F.fold_batchnorm,
             overwrite=F.overwrite,
         )
         written = {"saved_model": path}

@@ -14,6 +14,7 @@ from keras_cnn import onednn  # noqa: F401  (first: TensorFlow reads TF_ENABLE_O
 from keras_cnn import layers, optimizers
 from keras_cnn.applications import feature_extractor, without_aux
 from keras_cnn.complexity import count_macs, exit_costs, trainable_params
+from keras_cnn.fold import fold_batchnorm
 from keras_cnn.models import *  # noqa: F403  (every builder is public API)
 from keras_cnn.models import __all__ as _builders
 from keras_cnn.registry import Card, Paper, create_model, list_models, model_info
@@ -29,6 +30,7 @@ __all__ = [
     "early_exit",  # noqa: F405  (loaded on first use: __getattr__)
     "exit_costs",
     "feature_extractor",
+    "fold_batchnorm",
     "layers",
     "list_models",
     "model_info",

@@ -2,10 +2,12 @@
 
 The SavedModel's `serving_default` signature takes one named input, `image` (float32, or uint8 with
 `input_dtype="uint8"`), optionally resized and preprocessed inside the graph, and returns `probabilities`
-(and `top_k_classes` / `top_k_probabilities` with `top_k`). A multi-exit model (MSDNet) is served through
-`keras_cnn.early_exit.EarlyExit`, stopping each image at its exit, and also returns the `exits` taken. It is
-written with Keras' `ExportArchive` into a temporary folder beside the target and renamed into place, so a
-failed export leaves nothing half-written, and an existing version is only replaced with `overwrite=True`.
+(and `top_k_classes` / `top_k_probabilities` with `top_k`). Batch norms that follow a convolution are folded
+into it first (`keras_cnn.fold_batchnorm`: same outputs up to rounding, faster to serve). A multi-exit model
+(MSDNet) is served through `keras_cnn.early_exit.EarlyExit`, stopping each image at its exit, and also returns
+the `exits` taken. It is written with Keras' `ExportArchive` into a temporary folder beside the target and
+renamed into place, so a failed export leaves nothing half-written, and an existing version is only replaced
+with `overwrite=True`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from keras_cnn.applications import without_aux
 from keras_cnn.early_exit import EarlyExit
+from keras_cnn.fold import fold_batchnorm as fold
 from keras_cnn.io import write_atomic
 
 PREPROCESSING = (None, "scale", "caffe", "tf", "torch")
@@ -92,13 +95,15 @@ def export_saved_model(
     preprocessing: str | None = None,
     top_k: int | None = None,
     exit_thresholds=None,
+    fold_batchnorm: bool = True,
     overwrite: bool = False,
 ) -> str:
     """Write `model` to `<export_dir>/<version>/` for TF Serving and return that path.
 
     `input_dtype` "uint8" serves raw pixels; `resize` accepts any height and width and resizes to the model's
     input size; `preprocessing` ("scale", or keras.applications' "caffe" / "tf" / "torch") runs in the graph;
-    `top_k` adds the k best classes; `exit_thresholds` are a multi-exit model's early-exit thresholds."""
+    `top_k` adds the k best classes; `exit_thresholds` are a multi-exit model's early-exit thresholds;
+    `fold_batchnorm=False` keeps every batch norm as its own op."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"version must be a positive integer (TF Serving's folder name); received {version!r}.")
     if input_dtype not in ("float32", "uint8"):
@@ -111,6 +116,8 @@ def export_saved_model(
             f"{target!r} already holds version {version}: pass overwrite=True (--overwrite) to "
             "replace it, or export another version."
         )
+    if fold_batchnorm:
+        model = fold(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(

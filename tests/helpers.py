@@ -102,6 +102,20 @@ def round_trip_classes(name: str) -> frozenset[type]:
         return frozenset(layer_classes(keras_cnn.create_model(name, **smallest_model_kwargs(name))))
 
 
+def randomize_statistics(model: keras.Model, rng) -> None:
+    """Batch-norm moving statistics and affine parameters far from their initial 0 / 1, so that a graph which
+    drops or misapplies a batch norm gives other outputs."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.2, c))
+
+
 def two_exit_model() -> keras.Model:
     """A tiny multi-exit network (not an MSDNet): two softmax exits over a 4x4 grey image."""
     inputs = keras.Input((4, 4, 1))

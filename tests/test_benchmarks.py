@@ -52,8 +52,8 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "vs.json"
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    args = ["--models=resnet20:32:4", "--precisions=float32,bfloat16", "--steps=1", "--rounds=1", f"--output={out}"]
-    run_script("vs_pytorch", *args, env=env)
+    args = ["--models=resnet20:32:4", "--precisions=float32,bfloat16", "--steps=1", "--rounds=1", "--fold_bn"]
+    run_script("vs_pytorch", *args, f"--output={out}", env=env)
     result = json.loads(out.read_text())
     # the kernels the figures come from: the package's oneDNN setting (x86-64) and the CPU by name
     assert result["TF_ENABLE_ONEDNN_OPTS"] == ("1" if platform.machine().lower() in ("x86_64", "amd64") else None)
@@ -65,7 +65,7 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     assert result["cpu_flags"] == [f for f in expected if flags and f in flags[0].split()]
     rows = result["rows"]
     assert [(r["precision"], r["mode"]) for r in rows] == [
-        (p, mode) for p in ("float32", "bfloat16") for mode in ("train", "inference")
+        (p, mode) for p in ("float32", "bfloat16") for mode in ("train", "inference", "inference_folded")
     ]
     for row in rows:  # the img/s figures are rounded to 0.1, the ratio is of the unrounded ones
         ours, theirs = row["keras_cnn_img_s"], row["pytorch_img_s"]

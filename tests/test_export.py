@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn import export
-from tests.helpers import two_exit_model
+from tests.helpers import randomize_statistics, two_exit_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_AND_SERVE = textwrap.dedent("""
@@ -105,6 +105,29 @@ def test_saved_model_signature_defaults_staging_and_bad_models(model, tmp_path, 
     with pytest.raises(ValueError, match=r"single-image-input models export; 'seq' takes \(None, 10\)"):
         export.export_saved_model(sequence, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_saved_model_serves_batch_norms_folded_into_their_convolutions(tmp_path):
+    """The export folds each batch norm into the convolution before it (keras_cnn.fold_batchnorm): the served
+    graph has no batch-norm op left and serves the model's own outputs; fold_batchnorm=False keeps them."""
+    rng = np.random.default_rng(44)
+    model = keras_cnn.create_model("resnet20", input_shape=(32, 32, 3), classes=10)
+    randomize_statistics(model, rng)
+    image = rng.random((3, 32, 32, 3), dtype=np.float32)
+    expected = model.predict_on_batch(image)
+
+    def served_ops(path: str) -> tuple[set[str], np.ndarray]:
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        graph = serve.graph.as_graph_def()
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        return ops, serve(image=tf.constant(image))["probabilities"].numpy()
+
+    ops, served = served_ops(export.export_saved_model(model, tmp_path / "folded"))
+    assert not {op for op in ops if "BatchNorm" in op} and "Conv2D" in ops
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-6)
+    ops, served = served_ops(export.export_saved_model(model, tmp_path / "kept", fold_batchnorm=False))
+    assert "FusedBatchNormV3" in ops
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_tflite_matches_keras(model, tmp_path):

@@ -262,35 +262,28 @@ def test_jpeg_cost_pairs_each_array_with_its_jpeg_file_and_trains_on_both(tmp_pa
     assert all(round(r["top1"] * 11, 6) == round(r["top1"] * 11) for r in rows)  # whole images of the 11
 
 
-def test_jpeg_cost_refuses_a_jpeg_file_of_another_image(tmp_path):
-    images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(31), per_batch=12, cut_test_after=12)
+def _another_images_jpeg(root: Path, images: dict) -> str:
     _, label, jpeg = images["test"][0]
-    other = next(j for _, lab, j in images["train"] if lab != label)
-    jpeg.write_bytes(other.read_bytes())
-    result = run_script(
-        "jpeg_cost",
-        f"--archive={tmp_path / 'archive'}",
-        f"--jpeg_dir={tmp_path / 'jpeg'}",
-        f"--work_dir={tmp_path / 'work'}",
-        "--seeds=",
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode != 0
-    assert f"{jpeg} is not test_batch[0]" in result.stderr
-    assert not (tmp_path / "work" / "images").exists()  # no half-written trees for a rerun to take as whole
+    jpeg.write_bytes(next(j for _, lab, j in images["train"] if lab != label).read_bytes())
+    return f"{jpeg} is not test_batch[0]"
 
 
-def test_jpeg_cost_names_a_label_outside_cifar10s_classes(tmp_path):
+def _a_label_outside_cifar10(root: Path, images: dict) -> str:
     import io
 
     from tests.test_data_sources import _Python2Pickler
 
-    _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(32), per_batch=12, cut_test_after=12)
     out = io.BytesIO()
     data = np.zeros((3, 3072), np.uint8)
     _Python2Pickler(out, protocol=2).dump({b"batch_label": b"test_batch", b"labels": [10, 3, 0], b"data": data})
-    (tmp_path / "archive" / "test_batch").write_bytes(out.getvalue())
+    (root / "archive" / "test_batch").write_bytes(out.getvalue())
+    return "test_batch: labels[0] is 10; CIFAR-10's labels are 0-9."
+
+
+@pytest.mark.parametrize("spoil", [_another_images_jpeg, _a_label_outside_cifar10])
+def test_jpeg_cost_names_bad_input_and_writes_no_trees(tmp_path, spoil):
+    images = _cifar10_batches_and_jpegs(tmp_path, np.random.default_rng(31), per_batch=12, cut_test_after=12)
+    message = spoil(tmp_path, images)
     result = run_script(
         "jpeg_cost",
         f"--archive={tmp_path / 'archive'}",
@@ -301,4 +294,5 @@ def test_jpeg_cost_names_a_label_outside_cifar10s_classes(tmp_path):
         timeout=600,
     )
     assert result.returncode != 0
-    assert "test_batch: labels[0] is 10; CIFAR-10's labels are 0-9." in result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "work" / "images").exists()  # no half-written trees for a rerun to take as whole

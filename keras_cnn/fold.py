@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from keras.src.models.functional import Functional  # Keras exports no public name for a graph model
 
 #: The convolutions whose last kernel axis indexes the output channel (SeparableConv2D: its pointwise kernel).
 FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
@@ -57,6 +58,11 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
     computes, up to rounding; it is not for training (the folded layers have no batch statistics to move).
     Batch norms that follow something else (a pre-activation network's concatenation or sum) stay as they are.
     """
+    if not isinstance(model, (Functional, keras.Sequential)):
+        raise TypeError(
+            f"fold_batchnorm takes a functional or Sequential model; {model.name!r} is a subclassed "
+            f"{type(model).__name__}, whose graph it cannot see."
+        )
     pairs = foldable_pairs(model)
     norms = set(pairs.values())
 
@@ -68,10 +74,14 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
             return Folded(name=layer.name, dtype=layer.dtype_policy.name)
         return layer.__class__.from_config(config)
 
-    inputs = keras.tree.map_structure(  # named as the model's own, which clone_model would rename
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name), model.input
-    )
-    folded = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+    if isinstance(model, keras.Sequential):
+        folded = keras.models.clone_model(model, clone_function=clone)
+    else:
+        inputs = keras.tree.map_structure(  # named as the model's own, which clone_model would rename
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name),
+            model.input,
+        )
+        folded = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
     for layer in model.layers:
         if layer.name in norms or not layer.weights:
             continue

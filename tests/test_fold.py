@@ -86,3 +86,31 @@ def test_a_folded_model_saves_and_loads_safely(tmp_path):
     loaded = load_model(tmp_path / "folded.keras")  # safe_mode: no code is deserialized
     x = rng.random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_array_equal(loaded.predict_on_batch(x), folded.predict_on_batch(x))
+
+
+def test_a_sequential_model_folds_and_a_subclassed_one_is_refused_by_name():
+    rng = np.random.default_rng(44)
+    layers = [
+        keras.Input((8, 8, 3)),
+        keras.layers.DepthwiseConv2D(3, depth_multiplier=2),
+        keras.layers.BatchNormalization(),
+    ]
+    sequential = keras.Sequential([*layers, keras.layers.ReLU()])
+    randomize_statistics(sequential, rng)
+    folded = keras_cnn.fold_batchnorm(sequential)
+    assert [type(layer).__name__ for layer in folded.layers] == ["DepthwiseConv2D", "Folded", "ReLU"]
+    x = rng.random((2, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(folded.predict_on_batch(x), sequential.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="sub")
+            self.conv, self.norm = keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization()
+
+        def call(self, inputs):
+            return self.norm(self.conv(inputs))
+
+    model = Subclassed()
+    model(x)
+    with pytest.raises(TypeError, match="functional or Sequential model; 'sub' is a subclassed Subclassed"):
+        keras_cnn.fold_batchnorm(model)

@@ -29,8 +29,8 @@ class Folded(keras.layers.Layer):
 
 
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
-    """{convolution name: batch-norm name} for each channels-last convolution of `model` whose output only a
-    channels-last batch norm reads (once, and it is not one of the model's outputs)."""
+    """{convolution name: batch-norm name} for each channels-last convolution of `model` without an activation of
+    its own whose output only a channels-last batch norm reads (once, and it is not one of the model's outputs)."""
     readers: dict[int, list] = {id(tensor): [None] for tensor in model.outputs}  # tensor id -> who reads it
     for layer in model.layers:
         for node in layer._inbound_nodes:
@@ -38,7 +38,12 @@ def foldable_pairs(model: keras.Model) -> dict[str, str]:
                 readers.setdefault(id(tensor), []).append(layer)
     pairs = {}
     for layer in model.layers:
-        if not isinstance(layer, FOLDABLE) or len(layer._inbound_nodes) != 1 or layer.data_format != "channels_last":
+        if (
+            not isinstance(layer, FOLDABLE)
+            or len(layer._inbound_nodes) != 1
+            or layer.data_format != "channels_last"
+            or layer.activation is not keras.activations.linear  # relu(conv) * a is not conv(W * a)
+        ):
             continue
         reading = readers.get(id(layer.output), [])
         norm = reading[0] if len(reading) == 1 else None

@@ -61,10 +61,12 @@ def test_only_a_convolution_read_by_its_batch_norm_alone_is_folded():
     inputs = keras.Input((8, 8, 3))
     shared = keras.layers.Conv2D(4, 3, name="shared")(inputs)  # read by a batch norm and by the second output
     alone = keras.layers.Conv2D(4, 3, name="alone")(inputs)
+    activated = keras.layers.Conv2D(4, 3, activation="relu", name="activated")(inputs)  # BN(relu(conv))
     outputs = [
         keras.layers.BatchNormalization(name="bn_shared")(shared),
         keras.layers.Flatten()(shared),
         keras.layers.BatchNormalization(name="bn_alone")(alone),
+        keras.layers.BatchNormalization(name="bn_activated")(activated),
     ]
     model = keras.Model(inputs, outputs)
     randomize_statistics(model, rng)
@@ -73,7 +75,8 @@ def test_only_a_convolution_read_by_its_batch_norm_alone_is_folded():
     x = rng.random((2, 8, 8, 3), dtype=np.float32)
     for ours, theirs in zip(folded.predict_on_batch(x), model.predict_on_batch(x), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
-    assert isinstance(folded.get_layer("bn_shared"), keras.layers.BatchNormalization)
+    for kept in ("bn_shared", "bn_activated"):
+        assert isinstance(folded.get_layer(kept), keras.layers.BatchNormalization)
     assert not isinstance(folded.get_layer("bn_alone"), keras.layers.BatchNormalization)
 
 

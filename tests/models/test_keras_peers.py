@@ -10,7 +10,7 @@ from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils.naming import to_snake_case
 
 import keras_cnn
-from tests.helpers import shapes_only
+from tests.helpers import randomize_statistics, shapes_only
 
 PEERS = [
     (keras_cnn.ResNet50, keras.applications.ResNet50, 64),
@@ -23,14 +23,6 @@ PEERS = [
     (keras_cnn.InceptionV3, keras.applications.InceptionV3, 75),
     (keras_cnn.InceptionResNetV2, keras.applications.InceptionResNetV2, 75),
 ]
-
-
-def _randomize_bn_statistics(model, rng):
-    """Non-trivial moving statistics, so that a BN mix-up cannot go unnoticed."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
 
 
 def _write_legacy_h5(model, path) -> None:
@@ -59,7 +51,7 @@ def test_weights_written_by_keras_applications_load_and_outputs_match(
     if include_top:
         kwargs |= {"classes": 7, "classifier_activation": None}  # logits: far more sensitive than softmax
     reference = theirs(weights=None, **kwargs)
-    _randomize_bn_statistics(reference, rng)
+    randomize_statistics(reference, rng)
     if file_format == "legacy_h5":  # the format of the published keras.applications files
         path = tmp_path / "peer.h5"
         _write_legacy_h5(reference, path)
@@ -126,7 +118,7 @@ def test_peers_name_keras_applications_layers_alike_in_order(ours, theirs, size)
 def test_memory_efficient_densenet121_loads_keras_applications_files(tmp_path):
     rng = np.random.default_rng(0)
     reference = keras.applications.DenseNet121(weights=None, include_top=False, input_shape=(32, 32, 3))
-    _randomize_bn_statistics(reference, rng)
+    randomize_statistics(reference, rng)
     path = tmp_path / "densenet121_notop.h5"
     _write_legacy_h5(reference, path)
     model = keras_cnn.DenseNet121(weights=str(path), include_top=False, input_shape=(32, 32, 3), memory_efficient=True)

@@ -63,6 +63,8 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
     computes, up to rounding; it is not for training (the folded layers have no batch statistics to move).
     Batch norms that follow something else (a pre-activation network's concatenation or sum) stay as they are.
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"fold_batchnorm takes a keras.Model; received a {type(model).__name__}.")
     if not isinstance(model, (Functional, keras.Sequential)):
         raise TypeError(
             f"fold_batchnorm takes a functional or Sequential model; {model.name!r} is a subclassed "

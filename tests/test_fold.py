@@ -117,3 +117,5 @@ def test_a_sequential_model_folds_and_a_subclassed_one_is_refused_by_name():
     model(x)
     with pytest.raises(TypeError, match="functional or Sequential model; 'sub' is a subclassed Subclassed"):
         keras_cnn.fold_batchnorm(model)
+    with pytest.raises(TypeError, match=r"takes a keras\.Model; received a Conv2D"):
+        keras_cnn.fold_batchnorm(keras.layers.Conv2D(4, 3))

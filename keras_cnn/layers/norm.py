@@ -5,9 +5,10 @@ by TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) w
 one op instead of Keras 3's separate moments, normalization and casts, about twice as fast for small CIFAR
 networks on CPU. Other backends, masks, renorm, synchronized statistics and inputs that are not 4-D
 channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation, and so does
-inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics measured faster
-(docs/training.md, "Speed defaults"). bfloat16 inputs whose channel count is not a multiple of `BF16_BLOCK` are
-normalized by the float32 kernel, as Keras' own layer normalizes bfloat16 in float32.
+float32 and float16 inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics
+measured faster (docs/training.md, "Speed defaults"). bfloat16 inputs whose channel count is not a multiple of
+`BF16_BLOCK` go through the kernel as a view of g times fewer positions and g times more channels
+(`fused_batch_norm`), with the statistics of each true channel.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ NORMS = ("batch", "group")
 TORCH_BN = {"momentum": 0.9, "epsilon": 1e-5}
 #: keras.applications constants: used by the families that must load keras.applications weight files.
 KERAS_BN = {"momentum": 0.99, "epsilon": 1.001e-5}
-#: From this many channels, inference normalizes with Keras' multiply-add instead of the fused kernel. Measured on a
-#: 2-core AVX2 CPU with oneDNN: ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with this rule; Keras' path on
-#: every layer made the CIFAR ResNets (16-64 channels) 0.87x as fast, so narrow layers stay fused.
+#: From this many channels, float32 and float16 inference normalizes with Keras' multiply-add instead of the fused
+#: kernel. Measured on a 2-core AVX2 CPU with oneDNN: ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with this
+#: rule; Keras' path on every layer made the CIFAR ResNets (16-64 channels) 0.87x as fast, so narrow layers stay
+#: fused. bfloat16 stays fused at every width: its kernel ran 1.5-2.5x faster than the multiply-add on 128-2048.
 WIDE = 128
 #: oneDNN's bfloat16 batch-norm kernel is fast on channel counts that are a multiple of this (its AVX-512 block) and
 #: ran 2-6x slower than the float32 kernel on others (120, 200, 300 channels; 2-core AVX-512-BF16 CPU), so bfloat16
-#: inputs of other widths are cast to float32 and back: DenseNet-BC-100-12 (growth 12) trained 1.47x faster.
+#: inputs of other widths are regrouped to a multiple of it (`fused_batch_norm`): forward and gradient of a
+#: 204-channel layer at batch 64, 32x32, took 30.6 ms against 47.5 ms normalized in float32 with casts.
 BF16_BLOCK = 16
 
 
@@ -60,46 +63,132 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         step = bool(training and self.trainable)  # normalize by the batch and move the statistics
         channels = inputs.shape[-1]
-        if not self._fusable(inputs, mask) or (not step and channels >= WIDE):
+        dtype = self.compute_dtype
+        if not self._fusable(inputs, mask) or (dtype != "bfloat16" and not step and channels >= WIDE):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        scale = self.gamma if self.scale else tf.ones((channels,), "float32")
-        offset = self.beta if self.center else tf.zeros((channels,), "float32")
-        dtype = self.compute_dtype
-        if dtype == "bfloat16" and channels % BF16_BLOCK:
-            dtype = "float32"
+        scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones((channels,), "float32")
+        offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros((channels,), "float32")
+        g = bf16_groups(inputs.shape) if dtype == "bfloat16" else 1
+        if g is None:  # positions do not split into whole groups: the float32 kernel, as Keras' layer computes
+            dtype, g = "float32", 1
         x = tf.cast(inputs, dtype) if inputs.dtype != dtype else inputs
-        if step:
-            empty = tf.constant([], tf.float32)
-            y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x,
-                scale=tf.convert_to_tensor(scale),
-                offset=tf.convert_to_tensor(offset),
-                mean=empty,
-                variance=empty,
-                epsilon=self.epsilon,
-                exponential_avg_factor=1.0,
-                data_format="NHWC",
-                is_training=True,
-            )
-            n = tf.cast(tf.size(x) // channels, tf.float32)
-            variance = tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(variance) * (1.0 - m))
-        else:
-            y, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x,
-                scale=tf.convert_to_tensor(scale),
-                offset=tf.convert_to_tensor(offset),
-                mean=tf.convert_to_tensor(self.moving_mean),
-                variance=tf.convert_to_tensor(self.moving_variance),
-                epsilon=self.epsilon,
+        if not step:
+            y = fused_batch_norm(x, scale, offset, self.epsilon, g, self.moving_mean, self.moving_variance)
+            return ops.cast(y, self.compute_dtype)
+        y, mean, variance = fused_batch_norm(x, scale, offset, self.epsilon, g)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(variance) * (1.0 - m))
+        return ops.cast(y, self.compute_dtype)
+
+
+def bf16_groups(shape) -> int | None:
+    """g, the fewest positions whose channels together fill whole `BF16_BLOCK`s, for an NHWC bfloat16 input of
+    `shape`: 1 on a multiple of the block, None when the H*W positions do not split into groups of g."""
+    g = BF16_BLOCK // math.gcd(shape[-1], BF16_BLOCK)
+    height, width = shape[1:3]
+    if g > 1 and (height is None or width is None or height * width % g):
+        return None
+    return g
+
+
+def _kernel(x, scale, offset, epsilon: float, mean=None, variance=None):
+    """One `FusedBatchNormV3` on NHWC `x`: training (batch statistics) when `mean` is None, else inference.
+    Returns y, the batch mean, the batch variance (unbiased, as the kernel reports it) and the kernel's reserve."""
+    import tensorflow as tf
+
+    empty = tf.constant([], tf.float32)
+    y, mean_out, variance_out, _, _, reserve = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=scale,
+        offset=offset,
+        mean=empty if mean is None else mean,
+        variance=empty if variance is None else variance,
+        epsilon=epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=mean is None,
+    )
+    return y, mean_out, variance_out, reserve
+
+
+def fused_batch_norm(x, gamma, beta, epsilon: float, g: int = 1, moving_mean=None, moving_variance=None):
+    """Batch norm of NHWC `x` by the fused kernel: with the moving statistics (inference; returns y), or with the
+    batch's (training; returns y, mean and biased variance). g > 1 runs the kernel on the (N, H*W/g, 1, g*C) view
+    of `x`: position p of channel c becomes view channel (p mod g)*C + c, so each channel is g view channels of
+    equal count. Inference tiles the statistics g times; training pools the g view channels' statistics into the
+    channel's (law of total variance) and normalizes with those (`_grouped_training`)."""
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    if g > 1:
+        height, width, channels = x.shape[1:]
+        x = tf.reshape(x, (shape[0], height * width // g, 1, g * channels))
+    if moving_mean is not None:
+        tile = lambda v: tf.tile(tf.convert_to_tensor(v), [g]) if g > 1 else tf.convert_to_tensor(v)  # noqa: E731
+        y = _kernel(x, tile(gamma), tile(beta), epsilon, tile(moving_mean), tile(moving_variance))[0]
+        return tf.reshape(y, shape) if g > 1 else y
+    if g > 1:
+        y, mean, variance = _grouped_training(x, gamma, beta, epsilon, g)
+        return tf.reshape(y, shape), mean, variance
+    y, mean, unbiased, _ = _kernel(x, gamma, beta, epsilon)
+    return y, mean, _biased(unbiased, tf.size(x) // x.shape[-1])
+
+
+def _biased(unbiased, count):
+    """The biased variance Keras moves by, from the kernel's unbiased one over `count` values (0 for one value)."""
+    import tensorflow as tf
+
+    n = tf.cast(count, tf.float32)
+    return tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
+
+
+def _grouped_training(view, gamma, beta, epsilon: float, g: int):
+    """Training batch norm of a grouped view (see `fused_batch_norm`) with each channel's own batch statistics.
+    Forward: the training kernel gives the view channels' statistics, pooled per channel, and the inference kernel
+    normalizes with them. Gradient (Ioffe & Szegedy 2015, Sec. 3): the inference kernel's gradient gives
+    gamma/sigma * dy and, pooled per channel, dbeta = sum(dy) and dgamma = sum(dy * xhat); the batch statistics'
+    share, -gamma/(sigma M) * (dbeta + xhat * dgamma), is one more inference-kernel pass, added."""
+    import tensorflow as tf
+
+    channels = view.shape[-1] // g
+    tile = lambda v: tf.tile(v, [g])  # noqa: E731
+    per_channel = lambda v: tf.reshape(v, (g, channels))  # noqa: E731
+    count = tf.size(view) // view.shape[-1]  # positions per view channel
+
+    @tf.custom_gradient
+    def normalize(view, gamma, beta):
+        ones, zeros = tf.ones((g * channels,)), tf.zeros((g * channels,))
+        _, view_mean, view_unbiased, _ = _kernel(view, ones, zeros, epsilon)
+        view_mean = per_channel(view_mean)
+        view_variance = per_channel(_biased(view_unbiased, count))
+        mean = tf.reduce_mean(view_mean, 0)
+        variance = tf.reduce_mean(view_variance, 0) + tf.reduce_mean(tf.square(view_mean - mean), 0)
+        stats = tile(mean), tile(variance)
+        y, _, _, reserve = _kernel(view, tile(gamma), tile(beta), epsilon, *stats)
+
+        def grad(dy, _dmean, _dvariance):  # the statistics leave with stop_gradient semantics (moving averages)
+            dx, dgamma, dbeta, *_ = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=dy,
+                x=view,
+                scale=tile(gamma),
+                reserve_space_1=stats[0],
+                reserve_space_2=stats[1],
+                reserve_space_3=reserve,
+                epsilon=epsilon,
                 data_format="NHWC",
                 is_training=False,
             )
-        return ops.cast(y, self.compute_dtype)
+            dgamma, dbeta = tf.reduce_sum(per_channel(dgamma), 0), tf.reduce_sum(per_channel(dbeta), 0)
+            share = -gamma * tf.math.rsqrt(variance + epsilon) / tf.cast(count * g, tf.float32)
+            dx += _kernel(view, tile(share * dgamma), tile(share * dbeta), epsilon, *stats)[0]
+            return dx, dgamma, dbeta
+
+        return (y, mean, variance), grad
+
+    return normalize(view, gamma, beta)
 
 
 def check_norm(norm: str) -> None:

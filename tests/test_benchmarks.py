@@ -88,6 +88,48 @@ def test_vs_pytorch_builds_the_same_network_in_both(name, size, params):
         assert trainable_params(vs.keras_model(name, size, classes)) == params
 
 
+def test_bf16_batchnorm_traces_each_rule_it_names():
+    """The benchmark's rules are what it says: the grouped view (12 channels at 4 positions: a bf16 kernel on 48),
+    the float32 kernel between casts, and the bf16 kernel on the 12 channels as they are."""
+    import tensorflow as tf
+
+    from keras_cnn.layers import BatchNormalization, norm
+
+    bench = script_module("benchmarks", "bf16_batchnorm")
+    layer = BatchNormalization(dtype="mixed_bfloat16")
+    layer.build((None, 4, 4, 12))
+
+    def build():
+        fn = tf.function(lambda x: layer(x, training=True))
+        return lambda: fn.get_concrete_function(tf.TensorSpec((2, 4, 4, 12), "bfloat16"))
+
+    kernels = {}
+    for rule, groups in bench.rules().items():
+        graph = bench.traced_under(groups, build)().graph  # the function traced under the rule, not retraced
+        ops = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+        kernels[rule] = {(op.get_attr("T").name, op.inputs[0].shape[-1]) for op in ops}
+    assert kernels == {
+        "grouped": {("bfloat16", 48)},
+        "float32": {("float32", 12)},
+        "bf16_as_is": {("bfloat16", 12)},
+    }
+    assert norm.bf16_groups is bench.rules()["grouped"]  # restored after each trace
+
+
+@pytest.mark.slow
+def test_bf16_batchnorm_reports_layer_and_model_ratios(tmp_path):
+    out = tmp_path / "bn.json"
+    args = ["--channels=12", "--models=densenet40:32:2", "--steps=1", "--rounds=1"]
+    result = run_script("bf16_batchnorm", *args, f"--output={out}")
+    layer, train, infer = json.loads(out.read_text())["rows"]
+    assert layer["layer_channels"] == 12 and set(layer) >= {"grouped_ms", "float32_ms", "bf16_as_is_ms"}
+    assert layer["ratio"] == pytest.approx(layer["float32_ms"] / layer["grouped_ms"], rel=0.02)
+    assert [(r["model"], r["mode"]) for r in (train, infer)] == [("densenet40", "train"), ("densenet40", "inference")]
+    for row in (train, infer):
+        assert row["ratio"] == pytest.approx(row["grouped_img_s"] / row["float32_img_s"], rel=0.02)
+    assert "ratio" in result.stdout
+
+
 def test_the_benchmarks_and_the_examples_each_import_their_own_common():
     """benchmarks/ and examples/ both have a `common.py`: one loaded in a test process must not stand in for the
     other in the next test (CI failed so once, by test order)."""

@@ -34,7 +34,7 @@ WIDE = 128
 #: oneDNN's bfloat16 batch-norm kernel is fast on channel counts that are a multiple of this (its AVX-512 block) and
 #: ran 2-6x slower than the float32 kernel on others (120, 200, 300 channels; 2-core AVX-512-BF16 CPU), so bfloat16
 #: inputs of other widths are regrouped to a multiple of it (`fused_batch_norm`): forward and gradient of a
-#: 204-channel layer at batch 64, 32x32, took 30.6 ms against 47.5 ms normalized in float32 with casts.
+#: 204-channel layer at batch 64, 32x32, took 42.5 ms against 61.0 ms normalized in float32 with casts.
 BF16_BLOCK = 16
 
 

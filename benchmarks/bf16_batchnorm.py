@@ -15,11 +15,8 @@ rules over `--rounds` rounds and the median is kept. Prints the ratios grouped /
 
 from __future__ import annotations
 
-import statistics
-import time
-
 from absl import app, flags
-from common import model_entries, write_results
+from common import alternate, model_entries, write_results
 
 FLAGS = flags.FLAGS
 
@@ -55,19 +52,6 @@ def traced_under(rule, build):
         return step
     finally:
         norm.bf16_groups = default
-
-
-def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
-    """Median items/s of each step, measured in turn `rounds` times over `n` calls of `per_call` items."""
-    rates = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            step()
-            start = time.perf_counter()
-            for _ in range(n):
-                step()
-            rates[name].append(per_call * n / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def layer_step(channels: int):

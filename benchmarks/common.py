@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
 
 from absl import app
 
@@ -135,3 +137,17 @@ def torch_cifar_resnet(depth: int, classes: int):
 
 def trainable_torch(net) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
+    """Median items/s of each step, measured in turn `rounds` times over `n` calls of `per_call` items (one
+    untimed call first), so the machine's drift falls on all of them."""
+    rates = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            step()
+            start = time.perf_counter()
+            for _ in range(n):
+                step()
+            rates[name].append(per_call * n / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}

@@ -7,7 +7,8 @@ Each `name:image_size:batch_size` entry is built twice: with `keras_cnn.create_m
 same network in PyTorch (torchvision's where it has it: ResNet-50 v1.5 is our `ResNeXt(depth=50, C=1, d=64)`, and
 DenseNet-BC-100-12 is torchvision's DenseNet with the CIFAR stem; the CIFAR ResNets with option-A shortcuts are
 written below, as torchvision has none). Their trainable parameter counts must be equal. Both train with SGD
-(momentum 0.9) and cross-entropy on the same random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
+(momentum 0.9; ours the package's `keras_cnn.optimizers.SGD`, which `train()` uses) and cross-entropy on the same
+random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
 `torch.autocast(device, torch.bfloat16)`. PyTorch runs in its faster memory format (channels-last or not, picked
 by a warm-up measurement and recorded). Measurements alternate between the two over `--rounds` rounds and the
 median is kept, so the machine's drift falls on both. Prints the ratios ours / PyTorch and writes them as JSON.
@@ -80,8 +81,10 @@ def keras_steps(model, x, y, *, jit: bool = False):
     step has finished on the device when its call returns."""
     import keras
 
+    from keras_cnn.optimizers import SGD
+
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
+    model.compile(SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 

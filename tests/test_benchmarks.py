@@ -130,6 +130,16 @@ def test_bf16_batchnorm_reports_layer_and_model_ratios(tmp_path):
     assert "ratio" in result.stdout
 
 
+def test_optimizer_step_reports_the_package_sgd_against_keras_sgd(tmp_path):
+    out = tmp_path / "opt.json"
+    args = ["--models=resnet20:32:2", "--precisions=float32", "--steps=1", "--rounds=1"]
+    result = run_script("optimizer_step", *args, f"--output={out}")
+    [row] = json.loads(out.read_text())["rows"]
+    assert (row["model"], row["batch_size"], row["precision"]) == ("resnet20", 2, "float32")
+    assert row["ratio"] == pytest.approx(row["package_sgd_img_s"] / row["keras_sgd_img_s"], rel=0.02)
+    assert "ratio" in result.stdout
+
+
 def test_the_benchmarks_and_the_examples_each_import_their_own_common():
     """benchmarks/ and examples/ both have a `common.py`: one loaded in a test process must not stand in for the
     other in the next test (CI failed so once, by test order)."""

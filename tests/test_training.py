@@ -83,6 +83,38 @@ def test_coupled_l2_goes_through_momentum_unlike_keras_weight_decay():
     assert not np.allclose(decoupled, w, rtol=1e-6)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("strategy", [None, "mirrored"])
+def test_sgd_momentum_is_one_fused_kernel_per_variable_with_keras_sgd_results(nesterov, strategy, monkeypatch):
+    """Keras' formula (m = mu m - lr g; w += m, or w += mu m - lr g with Nesterov) through TensorFlow's fused kernel,
+    in `fit`, also under a one-device MirroredStrategy (whose per-replica variables the update is handed)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, (32, 3)).astype("float32"), rng.normal(0, 1, (32, 2)).astype("float32")
+    distribute = tf.distribute.MirroredStrategy(["/cpu:0"]) if strategy else tf.distribute.get_strategy()
+    fused_calls = []
+    kernel = tf.raw_ops.ResourceApplyKerasMomentum
+    monkeypatch.setattr(tf.raw_ops, "ResourceApplyKerasMomentum", lambda **kw: fused_calls.append(1) or kernel(**kw))
+
+    def fit(make_optimizer):
+        with distribute.scope():
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="ones")])
+            model.compile(make_optimizer(), "mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        return model.get_weights()
+
+    peer = fit(lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=nesterov))
+    assert not fused_calls
+    fused = fit(lambda: SGD(0.1, momentum=0.9, nesterov=nesterov))
+    assert fused_calls and len(fused_calls) % 2 == 0  # one call per variable (kernel and bias) in each trace
+    for ours, theirs in zip(fused, peer, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    traced = len(fused_calls)
+    fit(lambda: SGD(0.1))
+    assert len(fused_calls) == traced  # without momentum: Keras' own w -= lr g
+
+
 def test_recipe_optimizers_and_their_errors():
     sgd = optimizer(RECIPES["densenet_cifar"], 0.1)
     assert isinstance(sgd, SGD) and sgd.nesterov and sgd.l2 == pytest.approx(1e-4)

@@ -1,0 +1,73 @@
+"""Training images/s with the package's SGD against `keras.optimizers.SGD`, same model and batch, in one run.
+
+    python benchmarks/optimizer_step.py
+    python benchmarks/optimizer_step.py --models resnet20:32:16,resnet56:32:64 --precisions bfloat16
+
+`keras_cnn.optimizers.SGD` (what `train()` uses) applies Keras' momentum formula as one TensorFlow kernel per
+variable (`ResourceApplyKerasMomentum`) instead of Keras' six ops, so its steps cost less fixed time per
+variable. Both optimizers get the same learning rate and momentum (0.9, Nesterov as the quick recipe); each
+`--models` entry is built twice with the same seed, and the steps alternate over `--rounds` rounds (median
+kept). Prints the ratio package / Keras and writes it as JSON.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from common import alternate, model_entries, write_results
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16 (mixed_bfloat16).")
+flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
+flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
+flags.DEFINE_string("output", "benchmarks/results/optimizer-step-cpu-2core.json", "JSON results file (atomic).")
+
+
+def train_step(name: str, size: int, batch: int, optimizer):
+    """The compiled model's `train_on_batch` on a fixed random batch (weights seeded alike for every optimizer)."""
+    import keras
+    import numpy as np
+
+    import keras_cnn
+
+    keras.utils.set_random_seed(0)
+    model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.random((batch, size, size, 3), dtype="float32"))
+    y = keras.ops.convert_to_tensor(rng.integers(0, 10, batch))
+    return lambda: model.train_on_batch(x, y)
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from keras_cnn.optimizers import SGD
+
+    rows = []
+    for precision in FLAGS.precisions:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        for name, size, batch in model_entries(FLAGS.models):
+            settings = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}
+            steps = {
+                "package": train_step(name, size, batch, SGD(**settings)),
+                "keras": train_step(name, size, batch, keras.optimizers.SGD(**settings)),
+            }
+            rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
+            ratio = rates["package"] / rates["keras"]
+            rows.append(
+                {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
+                | {f"{side}_sgd_img_s": round(rate, 1) for side, rate in rates.items()}
+                | {"ratio": round(ratio, 3)}
+            )
+            print(
+                f"{name} batch {batch:3d} {precision:9s} package SGD {rates['package']:7.1f}  keras SGD "
+                f"{rates['keras']:7.1f} img/s  ratio {ratio:.3f}",
+                flush=True,
+            )
+    write_results(FLAGS.output, rows, steps=FLAGS.steps, rounds=FLAGS.rounds)
+
+
+if __name__ == "__main__":
+    app.run(main)

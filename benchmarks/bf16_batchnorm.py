@@ -16,7 +16,7 @@ rules over `--rounds` rounds and the median is kept. Prints the ratios grouped /
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, model_entries, write_results
+from common import alternate, model_entries, pair_row, write_results
 
 FLAGS = flags.FLAGS
 
@@ -117,17 +117,8 @@ def main(argv):
             build = model_steps(name, size, batch, mode)
             steps = {rule: traced_under(all_rules[rule], build) for rule in ("grouped", "float32")}
             rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
-            ratio = rates["grouped"] / rates["float32"]
-            rows.append(
-                {"model": name, "image_size": size, "batch_size": batch, "mode": mode}
-                | {f"{rule}_img_s": round(rate, 1) for rule, rate in rates.items()}
-                | {"ratio": round(ratio, 3)}
-            )
-            print(
-                f"{name} {mode:9s} grouped {rates['grouped']:7.1f}  float32 rule {rates['float32']:7.1f} img/s"
-                f"  ratio {ratio:.3f}",
-                flush=True,
-            )
+            fields = {"model": name, "image_size": size, "batch_size": batch, "mode": mode}
+            rows.append(pair_row(fields, rates, "grouped", "float32"))
     write_results(FLAGS.output, rows, steps=FLAGS.steps, rounds=FLAGS.rounds)
 
 

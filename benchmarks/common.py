@@ -151,3 +151,12 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
                 step()
             rates[name].append(per_call * n / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def pair_row(fields: dict, rates: dict, ours: str, peer: str, suffix: str = "_img_s") -> dict:
+    """A results row, `fields`, each side's images/s (as `<side><suffix>`) and the ratio ours / peer, also printed
+    as one line."""
+    ratio = rates[ours] / rates[peer]
+    sides = "  ".join(f"{side} {rate:7.1f}" for side, rate in rates.items())
+    print(f"{' '.join(map(str, fields.values()))}  {sides} img/s  ratio {ratio:.3f}", flush=True)
+    return fields | {f"{side}{suffix}": round(rate, 1) for side, rate in rates.items()} | {"ratio": round(ratio, 3)}

@@ -13,7 +13,7 @@ kept). Prints the ratio package / Keras and writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, model_entries, write_results
+from common import alternate, model_entries, pair_row, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
@@ -55,17 +55,8 @@ def main(argv):
                 "keras": train_step(name, size, batch, keras.optimizers.SGD(**settings)),
             }
             rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
-            ratio = rates["package"] / rates["keras"]
-            rows.append(
-                {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
-                | {f"{side}_sgd_img_s": round(rate, 1) for side, rate in rates.items()}
-                | {"ratio": round(ratio, 3)}
-            )
-            print(
-                f"{name} batch {batch:3d} {precision:9s} package SGD {rates['package']:7.1f}  keras SGD "
-                f"{rates['keras']:7.1f} img/s  ratio {ratio:.3f}",
-                flush=True,
-            )
+            fields = {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
+            rows.append(pair_row(fields, rates, "package", "keras", suffix="_sgd_img_s"))
     write_results(FLAGS.output, rows, steps=FLAGS.steps, rounds=FLAGS.rounds)
 
 

@@ -16,7 +16,7 @@ rules over `--rounds` rounds and the median is kept. Prints the ratios grouped /
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, model_entries, pair_row, write_results
+from common import alternate, keras_steps, model_entries, pair_row, random_batch, write_results
 
 FLAGS = flags.FLAGS
 
@@ -79,21 +79,17 @@ def layer_step(channels: int):
 
 
 def model_steps(name: str, size: int, batch: int, mode: str):
+    """`build` for `traced_under`: a fresh model's inference or train step (Keras' SGD) on a fixed random batch."""
     import keras
-    import numpy as np
 
     import keras_cnn
 
-    rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.random((batch, size, size, 3), dtype="float32"))
-    y = keras.ops.convert_to_tensor(rng.integers(0, 10, batch))
+    x, y = random_batch(batch, size, 10)
 
     def build():
         model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-        model.compile(
-            keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
-        return (lambda: model.train_on_batch(x, y)) if mode == "train" else (lambda: model.predict_on_batch(x))
+        infer, train = keras_steps(model, x, y, optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+        return train if mode == "train" else infer
 
     return build
 

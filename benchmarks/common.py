@@ -139,6 +139,15 @@ def trainable_torch(net) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+def images_per_s(step, batch: int, steps: int, sync=lambda: None) -> float:
+    """`steps` calls of `step` in images per second, timed until `sync()` (the device's queue drained) returns."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return steps * batch / (time.perf_counter() - start)
+
+
 def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
     """Median items/s of each step, measured in turn `rounds` times over `n` calls of `per_call` items (one
     untimed call first), so the machine's drift falls on all of them."""
@@ -146,11 +155,30 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
     for _ in range(rounds):
         for name, step in steps.items():
             step()
-            start = time.perf_counter()
-            for _ in range(n):
-                step()
-            rates[name].append(per_call * n / (time.perf_counter() - start))
+            rates[name].append(images_per_s(step, per_call, n))
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def random_batch(batch: int, size: int, classes: int):
+    """A fixed random batch (seed 0): float32 images in [0, 1) of `size` x `size` x 3, int32 labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.random((batch, size, size, 3), dtype=np.float32), rng.integers(0, classes, batch).astype("int32")
+
+
+def keras_steps(model, x, y, *, optimizer=None, jit: bool = False):
+    """(inference, train) callables of `model` compiled with `optimizer` (default: the package's SGD, momentum
+    0.9, which `train()` uses) and cross-entropy on logits, on fixed tensors. Both return host values, so a step
+    has finished on the device when its call returns."""
+    import keras
+
+    from keras_cnn.optimizers import SGD
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer or SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
+    x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 
 
 def pair_row(fields: dict, rates: dict, ours: str, peer: str, suffix: str = "_img_s") -> dict:

@@ -13,7 +13,7 @@ kept). Prints the ratio package / Keras and writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, model_entries, pair_row, write_results
+from common import alternate, keras_steps, model_entries, pair_row, random_batch, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
@@ -26,17 +26,12 @@ flags.DEFINE_string("output", "benchmarks/results/optimizer-step-cpu-2core.json"
 def train_step(name: str, size: int, batch: int, optimizer):
     """The compiled model's `train_on_batch` on a fixed random batch (weights seeded alike for every optimizer)."""
     import keras
-    import numpy as np
 
     import keras_cnn
 
     keras.utils.set_random_seed(0)
     model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.random((batch, size, size, 3), dtype="float32"))
-    y = keras.ops.convert_to_tensor(rng.integers(0, 10, batch))
-    return lambda: model.train_on_batch(x, y)
+    return keras_steps(model, *random_batch(batch, size, 10), optimizer=optimizer)[1]
 
 
 def main(argv):

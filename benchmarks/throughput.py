@@ -10,10 +10,9 @@ ratio ours / keras.applications and writes it as JSON to --output.
 from __future__ import annotations
 
 import statistics
-import time
 
 from absl import app, flags
-from common import write_results
+from common import images_per_s, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["ResNet50", "VGG16"], "Builders present in both keras_cnn and keras.applications.")
@@ -24,19 +23,13 @@ flags.DEFINE_integer("rounds", 5, "Alternating rounds per pair; the median is re
 flags.DEFINE_string("output", "benchmarks/results/throughput-cpu-2core.json", "JSON results file (written atomically).")
 
 
-def _images_per_s(step, x, y, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(x, y)
-    return steps * x.shape[0] / (time.perf_counter() - start)
-
-
-def _steps(model):
-    """Compiled inference and train steps of `model` (SGD, cross-entropy on logits)."""
+def _steps(model, x, y):
+    """Compiled inference and train steps of `model` on the batch `x`, `y` (SGD; Keras' default sparse cross-entropy,
+    which reads the logits as probabilities: the same on both sides, so it does not favour either)."""
     import keras
 
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy())
-    return (lambda x, y: model.predict_on_batch(x)), (lambda x, y: model.train_on_batch(x, y))
+    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 
 
 def main(argv: list[str]) -> None:
@@ -60,14 +53,14 @@ def main(argv: list[str]) -> None:
                 weights=None, input_shape=(size, size, 3), classifier_activation=None
             ),
         }
-        steps = {who: _steps(model) for who, model in pair.items()}
+        steps = {who: _steps(model, x, y) for who, model in pair.items()}
         for infer, train in steps.values():  # warm-up: trace and compile both steps
-            infer(x, y), train(x, y)
+            infer(), train()
         samples = {(who, mode): [] for who in pair for mode in ("inference", "train")}
         for _ in range(FLAGS.rounds):
             for who, (infer, train) in steps.items():
-                samples[(who, "inference")].append(_images_per_s(infer, x, y, FLAGS.steps))
-                samples[(who, "train")].append(_images_per_s(train, x, y, FLAGS.steps))
+                samples[(who, "inference")].append(images_per_s(infer, batch, FLAGS.steps))
+                samples[(who, "train")].append(images_per_s(train, batch, FLAGS.steps))
         for mode in ("inference", "train"):
             ours = statistics.median(samples[("keras_cnn", mode)])
             theirs = statistics.median(samples[("keras.applications", mode)])

@@ -22,10 +22,17 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 from absl import app, flags
-from common import model_entries, torch_cifar_resnet, trainable_torch, write_results
+from common import (
+    images_per_s,
+    keras_steps,
+    model_entries,
+    random_batch,
+    torch_cifar_resnet,
+    trainable_torch,
+    write_results,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -76,19 +83,6 @@ def keras_model(name: str, size: int, classes: int):
     return keras_cnn.create_model(name, **kwargs)
 
 
-def keras_steps(model, x, y, *, jit: bool = False):
-    """(inference, train) callables of the compiled Keras model on fixed tensors. Both return host values, so a
-    step has finished on the device when its call returns."""
-    import keras
-
-    from keras_cnn.optimizers import SGD
-
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
-    x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
-
-
 def torch_device() -> str:
     import torch
 
@@ -123,26 +117,14 @@ def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
     return infer, train
 
 
-def images_per_s(step, batch: int, steps: int, sync=lambda: None) -> float:
-    """`steps` calls of `step` in images per second, timed until `sync()` (the device's queue drained) returns."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return steps * batch / (time.perf_counter() - start)
-
-
 def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps: int) -> list[dict]:
     import keras
-    import numpy as np
     import torch
 
     from keras_cnn.complexity import trainable_params
 
     classes = 10 if size <= 64 else 1000
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, size, size, 3), dtype=np.float32)
-    y = rng.integers(0, classes, batch).astype("int32")
+    x, y = random_batch(batch, size, classes)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     try:

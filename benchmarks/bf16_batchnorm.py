@@ -24,6 +24,11 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defined when run as a script only, so tests can import the module beside vs_pytorch (same flag names)."""
     flags.DEFINE_list("channels", ["204", "120", "36"], "Channel counts of the single-layer measurements.")
+    flags.register_validator(
+        "channels",
+        lambda values: all(v.isdigit() and int(v) > 0 for v in values),
+        message="--channels takes positive integers, e.g. 204,120,36",
+    )
     flags.DEFINE_list("models", ["densenet_bc:32:64"], "name:image_size:batch_size entries timed whole.")
     flags.DEFINE_integer("steps", 4, "Timed steps per measurement.", lower_bound=1)
     flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)

@@ -18,6 +18,11 @@ from common import alternate, keras_steps, model_entries, pair_row, random_batch
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16 (mixed_bfloat16).")
+flags.register_validator(
+    "precisions",
+    lambda values: set(values) <= {"float32", "bfloat16"},
+    message="--precisions takes float32 and/or bfloat16",
+)
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/optimizer-step-cpu-2core.json", "JSON results file (atomic).")

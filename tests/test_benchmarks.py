@@ -140,6 +140,19 @@ def test_optimizer_step_reports_the_package_sgd_against_keras_sgd(tmp_path):
     assert "ratio" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("script", "flag", "message"),
+    [
+        ("bf16_batchnorm", "--channels=12,x", "--channels takes positive integers"),
+        ("optimizer_step", "--precisions=bf16", "--precisions takes float32 and/or bfloat16"),
+    ],
+)
+def test_new_benchmarks_name_a_bad_flag_value_and_write_nothing(tmp_path, script, flag, message):
+    out = tmp_path / "x.json"
+    result = run_script(script, flag, f"--output={out}", check=False, timeout=300)
+    assert result.returncode != 0 and message in result.stderr and not out.exists()
+
+
 def test_the_benchmarks_and_the_examples_each_import_their_own_common():
     """benchmarks/ and examples/ both have a `common.py`: one loaded in a test process must not stand in for the
     other in the next test (CI failed so once, by test order)."""

@@ -166,14 +166,14 @@ def _grouped_training(view, gamma, beta, epsilon: float, g: int):
         view_variance = per_channel(_biased(view_unbiased, count))
         mean = tf.reduce_mean(view_mean, 0)
         variance = tf.reduce_mean(view_variance, 0) + tf.reduce_mean(tf.square(view_mean - mean), 0)
-        stats = tile(mean), tile(variance)
-        y, _, _, reserve = _kernel(view, tile(gamma), tile(beta), epsilon, *stats)
+        stats, scale = (tile(mean), tile(variance)), tile(gamma)
+        y, _, _, reserve = _kernel(view, scale, tile(beta), epsilon, *stats)
 
         def grad(dy, _dmean, _dvariance):  # the statistics leave with stop_gradient semantics (moving averages)
             dx, dgamma, dbeta, *_ = tf.raw_ops.FusedBatchNormGradV3(
                 y_backprop=dy,
                 x=view,
-                scale=tile(gamma),
+                scale=scale,
                 reserve_space_1=stats[0],
                 reserve_space_2=stats[1],
                 reserve_space_3=reserve,

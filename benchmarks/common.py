@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from absl import app
+from absl import app, flags
 
 # The scripts import this module before Keras, so TensorFlow loads with the package's oneDNN setting
 # (keras_cnn.onednn) in them and in the subprocesses they start.
@@ -159,6 +159,16 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def define_precisions() -> None:
+    """The `--precisions` flag: float32 and/or bfloat16 (Keras' mixed_bfloat16), anything else refused by name."""
+    flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16 (mixed_bfloat16).")
+    flags.register_validator(
+        "precisions",
+        lambda values: set(values) <= {"float32", "bfloat16"},
+        message="--precisions takes float32 and/or bfloat16",
+    )
+
+
 def random_batch(batch: int, size: int, classes: int):
     """A fixed random batch (seed 0): float32 images in [0, 1) of `size` x `size` x 3, int32 labels."""
     import numpy as np
@@ -179,6 +189,23 @@ def keras_steps(model, x, y, *, optimizer=None, jit: bool = False):
     model.compile(optimizer or SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
+
+
+def paired_rows(
+    entries: list[str], steps_for, ours: str, peer: str, *, steps: int, rounds: int, suffix: str = "_img_s"
+):
+    """One `pair_row` per `--precisions` value and `entries` model: `steps_for(name, size, batch)` gives the two
+    sides' steps ({ours: step, peer: step}), built under that precision's policy and timed by `alternate`."""
+    import keras
+
+    rows = []
+    for precision in flags.FLAGS.precisions:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        for name, size, batch in model_entries(entries):
+            rates = alternate(steps_for(name, size, batch), batch, steps, rounds)
+            fields = {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
+            rows.append(pair_row(fields, rates, ours, peer, suffix=suffix))
+    return rows
 
 
 def pair_row(fields: dict, rates: dict, ours: str, peer: str, suffix: str = "_img_s") -> dict:

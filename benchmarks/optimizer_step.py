@@ -13,16 +13,11 @@ kept). Prints the ratio package / Keras and writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, keras_steps, model_entries, pair_row, random_batch, write_results
+from common import define_precisions, keras_steps, paired_rows, random_batch, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
-flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16 (mixed_bfloat16).")
-flags.register_validator(
-    "precisions",
-    lambda values: set(values) <= {"float32", "bfloat16"},
-    message="--precisions takes float32 and/or bfloat16",
-)
+define_precisions()
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/optimizer-step-cpu-2core.json", "JSON results file (atomic).")
@@ -45,18 +40,17 @@ def main(argv):
 
     from keras_cnn.optimizers import SGD
 
-    rows = []
-    for precision in FLAGS.precisions:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-        for name, size, batch in model_entries(FLAGS.models):
-            settings = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}
-            steps = {
-                "package": train_step(name, size, batch, SGD(**settings)),
-                "keras": train_step(name, size, batch, keras.optimizers.SGD(**settings)),
-            }
-            rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
-            fields = {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
-            rows.append(pair_row(fields, rates, "package", "keras", suffix="_sgd_img_s"))
+    settings = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}
+
+    def steps_for(name: str, size: int, batch: int) -> dict:
+        return {
+            "package": train_step(name, size, batch, SGD(**settings)),
+            "keras": train_step(name, size, batch, keras.optimizers.SGD(**settings)),
+        }
+
+    rows = paired_rows(
+        FLAGS.models, steps_for, "package", "keras", steps=FLAGS.steps, rounds=FLAGS.rounds, suffix="_sgd_img_s"
+    )
     write_results(FLAGS.output, rows, steps=FLAGS.steps, rounds=FLAGS.rounds)
 
 

@@ -12,6 +12,9 @@ random batch; "bfloat16" is Keras' `mixed_bfloat16` policy against
 `torch.autocast(device, torch.bfloat16)`. PyTorch runs in its faster memory format (channels-last or not, picked
 by a warm-up measurement and recorded). Measurements alternate between the two over `--rounds` rounds and the
 median is kept, so the machine's drift falls on both. Prints the ratios ours / PyTorch and writes them as JSON.
+Our inference is `predict_on_batch`, as users call it: TensorFlow traces it with each batch norm that follows a
+convolution folded into it (`keras_cnn.layers.norm.FOLD_IN_GRAPH`), PyTorch eager runs its batch norms as they are;
+`--fold_bn` adds rows with both sides' weights folded beforehand.
 
 On a GPU both run there: PyTorch on CUDA (cuDNN autotuning on, float32 matrix products in TF32 as cuDNN's
 convolutions already are), ours on whichever backend `KERAS_BACKEND` names (JAX on a machine without

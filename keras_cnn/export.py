@@ -25,6 +25,7 @@ from keras_cnn.applications import without_aux
 from keras_cnn.early_exit import EarlyExit
 from keras_cnn.fold import fold_batchnorm as fold
 from keras_cnn.io import write_atomic
+from keras_cnn.layers import norm
 
 PREPROCESSING = (None, "scale", "caffe", "tf", "torch")
 
@@ -103,7 +104,8 @@ def export_saved_model(
     `input_dtype` "uint8" serves raw pixels; `resize` accepts any height and width and resizes to the model's
     input size; `preprocessing` ("scale", or keras.applications' "caffe" / "tf" / "torch") runs in the graph;
     `top_k` adds the k best classes; `exit_thresholds` are a multi-exit model's early-exit thresholds;
-    `fold_batchnorm=False` keeps every batch norm as its own op."""
+    `fold_batchnorm=False` keeps every batch norm as its own layer and op (`keras_cnn.layers.norm.FOLD_IN_GRAPH`
+    off while the graph is traced)."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"version must be a positive integer (TF Serving's folder name); received {version!r}.")
     if input_dtype not in ("float32", "uint8"):
@@ -118,19 +120,21 @@ def export_saved_model(
         )
     if fold_batchnorm:
         model = fold(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        serving_fn(model, preprocessing=preprocessing, resize=resize, top_k=top_k, exit_thresholds=exit_thresholds),
-        input_signature=[image_spec(model, input_dtype, resize=resize)],
-    )
     os.makedirs(os.fspath(export_dir), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}.", dir=os.fspath(export_dir))
+    folding, norm.FOLD_IN_GRAPH = norm.FOLD_IN_GRAPH, norm.FOLD_IN_GRAPH and fold_batchnorm  # while it traces
     try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serving_default",
+            serving_fn(model, preprocessing=preprocessing, resize=resize, top_k=top_k, exit_thresholds=exit_thresholds),
+            input_signature=[image_spec(model, input_dtype, resize=resize)],
+        )
         archive.write_out(os.path.join(staging, "model"), verbose=False)
         _replace_dir(os.path.join(staging, "model"), target)
     finally:
+        norm.FOLD_IN_GRAPH = folding
         shutil.rmtree(staging, ignore_errors=True)
     return target
 

@@ -13,8 +13,7 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional  # Keras exports no public name for a graph model
 
-#: The convolutions whose last kernel axis indexes the output channel (SeparableConv2D: its pointwise kernel).
-FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+from keras_cnn.layers.norm import conv_feeding
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -29,30 +28,15 @@ class Folded(keras.layers.Layer):
 
 
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
-    """{convolution name: batch-norm name} for each channels-last convolution of `model` without an activation of
-    its own whose output only a channels-last batch norm reads (once, and it is not one of the model's outputs)."""
-    readers: dict[int, list] = {id(tensor): [None] for tensor in model.outputs}  # tensor id -> who reads it
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                readers.setdefault(id(tensor), []).append(layer)
+    """{convolution name: batch-norm name} for each batch norm of `model` that can fold into the convolution
+    before it (`keras_cnn.layers.norm.conv_feeding`), where that convolution is `model`'s and its output is not
+    one of `model`'s outputs."""
+    outputs = {id(tensor) for tensor in model.outputs}
     pairs = {}
     for layer in model.layers:
-        if (
-            not isinstance(layer, FOLDABLE)
-            or len(layer._inbound_nodes) != 1
-            or layer.data_format != "channels_last"
-            or layer.activation is not keras.activations.linear  # relu(conv) * a is not conv(W * a)
-        ):
-            continue
-        reading = readers.get(id(layer.output), [])
-        norm = reading[0] if len(reading) == 1 else None
-        if (
-            isinstance(norm, keras.layers.BatchNormalization)
-            and len(norm._inbound_nodes) == 1
-            and norm.axis in (-1, len(layer.output.shape) - 1)
-        ):
-            pairs[layer.name] = norm.name
+        conv = conv_feeding(layer) if isinstance(layer, keras.layers.BatchNormalization) else None
+        if conv is not None and id(conv.output) not in outputs and any(conv is own for own in model.layers):
+            pairs[conv.name] = layer.name
     return pairs
 
 

@@ -130,14 +130,44 @@ def test_bf16_batchnorm_reports_layer_and_model_ratios(tmp_path):
     assert "ratio" in result.stdout
 
 
-def test_optimizer_step_reports_the_package_sgd_against_keras_sgd(tmp_path):
-    out = tmp_path / "opt.json"
-    args = ["--models=resnet20:32:2", "--precisions=float32", "--steps=1", "--rounds=1"]
-    result = run_script("optimizer_step", *args, f"--output={out}")
+@pytest.mark.parametrize(
+    ("script", "precision", "ours", "peer"),
+    [
+        ("optimizer_step", "float32", "package_sgd_img_s", "keras_sgd_img_s"),
+        ("fold_in_graph", "bfloat16", "folded_img_s", "unfolded_img_s"),
+    ],
+)
+def test_paired_benchmarks_report_their_ratio(tmp_path, script, precision, ours, peer):
+    out = tmp_path / "paired.json"
+    args = ["--models=resnet20:32:2", f"--precisions={precision}", "--steps=1", "--rounds=1"]
+    result = run_script(script, *args, f"--output={out}")
     [row] = json.loads(out.read_text())["rows"]
-    assert (row["model"], row["batch_size"], row["precision"]) == ("resnet20", 2, "float32")
-    assert row["ratio"] == pytest.approx(row["package_sgd_img_s"] / row["keras_sgd_img_s"], rel=0.02)
+    assert (row["model"], row["batch_size"], row["precision"]) == ("resnet20", 2, precision)
+    assert row["ratio"] == pytest.approx(row[ours] / row[peer], rel=0.02)
     assert "ratio" in result.stdout
+
+
+def test_fold_in_graph_traces_each_model_as_it_names_it(monkeypatch):
+    """'folded' is traced (inside `inference_step`) with each of ResNet-20's 19 batch norms after a convolution
+    folded into it, 'unfolded' with none; the setting is restored after each trace."""
+    from keras_cnn.layers import norm
+
+    bench = script_module("benchmarks", "fold_in_graph")
+    folded, fold = [], norm.folded_into_conv
+
+    def spy(layer, inputs):
+        outputs = fold(layer, inputs)
+        if outputs is not None:
+            folded.append(layer.name)
+        return outputs
+
+    monkeypatch.setattr(norm, "folded_into_conv", spy)
+    for setting, expected in ((True, 19), (False, 0)):
+        folded.clear()
+        step = bench.inference_step("resnet20", 32, 2, setting)
+        assert len(set(folded)) == expected and norm.FOLD_IN_GRAPH is True
+        step()  # not traced again
+        assert len(set(folded)) == expected
 
 
 @pytest.mark.parametrize(
@@ -145,6 +175,7 @@ def test_optimizer_step_reports_the_package_sgd_against_keras_sgd(tmp_path):
     [
         ("bf16_batchnorm", "--channels=12,x", "--channels takes positive integers"),
         ("optimizer_step", "--precisions=bf16", "--precisions takes float32 and/or bfloat16"),
+        ("fold_in_graph", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
     ],
 )
 def test_new_benchmarks_name_a_bad_flag_value_and_write_nothing(tmp_path, script, flag, message):

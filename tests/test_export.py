@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import keras_cnn
 from keras_cnn import export
+from keras_cnn.layers import norm
 from tests.helpers import randomize_statistics, two_exit_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +127,7 @@ def test_the_saved_model_serves_batch_norms_folded_into_their_convolutions(tmp_p
     assert not {op for op in ops if "BatchNorm" in op} and "Conv2D" in ops
     np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-6)
     ops, served = served_ops(export.export_saved_model(model, tmp_path / "kept", fold_batchnorm=False))
-    assert "FusedBatchNormV3" in ops
+    assert "FusedBatchNormV3" in ops and norm.FOLD_IN_GRAPH  # not folded in the graph either, and reset after
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -4,9 +4,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_cnn
 from keras_cnn.io import load_model
+from keras_cnn.layers import BatchNormalization, norm
 from tests.helpers import randomize_statistics
 
 
@@ -119,3 +121,109 @@ def test_a_sequential_model_folds_and_a_subclassed_one_is_refused_by_name():
         keras_cnn.fold_batchnorm(model)
     with pytest.raises(TypeError, match=r"takes a keras\.Model; received a Conv2D"):
         keras_cnn.fold_batchnorm(keras.layers.Conv2D(4, 3))
+
+
+# In a traced inference graph our BatchNormalization folds itself into the convolution op before it
+# (keras_cnn.layers.norm.folded_into_conv); Keras' own layer, normalizing as the paper does, is the reference.
+CONVS = {
+    "conv": lambda: keras.layers.Conv2D(6, 3, padding="same", use_bias=False, name="conv"),
+    "conv_bias_strided": lambda: keras.layers.Conv2D(6, 3, strides=2, name="conv"),
+    "depthwise": lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="conv"),
+    "separable": lambda: keras.layers.SeparableConv2D(6, 3, name="conv"),
+}
+
+
+def conv_norm(conv: str, norm_class, rng, *, second_reader: bool = False) -> keras.Model:
+    """Input -> convolution -> batch norm -> ReLU (and the convolution's output flattened as a second output)."""
+    inputs = keras.Input((7, 7, 4))
+    mapped = CONVS[conv]()(inputs)
+    outputs = keras.layers.ReLU()(norm_class(name="bn", epsilon=1e-3)(mapped))
+    model = keras.Model(inputs, [outputs, keras.layers.Flatten()(mapped)] if second_reader else outputs)
+    for weight in model.weights:  # the same draws for ours and Keras' (same layers, same order)
+        weight.assign(rng.normal(0, 0.5, weight.shape) if weight.trainable else weight)
+    randomize_statistics(model, rng)
+    return model
+
+
+def live_ops(function, x) -> list:
+    """The ops the traced `function(x)` computes its outputs from (ops nothing reads are pruned when it runs)."""
+    graph = function.get_concrete_function(x).graph
+    seen, stack = {}, [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op.name not in seen:
+            seen[op.name] = op
+            stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
+    return list(seen.values())
+
+
+def on_maps(ops: list, kind: str, batch: int = 3) -> int:
+    """How many of `ops` whose type contains `kind` take the batch's feature maps (not weights) as input."""
+    return sum(kind in op.type and op.inputs[0].shape[0] == batch for op in ops)
+
+
+def twin_models(conv: str, policy: str, seed: int, **kwargs) -> tuple[keras.Model, keras.Model]:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        return conv_norm(conv, BatchNormalization, np.random.default_rng(seed), **kwargs), conv_norm(
+            conv, keras.layers.BatchNormalization, np.random.default_rng(seed), **kwargs
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("conv", CONVS)
+def test_a_traced_inference_graph_folds_the_batch_norm_into_its_convolution(conv, policy):
+    ours, keras_own = twin_models(conv, policy, 45)
+    x = tf.constant(np.random.default_rng(46).normal(1, 1, (3, 7, 7, 4)).astype("float32"))
+    traced = tf.function(lambda x: ours(x, training=False))
+    ops = live_ops(traced, x)
+    assert on_maps(ops, "BatchNorm") == 0  # what is left normalizes weights (norm.folded_into_conv)
+    assert on_maps(ops, "Conv2D") + on_maps(ops, "DepthwiseConv2dNative") == (2 if conv == "separable" else 1)
+    expected = keras_own(x, training=False).numpy().astype("float32")
+    tolerance = 1e-5 if policy == "float32" else 2**-6  # bfloat16 keeps 8 bits of mantissa
+    scale = np.abs(expected).max()
+    for got in (traced(x), ours.predict_on_batch(x), ours(x, training=False)):  # traced, Keras' predict, eager
+        np.testing.assert_allclose(np.asarray(got, "float32"), expected, atol=tolerance * scale)
+
+
+@pytest.mark.parametrize("conv", ["conv_bias_strided", "depthwise"])
+def test_a_folded_inference_graph_has_the_gradients_of_the_batch_norm(conv):
+    """Fine-tuning with batch norms in inference mode (frozen statistics) trains through the folded graph."""
+    ours, keras_own = twin_models(conv, "float32", 47)
+    x = tf.constant(np.random.default_rng(48).normal(1, 1, (3, 7, 7, 4)).astype("float32"))
+
+    def gradients(model):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(model(x, training=False)))  # sin: every output gets its own weight
+        return tape.gradient(loss, [x, *model.trainable_weights])
+
+    assert on_maps(live_ops(tf.function(lambda x: ours(x, training=False)), x), "BatchNorm") == 0
+    got, expected = tf.function(lambda: gradients(ours))(), gradients(keras_own)
+    assert len(got) == 5  # x, the kernel, its bias, gamma, beta
+    for ours_grad, keras_grad in zip(got, expected, strict=True):
+        np.testing.assert_allclose(ours_grad, keras_grad, rtol=1e-4, atol=1e-5 * np.abs(keras_grad).max())
+
+
+def test_a_convolution_read_by_another_layer_too_keeps_its_batch_norm_in_the_graph():
+    ours, keras_own = twin_models("conv", "float32", 49, second_reader=True)
+    x = tf.constant(np.random.default_rng(50).normal(1, 1, (3, 7, 7, 4)).astype("float32"))
+    traced = tf.function(lambda x: ours(x, training=False))
+    ops = live_ops(traced, x)
+    assert on_maps(ops, "FusedBatchNormV3") == 1 and on_maps(ops, "Conv2D") == 1  # the convolution runs once
+    for got, expected in zip(traced(x), keras_own(x, training=False), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_in_graph_off_keeps_the_batch_norm_op():
+    ours, _ = twin_models("conv", "float32", 51)
+    x = tf.constant(np.zeros((1, 7, 7, 4), "float32"))
+    previous, norm.FOLD_IN_GRAPH = norm.FOLD_IN_GRAPH, False
+    try:
+        ops = live_ops(tf.function(lambda x: ours(x, training=False)), x)
+    finally:
+        norm.FOLD_IN_GRAPH = previous
+    assert on_maps(ops, "FusedBatchNormV3", batch=1) == 1

@@ -8,7 +8,8 @@ channels-last, and float64 (which the kernel does not take) fall back to Keras' 
 float32 and float16 inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics
 measured faster (docs/training.md, "Speed defaults"). bfloat16 inputs whose channel count is not a multiple of
 `BF16_BLOCK` go through the kernel as a view of g times fewer positions and g times more channels
-(`fused_batch_norm`), with the statistics of each true channel.
+(`fused_batch_norm`), with the statistics of each true channel. In a traced inference graph, a batch norm that
+alone reads a convolution's output is folded into that convolution (`folded_into_conv`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ WIDE = 128
 #: inputs of other widths are regrouped to a multiple of it (`fused_batch_norm`): forward and gradient of a
 #: 204-channel layer at batch 64, 32x32, took 42.5 ms against 61.0 ms normalized in float32 with casts.
 BF16_BLOCK = 16
+#: The convolution layers whose last kernel axis indexes the output channel (SeparableConv2D: its pointwise kernel),
+#: and TensorFlow's ops for them that a traced inference graph folds a batch norm into.
+FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
+#: Whether a traced inference graph folds a batch norm into the convolution before it (`folded_into_conv`). Same
+#: outputs up to rounding; set it to False before a model's first trace to keep each batch norm as its own op.
+FOLD_IN_GRAPH = True
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -64,7 +72,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         step = bool(training and self.trainable)  # normalize by the batch and move the statistics
         channels = inputs.shape[-1]
         dtype = self.compute_dtype
-        if not self._fusable(inputs, mask) or (dtype != "bfloat16" and not step and channels >= WIDE):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        if not step and FOLD_IN_GRAPH and (folded := folded_into_conv(self, inputs)) is not None:
+            return ops.cast(folded, dtype)
+        if dtype != "bfloat16" and not step and channels >= WIDE:
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -82,6 +94,72 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
         self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(variance) * (1.0 - m))
         return ops.cast(y, self.compute_dtype)
+
+
+def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | None:
+    """The convolution layer that `norm` can fold into: a channels-last `FOLDABLE` without an activation of its
+    own, called once, whose output only `norm` (called once, on the channel axis) reads. Keras' graph says who
+    reads a tensor, so a fold never leaves the convolution to run again for another layer; else None."""
+    if len(norm._inbound_nodes) != 1 or len(norm._inbound_nodes[0].input_tensors) != 1:
+        return None
+    (tensor,) = norm._inbound_nodes[0].input_tensors
+    conv = tensor._keras_history.operation
+    if (
+        not isinstance(conv, FOLDABLE)
+        or len(conv._inbound_nodes) != 1
+        or len(conv._outbound_nodes) != 1
+        or conv.data_format != "channels_last"
+        or conv.activation is not keras.activations.linear  # relu(conv) * a is not conv(W * a)
+        or norm.axis not in (-1, len(tensor.shape) - 1)
+    ):
+        return None
+    return conv
+
+
+def folded_into_conv(norm: BatchNormalization, inputs):
+    """Inference batch norm of `inputs = conv(x, W) (+ b)`, a convolution op's output in a traced TensorFlow graph,
+    computed as one convolution: `conv(x, W * a) + beta + (b - mean) * a` with `a = gamma / sqrt(variance +
+    epsilon)` per output channel (Ioffe & Szegedy 2015, Alg. 2). The fused kernel computes both from the float32
+    variables: the batch norm's linear part on the kernel (mean and offset 0), the whole batch norm on the bias,
+    two calls on weights in place of a pass over the maps. TensorFlow then fuses convolution, bias and ReLU (or sum
+    and ReLU) into one oneDNN kernel, which its own remapper does for a batch norm in float32 but not in bfloat16.
+    The original convolution is left without a reader and pruned from the graph. None where this does not apply:
+    eager execution, a `conv_feeding` that Keras' graph does not show, or an input that is not such an op's output.
+    """
+    import tensorflow as tf
+
+    if tf.executing_eagerly() or conv_feeding(norm) is None:
+        return None
+    op, channels, bias = inputs.op, inputs.shape[-1], None
+    if op.type in ("AddV2", "BiasAdd"):  # Keras adds a convolution's bias as conv + reshape(b, (1, 1, 1, C))
+        convs = [t for t in op.inputs if t.op.type in CONV_OPS]
+        others = [t for t in op.inputs if t.op.type not in CONV_OPS]
+        if len(convs) != 1 or len(others) != 1 or not _per_channel(op, others[0], channels):
+            return None
+        op, bias = convs[0].op, others[0]
+    if op.type not in CONV_OPS or op.get_attr("data_format") != b"NHWC":
+        return None
+    x, kernel = op.inputs
+    source = kernel.op.inputs[0] if kernel.op.type == "Cast" else kernel  # mixed precision: the float32 variable
+    zeros = tf.zeros((channels,))
+    gamma = tf.convert_to_tensor(norm.gamma) if norm.scale else tf.ones((channels,))
+    beta = tf.convert_to_tensor(norm.beta) if norm.center else zeros
+    mean, variance = tf.convert_to_tensor(norm.moving_mean), tf.convert_to_tensor(norm.moving_variance)
+    as_maps = lambda t: tf.reshape(tf.cast(t, tf.float32), (1, -1, 1, channels))  # noqa: E731 (output channel last)
+    scaled = _kernel(as_maps(source), gamma, zeros, norm.epsilon, zeros, variance)[0]
+    shift = _kernel(as_maps(zeros if bias is None else bias), gamma, beta, norm.epsilon, mean, variance)[0]
+    attrs = {key: op.get_attr(key) for key in ("strides", "padding", "explicit_paddings", "dilations")}
+    conv = getattr(tf.raw_ops, op.type)(
+        input=x, filter=tf.cast(tf.reshape(scaled, kernel.shape), kernel.dtype), data_format="NHWC", **attrs
+    )
+    return tf.nn.bias_add(conv, tf.cast(tf.reshape(shift, (channels,)), conv.dtype))
+
+
+def _per_channel(add, bias, channels: int) -> bool:
+    """Whether `add` (AddV2 or BiasAdd) adds `bias` along the last axis only: C values, shaped (C,) or (1, ..., C)."""
+    shape = bias.shape
+    on_last = add.type == "AddV2" or add.get_attr("data_format") == b"NHWC"
+    return on_last and shape.num_elements() == channels and shape[-1] == channels
 
 
 def bf16_groups(shape) -> int | None:

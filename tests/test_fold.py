@@ -227,3 +227,24 @@ def test_fold_in_graph_off_keeps_the_batch_norm_op():
     finally:
         norm.FOLD_IN_GRAPH = previous
     assert on_maps(ops, "FusedBatchNormV3", batch=1) == 1
+
+
+def residual_sum(read_twice: bool) -> keras.Model:
+    """conv -> BN, plus the input, -> ReLU; with `read_twice`, the sum also goes on to a second sum."""
+    inputs = keras.Input((7, 7, 4))
+    summed = keras.layers.Add()([BatchNormalization(name="bn")(keras.layers.Conv2D(4, 1)(inputs)), inputs])
+    activated = keras.layers.Activation("relu")(summed)
+    outputs = keras.layers.Add()([keras.layers.Conv2D(4, 1)(activated), summed]) if read_twice else activated
+    model = keras.Model(inputs, outputs)
+    randomize_statistics(model, np.random.default_rng(52))
+    return model
+
+
+def test_a_batch_norm_summed_into_a_tensor_that_an_activation_and_another_layer_read_stays_in_the_graph():
+    """Xception's residual sums: TensorFlow's remapper would fuse convolution, bias, sum and ReLU although the sum
+    has another reader, fail, and skip its pass for the whole graph; so that batch norm is not folded."""
+    x = tf.constant(np.random.default_rng(53).normal(1, 1, (3, 7, 7, 4)).astype("float32"))
+    for read_twice, unfolded in ((True, 1), (False, 0)):
+        model = residual_sum(read_twice)
+        assert on_maps(live_ops(tf.function(lambda x, m=model: m(x, training=False)), x), "BatchNorm") == unfolded
+        np.testing.assert_allclose(model.predict_on_batch(x), model(x, training=False), rtol=1e-5, atol=1e-5)

@@ -16,7 +16,7 @@ rules over `--rounds` rounds and the median is kept. Prints the ratios grouped /
 from __future__ import annotations
 
 from absl import app, flags
-from common import alternate, keras_steps, model_entries, pair_row, random_batch, write_results
+from common import alternate, keras_steps, model_entries, pair_row, random_batch, traced_under, write_results
 
 FLAGS = flags.FLAGS
 
@@ -44,19 +44,6 @@ def rules() -> dict:
         "float32": lambda shape: 1 if shape[-1] % norm.BF16_BLOCK == 0 else None,
         "bf16_as_is": lambda shape: 1,
     }
-
-
-def traced_under(rule, build):
-    """`build()` -> a step function, called once (traced) while `rule` decides the groups."""
-    from keras_cnn.layers import norm
-
-    default, norm.bf16_groups = norm.bf16_groups, rule
-    try:
-        step = build()
-        step()
-        return step
-    finally:
-        norm.bf16_groups = default
 
 
 def layer_step(channels: int):
@@ -107,7 +94,7 @@ def main(argv):
     all_rules, rows = rules(), []
     for channels in map(int, FLAGS.channels):
         build = layer_step(channels)
-        steps = {rule: traced_under(fn, build) for rule, fn in all_rules.items()}
+        steps = {rule: traced_under("bf16_groups", fn, build) for rule, fn in all_rules.items()}
         rates = alternate(steps, 1, FLAGS.steps, FLAGS.rounds)
         ms = {rule: 1000 / rate for rule, rate in rates.items()}
         rows.append({"layer_channels": channels, **{f"{r}_ms": round(v, 2) for r, v in ms.items()}})
@@ -116,7 +103,7 @@ def main(argv):
     for name, size, batch in model_entries(FLAGS.models):
         for mode in ("train", "inference"):
             build = model_steps(name, size, batch, mode)
-            steps = {rule: traced_under(all_rules[rule], build) for rule in ("grouped", "float32")}
+            steps = {rule: traced_under("bf16_groups", all_rules[rule], build) for rule in ("grouped", "float32")}
             rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
             fields = {"model": name, "image_size": size, "batch_size": batch, "mode": mode}
             rows.append(pair_row(fields, rates, "grouped", "float32"))

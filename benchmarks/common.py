@@ -159,6 +159,21 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def traced_under(setting: str, value, build):
+    """`build()` -> a step function, called once (traced) while `keras_cnn.layers.norm.<setting>` is `value`; the
+    setting is restored afterwards, and the traced step keeps what it was traced with."""
+    from keras_cnn.layers import norm
+
+    default = getattr(norm, setting)
+    setattr(norm, setting, value)
+    try:
+        step = build()
+        step()
+        return step
+    finally:
+        setattr(norm, setting, default)
+
+
 def define_precisions() -> None:
     """The `--precisions` flag: float32 and/or bfloat16 (Keras' mixed_bfloat16), anything else refused by name."""
     flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16 (mixed_bfloat16).")

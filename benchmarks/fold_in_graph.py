@@ -15,7 +15,7 @@ unfolded and writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import define_precisions, keras_steps, paired_rows, random_batch, write_results
+from common import define_precisions, keras_steps, paired_rows, random_batch, traced_under, write_results
 
 FLAGS = flags.FLAGS
 
@@ -36,17 +36,13 @@ def inference_step(name: str, size: int, batch: int, fold: bool):
     import keras
 
     import keras_cnn
-    from keras_cnn.layers import norm
 
-    keras.utils.set_random_seed(0)
-    model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-    step = keras_steps(model, *random_batch(batch, size, 10))[0]
-    default, norm.FOLD_IN_GRAPH = norm.FOLD_IN_GRAPH, fold
-    try:
-        step()
-    finally:
-        norm.FOLD_IN_GRAPH = default
-    return step
+    def build():
+        keras.utils.set_random_seed(0)
+        model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
+        return keras_steps(model, *random_batch(batch, size, 10))[0]
+
+    return traced_under("FOLD_IN_GRAPH", fold, build)
 
 
 def main(argv):

@@ -105,7 +105,9 @@ def test_bf16_batchnorm_traces_each_rule_it_names():
 
     kernels = {}
     for rule, groups in bench.rules().items():
-        graph = bench.traced_under(groups, build)().graph  # the function traced under the rule, not retraced
+        graph = bench.traced_under(
+            "bf16_groups", groups, build
+        )().graph  # the function traced under the rule, not retraced
         ops = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
         kernels[rule] = {(op.get_attr("T").name, op.inputs[0].shape[-1]) for op in ops}
     assert kernels == {

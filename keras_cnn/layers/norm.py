@@ -80,8 +80,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones((channels,), "float32")
-        offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros((channels,), "float32")
+        scale, offset = _gamma_beta(self, channels)
         g = bf16_groups(inputs.shape) if dtype == "bfloat16" else 1
         if g is None:  # positions do not split into whole groups: the float32 kernel, as Keras' layer computes
             dtype, g = "float32", 1
@@ -94,6 +93,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
         self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(variance) * (1.0 - m))
         return ops.cast(y, self.compute_dtype)
+
+
+def _gamma_beta(norm: keras.layers.BatchNormalization, channels: int):
+    """`norm`'s gamma and beta as float32 tensors: ones without `scale`, zeros without `center`."""
+    import tensorflow as tf
+
+    gamma = tf.convert_to_tensor(norm.gamma) if norm.scale else tf.ones((channels,), "float32")
+    beta = tf.convert_to_tensor(norm.beta) if norm.center else tf.zeros((channels,), "float32")
+    return gamma, beta
 
 
 def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | None:
@@ -142,8 +150,7 @@ def folded_into_conv(norm: BatchNormalization, inputs):
     x, kernel = op.inputs
     source = kernel.op.inputs[0] if kernel.op.type == "Cast" else kernel  # mixed precision: the float32 variable
     zeros = tf.zeros((channels,))
-    gamma = tf.convert_to_tensor(norm.gamma) if norm.scale else tf.ones((channels,))
-    beta = tf.convert_to_tensor(norm.beta) if norm.center else zeros
+    gamma, beta = _gamma_beta(norm, channels)
     mean, variance = tf.convert_to_tensor(norm.moving_mean), tf.convert_to_tensor(norm.moving_variance)
     as_maps = lambda t: tf.reshape(tf.cast(t, tf.float32), (1, -1, 1, channels))  # noqa: E731 (output channel last)
     scaled = _kernel(as_maps(source), gamma, zeros, norm.epsilon, zeros, variance)[0]

@@ -159,19 +159,21 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
-def traced_under(setting: str, value, build):
-    """`build()` -> a step function, called once (traced) while `keras_cnn.layers.norm.<setting>` is `value`; the
-    setting is restored afterwards, and the traced step keeps what it was traced with."""
+def traced_under(settings: dict, build):
+    """`build()` -> a step function, called once (traced) while each `keras_cnn.layers.norm.<name>` in `settings`
+    has its value; they are restored afterwards, and the traced step keeps what it was traced with."""
     from keras_cnn.layers import norm
 
-    default = getattr(norm, setting)
-    setattr(norm, setting, value)
+    defaults = {name: getattr(norm, name) for name in settings}
+    for name, value in settings.items():
+        setattr(norm, name, value)
     try:
         step = build()
         step()
         return step
     finally:
-        setattr(norm, setting, default)
+        for name, value in defaults.items():
+            setattr(norm, name, value)
 
 
 def define_precisions() -> None:

@@ -42,7 +42,7 @@ def inference_step(name: str, size: int, batch: int, fold: bool):
         model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
         return keras_steps(model, *random_batch(batch, size, 10))[0]
 
-    return traced_under("FOLD_IN_GRAPH", fold, build)
+    return traced_under({"FOLD_IN_GRAPH": fold}, build)
 
 
 def main(argv):

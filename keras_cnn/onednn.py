@@ -8,6 +8,7 @@ fast (docs/training.md, "Speed defaults"). TensorFlow reads `TF_ENABLE_ONEDNN_OP
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -18,6 +19,17 @@ def request(machine: str | None = None) -> None:
     """Ask for oneDNN (`TF_ENABLE_ONEDNN_OPTS=1`) on an x86-64 `machine` (default: this one) unless it is set."""
     if (machine or platform.machine()).lower() in X86_64:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this machine's first CPU (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as lines:
+            line = next((line for line in lines if line.split(":", 1)[0].strip() == "flags"), "flags:")
+    except OSError:
+        return frozenset()
+    return frozenset(line.split(":", 1)[1].split())
 
 
 request()

@@ -88,47 +88,76 @@ def test_vs_pytorch_builds_the_same_network_in_both(name, size, params):
         assert trainable_params(vs.keras_model(name, size, classes)) == params
 
 
-def test_bf16_batchnorm_traces_each_rule_it_names():
-    """The benchmark's rules are what it says: the grouped view (12 channels at 4 positions: a bf16 kernel on 48),
-    the float32 kernel between casts, and the bf16 kernel on the 12 channels as they are."""
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [
+        (
+            "bfloat16",
+            {"grouped": {("bfloat16", 48)}, "float32": {("float32", 12)}, "bf16_as_is": {("bfloat16", 12)}},
+        ),
+        ("float32", {"grouped": {("float32", 48)}, "as_is": {("float32", 12)}, "as_is_wide128": {("float32", 12)}}),
+    ],
+)
+def test_batchnorm_groups_traces_each_rule_it_names(precision, expected):
+    """The benchmark's rules are what it says: the grouped view (12 channels at 4 positions: a kernel on 48), the
+    float32 kernel between casts (bfloat16), and the kernel on the 12 channels as they are."""
     import tensorflow as tf
 
     from keras_cnn.layers import BatchNormalization, norm
 
-    bench = script_module("benchmarks", "bf16_batchnorm")
-    layer = BatchNormalization(dtype="mixed_bfloat16")
+    bench = script_module("benchmarks", "batchnorm_groups")
+    dtype = "bfloat16" if precision == "bfloat16" else "float32"
+    layer = BatchNormalization(dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
     layer.build((None, 4, 4, 12))
 
     def build():
         fn = tf.function(lambda x: layer(x, training=True))
-        return lambda: fn.get_concrete_function(tf.TensorSpec((2, 4, 4, 12), "bfloat16"))
+        return lambda: fn.get_concrete_function(tf.TensorSpec((2, 4, 4, 12), dtype))
 
     kernels = {}
-    for rule, groups in bench.rules().items():
-        graph = bench.traced_under(
-            "bf16_groups", groups, build
-        )().graph  # the function traced under the rule, not retraced
+    rules, before = bench.rules(precision)
+    defaults = (norm.groups, norm.WIDE)
+    for rule, settings in rules.items():
+        graph = bench.traced_under(settings, build)().graph  # the function traced under the rule, not retraced
         ops = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
         kernels[rule] = {(op.get_attr("T").name, op.inputs[0].shape[-1]) for op in ops}
-    assert kernels == {
-        "grouped": {("bfloat16", 48)},
-        "float32": {("float32", 12)},
-        "bf16_as_is": {("bfloat16", 12)},
-    }
-    assert norm.bf16_groups is bench.rules()["grouped"]  # restored after each trace
+    assert kernels == expected and before in rules
+    assert (norm.groups, norm.WIDE) == defaults  # restored after each trace
+
+
+def test_batchnorm_groups_rule_before_is_keras_multiply_add_on_wide_float32_inference():
+    """The float32 rule before the grouped view: Keras' multiply-add from 128 channels at inference (no kernel)."""
+    import tensorflow as tf
+
+    from keras_cnn.layers import BatchNormalization
+
+    bench = script_module("benchmarks", "batchnorm_groups")
+    layer = BatchNormalization()
+    layer.build((None, 4, 4, 132))
+    traced = {}
+    for rule, settings in bench.rules("float32")[0].items():
+        fn = tf.function(lambda x: layer(x, training=False))
+        step = bench.traced_under(settings, lambda f=fn: lambda: f.get_concrete_function(tf.TensorSpec((2, 4, 4, 132))))
+        traced[rule] = {op.type for op in step().graph.get_operations()}
+    assert "FusedBatchNormV3" not in traced["as_is_wide128"]
+    assert "FusedBatchNormV3" in traced["grouped"] and "FusedBatchNormV3" in traced["as_is"]
 
 
 @pytest.mark.slow
-def test_bf16_batchnorm_reports_layer_and_model_ratios(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_batchnorm_groups_reports_layer_and_model_ratios(tmp_path, precision):
     out = tmp_path / "bn.json"
-    args = ["--channels=12", "--models=densenet40:32:2", "--steps=1", "--rounds=1"]
-    result = run_script("bf16_batchnorm", *args, f"--output={out}")
-    layer, train, infer = json.loads(out.read_text())["rows"]
-    assert layer["layer_channels"] == 12 and set(layer) >= {"grouped_ms", "float32_ms", "bf16_as_is_ms"}
-    assert layer["ratio"] == pytest.approx(layer["float32_ms"] / layer["grouped_ms"], rel=0.02)
+    args = ["--channels=12", "--models=densenet40:32:2", "--steps=1", "--rounds=1", f"--precisions={precision}"]
+    result = run_script("batchnorm_groups", *args, f"--output={out}")
+    layer_train, layer_infer, train, infer = json.loads(out.read_text())["rows"]
+    before = "float32" if precision == "bfloat16" else "as_is_wide128"
+    for row, mode in ((layer_train, "train"), (layer_infer, "inference")):
+        assert (row["precision"], row["layer_channels"], row["mode"]) == (precision, 12, mode)
+        assert set(row) >= {"grouped_ms", f"{before}_ms"}
+        assert row["ratio"] == pytest.approx(row[f"{before}_ms"] / row["grouped_ms"], rel=0.02)
     assert [(r["model"], r["mode"]) for r in (train, infer)] == [("densenet40", "train"), ("densenet40", "inference")]
     for row in (train, infer):
-        assert row["ratio"] == pytest.approx(row["grouped_img_s"] / row["float32_img_s"], rel=0.02)
+        assert row["ratio"] == pytest.approx(row["grouped_img_s"] / row[f"{before}_img_s"], rel=0.02)
     assert "ratio" in result.stdout
 
 
@@ -175,7 +204,7 @@ def test_fold_in_graph_traces_each_model_as_it_names_it(monkeypatch):
 @pytest.mark.parametrize(
     ("script", "flag", "message"),
     [
-        ("bf16_batchnorm", "--channels=12,x", "--channels takes positive integers"),
+        ("batchnorm_groups", "--channels=12,x", "--channels takes positive integers"),
         ("optimizer_step", "--precisions=bf16", "--precisions takes float32 and/or bfloat16"),
         ("fold_in_graph", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
     ],

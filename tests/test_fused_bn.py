@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 import keras_cnn
-from keras_cnn.layers import BatchNormalization
+from keras_cnn import onednn
+from keras_cnn.layers import BatchNormalization, norm
 
 
 def _pair(rng, channels: int, **kwargs):
@@ -108,42 +109,67 @@ def test_four_dimensional_channels_last_inputs_run_the_fused_kernel(training, ax
         (2048, False, "mixed_bfloat16", True),
     ],
 )
-def test_float32_inference_on_128_channels_or_more_uses_keras_multiply_add(channels, training, policy, fused):
-    """Wide float32 layers at inference (measured faster there: ResNet-50, DenseNet-BC); training stays fused,
-    and so does bfloat16, whose kernel ran 1.5-2.5x faster than the multiply-add on 128-2048 channels."""
-    layer = BatchNormalization(dtype=policy)
-    assert ("FusedBatchNormV3" in _op_types(layer, training=training, channels=channels)) is fused
+def test_float32_inference_on_128_channels_or_more_uses_keras_multiply_add(
+    monkeypatch, channels, training, policy, fused
+):
+    """Wide float32 layers at inference under the rule (measured faster there on an AVX2 CPU: ResNet-50,
+    DenseNet-BC); training stays fused, and so does bfloat16, whose kernel ran 1.5-2.5x faster than the
+    multiply-add on 128-2048 channels. Without the rule (None) every width runs the kernel."""
+    monkeypatch.setattr(norm, "WIDE", 128)
+    assert (
+        "FusedBatchNormV3" in _op_types(BatchNormalization(dtype=policy), training=training, channels=channels)
+    ) is fused
+    monkeypatch.setattr(norm, "WIDE", None)
+    assert "FusedBatchNormV3" in _op_types(BatchNormalization(dtype=policy), training=training, channels=channels)
+
+
+@pytest.mark.parametrize(
+    ("flags", "wide"),
+    [({"avx2", "fma"}, 128), ({"avx2", "avx512f", "avx512_bf16"}, None), (set(), 128)],
+)
+def test_the_wide_rule_holds_on_cpus_without_avx512_only(flags, wide):
+    """Where it was measured (AVX2); with AVX-512 the kernel on whole blocks beat the multiply-add."""
+    assert norm.wide_rule(frozenset(flags)) == wide
+    assert norm.WIDE == norm.wide_rule(onednn.cpu_flags())  # this machine's rule
 
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize(
-    ("channels", "size", "kernel", "view_channels"),
+    ("policy", "channels", "size", "kernel", "view_channels"),
     [
-        (16, 4, "bfloat16", 16),
-        (96, 4, "bfloat16", 96),
-        (12, 4, "bfloat16", 48),
-        (120, 4, "bfloat16", 240),
-        (5, 4, "bfloat16", 80),
-        (12, 3, "float32", 12),
-        (5, 2, "float32", 5),
+        ("mixed_bfloat16", 16, 4, "bfloat16", 16),
+        ("mixed_bfloat16", 96, 4, "bfloat16", 96),
+        ("mixed_bfloat16", 12, 4, "bfloat16", 48),
+        ("mixed_bfloat16", 120, 4, "bfloat16", 240),
+        ("mixed_bfloat16", 5, 4, "bfloat16", 80),
+        ("mixed_bfloat16", 12, 3, "float32", 12),
+        ("mixed_bfloat16", 5, 2, "float32", 5),
+        ("float32", 16, 4, "float32", 16),
+        ("float32", 12, 4, "float32", 48),
+        ("float32", 132, 4, "float32", 528),
+        ("float32", 12, 3, "float32", 12),
     ],
 )
-def test_bfloat16_off_the_16_channel_block_runs_the_kernel_on_a_view_of_whole_blocks(
-    channels, size, kernel, view_channels, training
+def test_off_the_16_channel_block_the_kernel_runs_on_a_view_of_whole_blocks(
+    monkeypatch, policy, channels, size, kernel, view_channels, training
 ):
-    """oneDNN's bfloat16 kernel is slow unless the channels fill blocks of 16: C channels at g = 16 / gcd(C, 16)
-    positions at a time do; where the H*W positions do not split into such groups, the float32 kernel runs.
-    The output stays bfloat16."""
-    layer = BatchNormalization(dtype="mixed_bfloat16")
-    ops = _traced_ops(layer, training=training, dtype="bfloat16", channels=channels, size=size)
+    """oneDNN's kernels are slow unless the channels fill blocks of 16: C channels at g = 16 / gcd(C, 16)
+    positions at a time do; where the H*W positions do not split into such groups, a bfloat16 layer runs the
+    float32 kernel and a float32 layer the kernel on its input as it is. The output keeps the layer's dtype."""
+    monkeypatch.setattr(norm, "WIDE", None)  # float32 inference on 132 channels: the kernel, not the multiply-add
+    layer = BatchNormalization(dtype=policy)
+    dtype = layer.compute_dtype
+    ops = _traced_ops(layer, training=training, dtype=dtype, channels=channels, size=size)
     kernels = [op for op in ops if op.type == "FusedBatchNormV3"]
     assert {op.get_attr("T").name for op in kernels} == {kernel}
     assert {op.inputs[0].shape[-1] for op in kernels} == {view_channels}
     fn = tf.function(lambda x: layer(x, training=training))
-    assert fn(tf.ones((2, size, size, channels), "bfloat16")).dtype == tf.bfloat16
+    assert fn(tf.ones((2, size, size, channels), dtype)).dtype == dtype
 
 
-def test_wide_inference_computes_what_the_fused_kernel_computes():
+@pytest.mark.parametrize("wide", [128, None])
+def test_wide_inference_computes_what_the_fused_kernel_computes(monkeypatch, wide):
+    monkeypatch.setattr(norm, "WIDE", wide)
     rng = np.random.default_rng(3)
     ours, _, (gamma, beta, mean, var) = _pair(rng, 160, epsilon=1e-3)
     x = rng.normal(1, 2, (2, 4, 4, 160)).astype("float32")

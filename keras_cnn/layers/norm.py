@@ -5,11 +5,11 @@ by TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) w
 one op instead of Keras 3's separate moments, normalization and casts, about twice as fast for small CIFAR
 networks on CPU. Other backends, masks, renorm, synchronized statistics and inputs that are not 4-D
 channels-last, and float64 (which the kernel does not take) fall back to Keras' own computation, and so does
-float32 and float16 inference on `WIDE` channels or more: there Keras' multiply-add with the moving statistics
-measured faster (docs/training.md, "Speed defaults"). bfloat16 inputs whose channel count is not a multiple of
-`BF16_BLOCK` go through the kernel as a view of g times fewer positions and g times more channels
-(`fused_batch_norm`), with the statistics of each true channel. In a traced inference graph, a batch norm that
-alone reads a convolution's output is folded into that convolution (`folded_into_conv`).
+float32 and float16 inference on `WIDE` channels or more on a CPU without AVX-512: there Keras' multiply-add with
+the moving statistics measured faster (docs/training.md, "Speed defaults"). Inputs whose channel count is not a
+multiple of `BLOCK` go through the kernel as a view of g times fewer positions and g times more channels
+(`groups`, `fused_batch_norm`), with the statistics of each true channel. In a traced inference graph, a batch
+norm that alone reads a convolution's output is folded into that convolution (`folded_into_conv`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Literal
 import keras
 from keras import ops
 
+from keras_cnn import onednn
+
 Norm = Literal["batch", "group"]
 NORMS = ("batch", "group")
 
@@ -27,16 +29,26 @@ NORMS = ("batch", "group")
 TORCH_BN = {"momentum": 0.9, "epsilon": 1e-5}
 #: keras.applications constants: used by the families that must load keras.applications weight files.
 KERAS_BN = {"momentum": 0.99, "epsilon": 1.001e-5}
+
+
+def wide_rule(cpu_flags: frozenset[str]) -> int | None:
+    """`WIDE` on a CPU with these flags: 128 without AVX-512, where it was measured (2-core AVX2 CPU with oneDNN:
+    ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with it; Keras' path on every layer made the CIFAR ResNets,
+    16-64 channels, 0.87x as fast, so narrow layers stay fused). None with AVX-512: there the fused kernel, with its
+    ReLU and on whole `BLOCK`s, normalized 1.5-2x faster than the multiply-add on 48-1024 channels (equal on 2048 at
+    7x7), and DenseNet-BC-100-12's float32 inference ran 1.10x faster without the rule (2-core AVX-512 CPU)."""
+    return None if "avx512f" in cpu_flags else 128
+
+
 #: From this many channels, float32 and float16 inference normalizes with Keras' multiply-add instead of the fused
-#: kernel. Measured on a 2-core AVX2 CPU with oneDNN: ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with this
-#: rule; Keras' path on every layer made the CIFAR ResNets (16-64 channels) 0.87x as fast, so narrow layers stay
-#: fused. bfloat16 stays fused at every width: its kernel ran 1.5-2.5x faster than the multiply-add on 128-2048.
-WIDE = 128
-#: oneDNN's bfloat16 batch-norm kernel is fast on channel counts that are a multiple of this (its AVX-512 block) and
-#: ran 2-6x slower than the float32 kernel on others (120, 200, 300 channels; 2-core AVX-512-BF16 CPU), so bfloat16
-#: inputs of other widths are regrouped to a multiple of it (`fused_batch_norm`): forward and gradient of a
-#: 204-channel layer at batch 64, 32x32, took 42.5 ms against 61.0 ms normalized in float32 with casts.
-BF16_BLOCK = 16
+#: kernel (None: never); bfloat16 stays fused at every width, its kernel ran 1.5-2.5x faster on 128-2048 channels.
+WIDE = wide_rule(onednn.cpu_flags())
+#: oneDNN's batch-norm kernels are fast on channel counts that are a multiple of this (the AVX-512 block of 16) and
+#: slow on others, so inputs of other widths are regrouped to a multiple of it (`groups`). 2-core AVX-512-BF16 CPU,
+#: batch 64: bfloat16 ran 2-6x slower than the float32 kernel on 120, 200, 300 channels, and forward and gradient of
+#: a 204-channel layer at 32x32 took 42.5 ms regrouped against 61.0 ms in float32 with casts; in float32 itself,
+#: forward and gradient took 20.4 against 33.3 ms on 132 channels and 30.4 against 47.3 ms on 204.
+BLOCK = 16
 #: The convolution layers whose last kernel axis indexes the output channel (SeparableConv2D: its pointwise kernel),
 #: and TensorFlow's ops for them that a traced inference graph folds a batch norm into.
 FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
@@ -76,14 +88,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         if not step and FOLD_IN_GRAPH and (folded := folded_into_conv(self, inputs)) is not None:
             return ops.cast(folded, dtype)
-        if dtype != "bfloat16" and not step and channels >= WIDE:
+        if dtype != "bfloat16" and not step and WIDE is not None and channels >= WIDE:
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
         scale, offset = _gamma_beta(self, channels)
-        g = bf16_groups(inputs.shape) if dtype == "bfloat16" else 1
-        if g is None:  # positions do not split into whole groups: the float32 kernel, as Keras' layer computes
-            dtype, g = "float32", 1
+        g = groups(inputs.shape)
+        if g is None:  # positions do not split into whole groups: the input as it is (bfloat16: in float32, as Keras)
+            dtype, g = ("float32" if dtype == "bfloat16" else dtype), 1
         x = tf.cast(inputs, dtype) if inputs.dtype != dtype else inputs
         if not step:
             y = fused_batch_norm(x, scale, offset, self.epsilon, g, self.moving_mean, self.moving_variance)
@@ -182,10 +194,10 @@ def _per_channel(add, bias, channels: int) -> bool:
     return on_last and shape.num_elements() == channels and shape[-1] == channels
 
 
-def bf16_groups(shape) -> int | None:
-    """g, the fewest positions whose channels together fill whole `BF16_BLOCK`s, for an NHWC bfloat16 input of
-    `shape`: 1 on a multiple of the block, None when the H*W positions do not split into groups of g."""
-    g = BF16_BLOCK // math.gcd(shape[-1], BF16_BLOCK)
+def groups(shape) -> int | None:
+    """g, the fewest positions whose channels together fill whole `BLOCK`s, for an NHWC input of `shape`: 1 on a
+    multiple of the block, None when the H*W positions do not split into groups of g."""
+    g = BLOCK // math.gcd(shape[-1], BLOCK)
     height, width = shape[1:3]
     if g > 1 and (height is None or width is None or height * width % g):
         return None

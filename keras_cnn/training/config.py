@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 
 import tensorflow as tf
 
+from keras_cnn import onednn
 from keras_cnn.augment import AUGMENTATIONS, MIXES
 from keras_cnn.recipes import RECIPES, Recipe, recipe_name
 from keras_cnn.training import distribute, rundir
@@ -64,12 +64,7 @@ def native_bf16() -> bool:
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
         return capability is not None and tuple(capability) >= (8, 0)
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
+    return bool({"amx_bf16", "avx512_bf16"} & onednn.cpu_flags())
 
 
 def resolve_precision(precision: str) -> str:

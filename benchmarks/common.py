@@ -15,6 +15,7 @@ from absl import app, flags
 # The scripts import this module before Keras, so TensorFlow loads with the package's oneDNN setting
 # (keras_cnn.onednn) in them and in the subprocesses they start.
 import keras_cnn  # noqa: F401
+from keras_cnn import onednn
 
 
 def model_entries(entries: list[str]) -> list[tuple[str, int, int]]:
@@ -52,17 +53,9 @@ def trained_run(**fields) -> str:
     return out
 
 
-def cpuinfo(field: str) -> str | None:
-    """The value of `field` in Linux's /proc/cpuinfo (its first processor), or None without that file or line."""
-    if not os.path.exists("/proc/cpuinfo"):
-        return None
-    with open("/proc/cpuinfo") as lines:
-        return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
-
-
 def cpu_name() -> str:
     """The CPU's model name as Linux reports it (/proc/cpuinfo), else what `platform` knows."""
-    return cpuinfo("model name") or platform.processor() or platform.machine()
+    return onednn.cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 #: The /proc/cpuinfo flags that decide which kernels oneDNN and PyTorch run (vector width, bf16 and AMX units).
@@ -71,8 +64,7 @@ KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf1
 
 def cpu_flags() -> list[str]:
     """Which of `KERNEL_FLAGS` the CPU has (Linux's /proc/cpuinfo; empty elsewhere)."""
-    flags = (cpuinfo("flags") or "").split()
-    return [flag for flag in KERNEL_FLAGS if flag in flags]
+    return [flag for flag in KERNEL_FLAGS if flag in onednn.cpu_flags()]
 
 
 def write_results(path: str, rows: list[dict], **fields) -> None:

@@ -21,15 +21,20 @@ def request(machine: str | None = None) -> None:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
+def cpuinfo(field: str) -> str | None:
+    """The value of `field` in Linux's /proc/cpuinfo (its first processor), or None without that file or line."""
+    try:
+        with open("/proc/cpuinfo") as lines:
+            pairs = (line.split(":", 1) for line in lines if ":" in line)
+            return next((value.strip() for key, value in pairs if key.strip() == field), None)
+    except OSError:
+        return None
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The instruction-set flags of this machine's first CPU (Linux's /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as lines:
-            line = next((line for line in lines if line.split(":", 1)[0].strip() == "flags"), "flags:")
-    except OSError:
-        return frozenset()
-    return frozenset(line.split(":", 1)[1].split())
+    return frozenset((cpuinfo("flags") or "").split())
 
 
 request()

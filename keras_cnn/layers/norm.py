@@ -35,8 +35,8 @@ def wide_rule(cpu_flags: frozenset[str]) -> int | None:
     """`WIDE` on a CPU with these flags: 128 without AVX-512, where it was measured (2-core AVX2 CPU with oneDNN:
     ResNet-50 1.27x and DenseNet-BC-100-12 1.09x faster with it; Keras' path on every layer made the CIFAR ResNets,
     16-64 channels, 0.87x as fast, so narrow layers stay fused). None with AVX-512: there the fused kernel, with its
-    ReLU and on whole `BLOCK`s, normalized 1.5-2x faster than the multiply-add on 48-1024 channels (equal on 2048 at
-    7x7), and DenseNet-BC-100-12's float32 inference ran 1.10x faster without the rule (2-core AVX-512 CPU)."""
+    ReLU and on whole `BLOCK`s, normalized 1.8-2.5x faster than the multiply-add on 16-1024 channels (equal on 2048 at
+    7x7; 2-core AVX-512 CPU)."""
     return None if "avx512f" in cpu_flags else 128
 
 

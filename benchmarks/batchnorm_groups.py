@@ -52,12 +52,12 @@ def rules(precision: str) -> tuple[dict, str]:
     """The `norm` settings of each rule by name, for `precision`, and the name of the rule before the grouped view."""
     from keras_cnn.layers import norm
 
-    grouped = {"groups": norm.groups, "WIDE": None}
-    as_is = {"groups": lambda shape: 1, "WIDE": None}
+    grouped = {"norm.groups": norm.groups, "norm.WIDE": None}
+    as_is = {"norm.groups": lambda shape: 1, "norm.WIDE": None}
     if precision == "bfloat16":  # the float32 kernel with casts: `groups` None off the block
-        in_float32 = {"groups": lambda shape: 1 if shape[-1] % norm.BLOCK == 0 else None, "WIDE": None}
+        in_float32 = {"norm.groups": lambda shape: 1 if shape[-1] % norm.BLOCK == 0 else None, "norm.WIDE": None}
         return {"grouped": grouped, "float32": in_float32, "bf16_as_is": as_is}, "float32"
-    return {"grouped": grouped, "as_is": as_is, "as_is_wide128": {**as_is, "WIDE": 128}}, "as_is_wide128"
+    return {"grouped": grouped, "as_is": as_is, "as_is_wide128": {**as_is, "norm.WIDE": 128}}, "as_is_wide128"
 
 
 def layer_step(channels: int, dtype: str, mode: str):

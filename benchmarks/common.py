@@ -152,20 +152,24 @@ def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
 
 
 def traced_under(settings: dict, build):
-    """`build()` -> a step function, called once (traced) while each `keras_cnn.layers.norm.<name>` in `settings`
-    has its value; they are restored afterwards, and the traced step keeps what it was traced with."""
-    from keras_cnn.layers import norm
+    """`build()` -> a step function, called once (traced) while each `keras_cnn.layers.<module>.<name>` named
+    "<module>.<name>" in `settings` has its value; they are restored afterwards, and the traced step keeps what it
+    was traced with."""
+    import importlib
 
-    defaults = {name: getattr(norm, name) for name in settings}
-    for name, value in settings.items():
-        setattr(norm, name, value)
+    targets = {
+        key: (importlib.import_module(f"keras_cnn.layers.{key.split('.')[0]}"), key.split(".")[1]) for key in settings
+    }
+    defaults = {key: getattr(module, name) for key, (module, name) in targets.items()}
+    for key, (module, name) in targets.items():
+        setattr(module, name, settings[key])
     try:
         step = build()
         step()
         return step
     finally:
-        for name, value in defaults.items():
-            setattr(norm, name, value)
+        for key, (module, name) in targets.items():
+            setattr(module, name, defaults[key])
 
 
 def define_precisions() -> None:
@@ -201,10 +205,19 @@ def keras_steps(model, x, y, *, optimizer=None, jit: bool = False):
 
 
 def paired_rows(
-    entries: list[str], steps_for, ours: str, peer: str, *, steps: int, rounds: int, suffix: str = "_img_s"
+    entries: list[str],
+    steps_for,
+    ours: str,
+    peer: str,
+    *,
+    steps: int,
+    rounds: int,
+    suffix: str = "_img_s",
+    fields: dict | None = None,
 ):
     """One `pair_row` per `--precisions` value and `entries` model: `steps_for(name, size, batch)` gives the two
-    sides' steps ({ours: step, peer: step}), built under that precision's policy and timed by `alternate`."""
+    sides' steps ({ours: step, peer: step}), built under that precision's policy and timed by `alternate`; each row
+    also holds `fields`."""
     import keras
 
     rows = []
@@ -212,8 +225,8 @@ def paired_rows(
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
         for name, size, batch in model_entries(entries):
             rates = alternate(steps_for(name, size, batch), batch, steps, rounds)
-            fields = {"model": name, "image_size": size, "batch_size": batch, "precision": precision}
-            rows.append(pair_row(fields, rates, ours, peer, suffix=suffix))
+            row = {"model": name, "image_size": size, "batch_size": batch, "precision": precision, **(fields or {})}
+            rows.append(pair_row(row, rates, ours, peer, suffix=suffix))
     return rows
 
 

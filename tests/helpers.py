@@ -172,3 +172,15 @@ def script_module(folder: str, name: str):
             sys.modules.update(shadowed)
         loaded.update(found)  # only once the script ran to its end: a failed load is not cached half-made
     return loaded[name]
+
+
+def live_ops(function, x) -> list:
+    """The ops the traced `function(x)` computes its outputs from (ops nothing reads are pruned when it runs)."""
+    graph = function.get_concrete_function(x).graph
+    seen, stack = {}, [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op.name not in seen:
+            seen[op.name] = op
+            stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
+    return list(seen.values())

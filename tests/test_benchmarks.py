@@ -165,7 +165,7 @@ def test_batchnorm_groups_reports_layer_and_model_ratios(tmp_path, precision):
     ("script", "precision", "ours", "peer"),
     [
         ("optimizer_step", "float32", "package_sgd_img_s", "keras_sgd_img_s"),
-        ("fold_in_graph", "bfloat16", "folded_img_s", "unfolded_img_s"),
+        ("graph_rewrites", "bfloat16", "rewritten_img_s", "as_built_img_s"),
     ],
 )
 def test_paired_benchmarks_report_their_ratio(tmp_path, script, precision, ours, peer):
@@ -178,27 +178,52 @@ def test_paired_benchmarks_report_their_ratio(tmp_path, script, precision, ours,
     assert "ratio" in result.stdout
 
 
-def test_fold_in_graph_traces_each_model_as_it_names_it(monkeypatch):
-    """'folded' is traced (inside `inference_step`) with each of ResNet-20's 19 batch norms after a convolution
-    folded into it, 'unfolded' with none; the setting is restored after each trace."""
-    from keras_cnn.layers import norm
+@pytest.mark.parametrize(
+    ("module", "function", "setting", "model", "mode", "rewritten"),
+    [
+        ("norm", "folded_into_conv", "norm.FOLD_IN_GRAPH", "resnet20", "inference", 19),  # He et al.: 19 conv-BN
+        ("pooling", "pooled_first", "pooling.POOL_FIRST", "densenet40", "train", 2),  # Huang et al.: 2 transitions
+    ],
+)
+def test_graph_rewrites_traces_each_model_as_it_names_it(
+    monkeypatch, module, function, setting, model, mode, rewritten
+):
+    """'rewritten' is traced (inside `model_step`) with each layer the rewrite applies to rewritten, 'as built'
+    with none; the switch is restored after each trace."""
+    import importlib
 
-    bench = script_module("benchmarks", "fold_in_graph")
-    folded, fold = [], norm.folded_into_conv
+    layers = importlib.import_module(f"keras_cnn.layers.{module}")
+    bench = script_module("benchmarks", "graph_rewrites")
+    seen, rewrite = [], getattr(layers, function)
 
     def spy(layer, inputs):
-        outputs = fold(layer, inputs)
+        outputs = rewrite(layer, inputs)
         if outputs is not None:
-            folded.append(layer.name)
+            seen.append(layer.name)
         return outputs
 
-    monkeypatch.setattr(norm, "folded_into_conv", spy)
-    for setting, expected in ((True, 19), (False, 0)):
-        folded.clear()
-        step = bench.inference_step("resnet20", 32, 2, setting)
-        assert len(set(folded)) == expected and norm.FOLD_IN_GRAPH is True
+    monkeypatch.setattr(layers, function, spy)
+    switch = setting.split(".")[1]
+    for on, expected in ((True, rewritten), (False, 0)):
+        seen.clear()
+        step = bench.model_step(model, 32, 2, mode, setting, on)
+        assert len(set(seen)) == expected and getattr(layers, switch) is True
         step()  # not traced again
-        assert len(set(folded)) == expected
+        assert len(set(seen)) == expected
+
+
+@pytest.mark.slow
+def test_graph_rewrites_times_pool_first_in_training_and_inference(tmp_path):
+    out = tmp_path / "rewrites.json"
+    args = ["--rewrite=pool_first", "--modes=inference,train", "--models=densenet40:32:2", "--precisions=float32"]
+    run_script("graph_rewrites", *args, "--steps=1", "--rounds=1", f"--output={out}")
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["rewrite"], r["mode"], r["model"]) for r in rows] == [
+        ("pool_first", "inference", "densenet40"),
+        ("pool_first", "train", "densenet40"),
+    ]
+    for row in rows:
+        assert row["ratio"] == pytest.approx(row["rewritten_img_s"] / row["as_built_img_s"], rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +231,8 @@ def test_fold_in_graph_traces_each_model_as_it_names_it(monkeypatch):
     [
         ("batchnorm_groups", "--channels=12,x", "--channels takes positive integers"),
         ("optimizer_step", "--precisions=bf16", "--precisions takes float32 and/or bfloat16"),
-        ("fold_in_graph", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
+        ("graph_rewrites", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
+        ("graph_rewrites", "--modes=train", "--modes: fold rewrites inference only"),
     ],
 )
 def test_new_benchmarks_name_a_bad_flag_value_and_write_nothing(tmp_path, script, flag, message):

@@ -9,7 +9,7 @@ import tensorflow as tf
 import keras_cnn
 from keras_cnn.io import load_model
 from keras_cnn.layers import BatchNormalization, norm
-from tests.helpers import randomize_statistics
+from tests.helpers import live_ops, randomize_statistics
 
 
 def norms(model: keras.Model) -> int:
@@ -145,18 +145,6 @@ def conv_norm(conv: str, norm_class, rng, *, second_reader: bool = False) -> ker
         weight.assign(rng.normal(0, 0.5, weight.shape) if weight.trainable else weight)
     randomize_statistics(model, rng)
     return model
-
-
-def live_ops(function, x) -> list:
-    """The ops the traced `function(x)` computes its outputs from (ops nothing reads are pruned when it runs)."""
-    graph = function.get_concrete_function(x).graph
-    seen, stack = {}, [t.op for t in graph.outputs]
-    while stack:
-        op = stack.pop()
-        if op.name not in seen:
-            seen[op.name] = op
-            stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
-    return list(seen.values())
 
 
 def on_maps(ops: list, kind: str, batch: int = 3) -> int:

@@ -3,7 +3,7 @@
 from keras_cnn.layers.init import HE_FAN_OUT, TORCH_LINEAR
 from keras_cnn.layers.lrn import LocalResponseNormalization
 from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, BatchNormalization, check_norm, norm_layer
-from keras_cnn.layers.pooling import AdaptiveAveragePooling
+from keras_cnn.layers.pooling import AdaptiveAveragePooling, AveragePooling2D
 from keras_cnn.layers.shortcut import ZeroChannelPad, option_a_shortcut
 from keras_cnn.layers.shuffle import ChannelShuffle
 from keras_cnn.layers.stochastic_depth import (
@@ -21,6 +21,7 @@ __all__ = [
     "TORCH_BN",
     "TORCH_LINEAR",
     "AdaptiveAveragePooling",
+    "AveragePooling2D",
     "BatchNormalization",
     "ChannelShuffle",
     "LocalResponseNormalization",

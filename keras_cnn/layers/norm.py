@@ -116,13 +116,13 @@ def _gamma_beta(norm: keras.layers.BatchNormalization, channels: int):
     return gamma, beta
 
 
-def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | None:
-    """The convolution layer that `norm` can fold into: a channels-last `FOLDABLE` without an activation of its
-    own, called once, whose output only `norm` (called once, on the channel axis) reads. Keras' graph says who
-    reads a tensor, so a fold never leaves the convolution to run again for another layer; else None."""
-    if len(norm._inbound_nodes) != 1 or len(norm._inbound_nodes[0].input_tensors) != 1:
+def feeding_conv(layer: keras.layers.Layer) -> keras.layers.Layer | None:
+    """The convolution whose output only `layer` (called once, on one input) reads: a channels-last `FOLDABLE`
+    without an activation of its own, called once; else None. Keras' graph says who reads a tensor, so a rewrite of
+    the convolution in `layer` never leaves it to run again for another layer."""
+    if len(layer._inbound_nodes) != 1 or len(layer._inbound_nodes[0].input_tensors) != 1:
         return None
-    (tensor,) = norm._inbound_nodes[0].input_tensors
+    (tensor,) = layer._inbound_nodes[0].input_tensors
     conv = tensor._keras_history.operation
     if (
         not isinstance(conv, FOLDABLE)
@@ -130,10 +130,33 @@ def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | 
         or len(conv._outbound_nodes) != 1
         or conv.data_format != "channels_last"
         or conv.activation is not keras.activations.linear  # relu(conv) * a is not conv(W * a)
-        or norm.axis not in (-1, len(tensor.shape) - 1)
     ):
         return None
     return conv
+
+
+def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | None:
+    """The convolution layer that `norm` can fold into: the `feeding_conv` of a batch norm on the channel axis."""
+    conv = feeding_conv(norm)
+    if conv is None or norm.axis not in (-1, len(conv.output.shape) - 1):
+        return None
+    return conv
+
+
+def conv_op(tensor):
+    """(op, bias) where `tensor` in a traced TensorFlow graph is the output of an NHWC Conv2D or
+    DepthwiseConv2dNative op, plus `bias` (Keras adds a convolution's bias as conv + reshape(b, (1, 1, 1, C)); None
+    without one); else None."""
+    op, channels, bias = tensor.op, tensor.shape[-1], None
+    if op.type in ("AddV2", "BiasAdd"):
+        convs = [t for t in op.inputs if t.op.type in CONV_OPS]
+        others = [t for t in op.inputs if t.op.type not in CONV_OPS]
+        if len(convs) != 1 or len(others) != 1 or not _per_channel(op, others[0], channels):
+            return None
+        op, bias = convs[0].op, others[0]
+    if op.type not in CONV_OPS or op.get_attr("data_format") != b"NHWC":
+        return None
+    return op, bias
 
 
 def folded_into_conv(norm: BatchNormalization, inputs):
@@ -148,17 +171,9 @@ def folded_into_conv(norm: BatchNormalization, inputs):
     """
     import tensorflow as tf
 
-    if tf.executing_eagerly() or conv_feeding(norm) is None or _summed_for_two(norm):
+    if tf.executing_eagerly() or conv_feeding(norm) is None or _summed_for_two(norm) or not (found := conv_op(inputs)):
         return None
-    op, channels, bias = inputs.op, inputs.shape[-1], None
-    if op.type in ("AddV2", "BiasAdd"):  # Keras adds a convolution's bias as conv + reshape(b, (1, 1, 1, C))
-        convs = [t for t in op.inputs if t.op.type in CONV_OPS]
-        others = [t for t in op.inputs if t.op.type not in CONV_OPS]
-        if len(convs) != 1 or len(others) != 1 or not _per_channel(op, others[0], channels):
-            return None
-        op, bias = convs[0].op, others[0]
-    if op.type not in CONV_OPS or op.get_attr("data_format") != b"NHWC":
-        return None
+    (op, bias), channels = found, inputs.shape[-1]
     x, kernel = op.inputs
     source = kernel.op.inputs[0] if kernel.op.type == "Cast" else kernel  # mixed precision: the float32 variable
     zeros = tf.zeros((channels,))

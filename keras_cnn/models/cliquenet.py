@@ -22,7 +22,7 @@ from keras import ops
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
-from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, TORCH_LINEAR, Style
+from keras_cnn.layers import HE_FAN_OUT, TORCH_BN, TORCH_LINEAR, AveragePooling2D, Style
 from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
@@ -166,7 +166,7 @@ def transition(x, style: Style, *, attend: bool, name: str):
     x = style.dropout(style.conv(style.norm_act(x, name), x.shape[-1], 1, 1, name), name)
     if attend:
         x = attention(x, style, f"{name}_att")
-    return keras.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+    return AveragePooling2D(2, name=f"{name}_pool")(x)  # without dropout or attention: pools, then convolves
 
 
 def compress(x, style: Style, name: str):

@@ -12,7 +12,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
-from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN, Style
+from keras_cnn.layers import HE_FAN_OUT, KERAS_BN, TORCH_BN, AveragePooling2D, Style
 from keras_cnn.layers.recompute import RecomputedBottleneck
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -66,7 +66,7 @@ def transition(x, theta: float, style: Style, name: str):
     x = style.norm_act(x, name)
     x = style.conv(x, int(x.shape[-1] * theta), 1, 1, name)
     x = style.dropout(x, name)
-    return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+    return AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)  # in traced graphs: pools, then convolves
 
 
 @applications.builder()

@@ -47,7 +47,8 @@ WIDE = wide_rule(onednn.cpu_flags())
 #: slow on others, so inputs of other widths are regrouped to a multiple of it (`groups`). 2-core AVX-512-BF16 CPU,
 #: batch 64: bfloat16 ran 2-6x slower than the float32 kernel on 120, 200, 300 channels, and forward and gradient of
 #: a 204-channel layer at 32x32 took 42.5 ms regrouped against 61.0 ms in float32 with casts; in float32 itself,
-#: forward and gradient took 20.4 against 33.3 ms on 132 channels and 30.4 against 47.3 ms on 204.
+#: forward and gradient took 18.9 against 29.9 ms on 132 channels and 29.5 against 46.6 ms on 204
+#: (benchmarks/batchnorm_groups.py).
 BLOCK = 16
 #: The convolution layers whose last kernel axis indexes the output channel (SeparableConv2D: its pointwise kernel),
 #: and TensorFlow's ops for them that a traced inference graph folds a batch norm into.

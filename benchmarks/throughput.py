@@ -2,9 +2,10 @@
 
     python benchmarks/throughput.py --image_size 128 --batch_size 8
 
-Both models of a pair get the same input, optimizer and compiled step; measurements alternate between them
-over --rounds rounds and the median is kept, so machine drift hits both alike. Prints a table with the
-ratio ours / keras.applications and writes it as JSON to --output.
+Both models of a pair get the same input, optimizer (Keras' SGD with momentum) and compiled step (cross-entropy on
+logits, `common.keras_steps`); measurements alternate between them over --rounds rounds and the median is kept, so
+machine drift hits both alike. Prints a table with the ratio ours / keras.applications and writes it as JSON to
+--output.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import statistics
 
 from absl import app, flags
-from common import images_per_s, write_results
+from common import images_per_s, keras_steps, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["ResNet50", "VGG16"], "Builders present in both keras_cnn and keras.applications.")
@@ -21,15 +22,6 @@ flags.DEFINE_integer("batch_size", 8, "Images per step.", lower_bound=1)
 flags.DEFINE_integer("steps", 6, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds per pair; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/throughput-cpu-2core.json", "JSON results file (written atomically).")
-
-
-def _steps(model, x, y):
-    """Compiled inference and train steps of `model` on the batch `x`, `y` (SGD; Keras' default sparse cross-entropy,
-    which reads the logits as probabilities: the same on both sides, so it does not favour either)."""
-    import keras
-
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy())
-    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
 
 
 def main(argv: list[str]) -> None:
@@ -53,7 +45,8 @@ def main(argv: list[str]) -> None:
                 weights=None, input_shape=(size, size, 3), classifier_activation=None
             ),
         }
-        steps = {who: _steps(model, x, y) for who, model in pair.items()}
+        sgd = lambda: keras.optimizers.SGD(0.01, momentum=0.9)  # noqa: E731 (Keras' own on both sides)
+        steps = {who: keras_steps(model, x, y, optimizer=sgd()) for who, model in pair.items()}
         for infer, train in steps.values():  # warm-up: trace and compile both steps
             infer(), train()
         samples = {(who, mode): [] for who in pair for mode in ("inference", "train")}

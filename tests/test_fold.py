@@ -1,6 +1,10 @@
 """fold_batchnorm: an inference copy with each batch norm after a convolution folded into it (Ioffe & Szegedy
 2015, Alg. 2: in inference y = gamma * (x - mean) / sqrt(var + eps) + beta, an affine map per channel)."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -21,7 +25,10 @@ CASES = [
     ("resnet20", (32, 32, 3), 0),  # He et al. 2016: every convolution is followed by its batch norm (Conv2D)
     ("mobilenet", (32, 32, 3), 0),  # Howard et al. 2017, Fig. 3: depthwise and pointwise each then BN (Depthwise)
     ("inception_v3", (75, 75, 3), 0),  # every conv_bn; keras.applications' BN has no gamma (scale=False)
-    ("xception", (71, 71, 3), 0),  # Chollet 2017: separable convolutions, each then BN (SeparableConv2D)
+    # Chollet 2017, Fig. 5: separable convolutions, each then BN (SeparableConv2D); left are the BNs summed into a
+    # tensor that the next block's ReLU and its shortcut both read (norm._summed_for_two): the 1x1 shortcuts of entry
+    # blocks 2-4 (their separable branch is max-pooled before the sum) and the last BN of middle blocks 5-12.
+    ("xception", (71, 71, 3), 3 + 8),
     # Huang et al. 2017, DenseNet-BC-100 (k=12): BN-ReLU-Conv(1x1)-BN-ReLU-Conv(3x3) in 3 blocks of 16 layers;
     # only the BN after each 1x1 follows a convolution: 3 x 16 + 2 transitions + the final BN stay.
     ("densenet_bc", (32, 32, 3), 3 * 16 + 2 + 1),
@@ -238,3 +245,18 @@ def test_a_batch_norm_summed_into_a_tensor_that_an_activation_and_another_layer_
         model = residual_sum(read_twice)
         assert on_maps(live_ops(tf.function(lambda x, m=model: m(x, training=False)), x), "BatchNorm") == unfolded
         np.testing.assert_allclose(model.predict_on_batch(x), model(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_a_weight_folded_xception_leaves_tensorflows_graph_optimizer_working():
+    """With every batch norm folded, TensorFlow's remapper failed on Xception's residual sums ("remapper failed:
+    ... Mutation::Apply error") and skipped its pass for the whole graph, as served from the SavedModel export."""
+    script = (
+        "import numpy as np, keras_cnn\n"
+        "m = keras_cnn.fold_batchnorm(keras_cnn.create_model('xception', input_shape=(71, 71, 3), classes=10))\n"
+        "m.predict_on_batch(np.ones((1, 71, 71, 3), 'float32'))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # the tests silence TensorFlow's log; this one reads it
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "meta_optimizer" in result.stderr or "oneDNN" in result.stderr  # the log is on
+    assert "remapper failed" not in result.stderr

@@ -137,9 +137,11 @@ def feeding_conv(layer: keras.layers.Layer) -> keras.layers.Layer | None:
 
 
 def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | None:
-    """The convolution layer that `norm` can fold into: the `feeding_conv` of a batch norm on the channel axis."""
+    """The convolution layer that `norm` can fold into: the `feeding_conv` of a batch norm on the channel axis
+    whose output is not `_summed_for_two`; else None. The graph fold (`folded_into_conv`) and the weight fold
+    (`keras_cnn.fold_batchnorm`) both ask it."""
     conv = feeding_conv(norm)
-    if conv is None or norm.axis not in (-1, len(conv.output.shape) - 1):
+    if conv is None or norm.axis not in (-1, len(conv.output.shape) - 1) or _summed_for_two(norm):
         return None
     return conv
 
@@ -172,7 +174,7 @@ def folded_into_conv(norm: BatchNormalization, inputs):
     """
     import tensorflow as tf
 
-    if tf.executing_eagerly() or conv_feeding(norm) is None or _summed_for_two(norm) or not (found := conv_op(inputs)):
+    if tf.executing_eagerly() or conv_feeding(norm) is None or not (found := conv_op(inputs)):
         return None
     (op, bias), channels = found, inputs.shape[-1]
     x, kernel = op.inputs
@@ -194,7 +196,8 @@ def _summed_for_two(norm: keras.layers.BatchNormalization) -> bool:
     """Whether `norm`'s output is summed into a tensor that an activation and another layer read (Xception's
     residual sums). TensorFlow's remapper fuses convolution, bias, sum and activation into one op even then, fails
     ("Mutation::Apply error: fanout ... exist for missing node") and drops its whole pass for the graph, which made
-    Xception's bf16 inference 0.91x as fast with the fold; such a batch norm stays as it is."""
+    Xception's bf16 inference 0.91x as fast with the fold in the graph, and did the same to a weight-folded Xception;
+    such a batch norm stays as it is."""
     for node in norm._outbound_nodes:
         readers = [later.operation for later in node.operation._outbound_nodes]
         activated = any(isinstance(reader, (keras.layers.ReLU, keras.layers.Activation)) for reader in readers)

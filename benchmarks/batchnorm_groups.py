@@ -21,10 +21,9 @@ from absl import app, flags
 from common import (
     alternate,
     define_precisions,
-    keras_steps,
     model_entries,
     pair_row,
-    random_batch,
+    seeded_step,
     traced_under,
     write_results,
 )
@@ -89,22 +88,6 @@ def layer_step(channels: int, dtype: str, mode: str):
     return build
 
 
-def model_steps(name: str, size: int, batch: int, mode: str):
-    """`build` for `traced_under`: a fresh model's inference or train step (Keras' SGD) on a fixed random batch."""
-    import keras
-
-    import keras_cnn
-
-    x, y = random_batch(batch, size, 10)
-
-    def build():
-        model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-        infer, train = keras_steps(model, x, y, optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
-        return train if mode == "train" else infer
-
-    return build
-
-
 def main(argv):
     del argv
     import keras
@@ -126,7 +109,10 @@ def main(argv):
                 print(f"{precision} {channels:4d} channels {mode:9s} {line}", flush=True)
         for name, size, batch in model_entries(FLAGS.models):
             for mode in MODES:
-                build = model_steps(name, size, batch, mode)
+
+                def build(name=name, size=size, batch=batch, mode=mode):  # a fresh Keras SGD for each model
+                    return seeded_step(name, size, batch, mode, optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+
                 steps = {rule: traced_under(all_rules[rule], build) for rule in ("grouped", before)}
                 rates = alternate(steps, batch, FLAGS.steps, FLAGS.rounds)
                 fields = {"precision": precision, "model": name, "image_size": size, "batch_size": batch, "mode": mode}

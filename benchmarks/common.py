@@ -14,7 +14,7 @@ from absl import app, flags
 
 # The scripts import this module before Keras, so TensorFlow loads with the package's oneDNN setting
 # (keras_cnn.onednn) in them and in the subprocesses they start.
-import keras_cnn  # noqa: F401
+import keras_cnn
 from keras_cnn import onednn
 
 
@@ -202,6 +202,17 @@ def keras_steps(model, x, y, *, optimizer=None, jit: bool = False):
     model.compile(optimizer or SGD(0.01, momentum=0.9), loss, jit_compile=True if jit else "auto")
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
+
+
+def seeded_step(name: str, size: int, batch: int, mode: str, *, optimizer=None):
+    """A fresh `name` model (weights seeded alike on every call, 10 classes, logits) compiled by `keras_steps` with
+    `optimizer`: its `train_on_batch` (mode "train") or `predict_on_batch` (else) on a fixed random batch."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
+    infer, train = keras_steps(model, *random_batch(batch, size, 10), optimizer=optimizer)
+    return train if mode == "train" else infer
 
 
 def paired_rows(

@@ -20,7 +20,7 @@ writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import define_precisions, keras_steps, paired_rows, random_batch, traced_under, write_results
+from common import define_precisions, paired_rows, seeded_step, traced_under, write_results
 
 FLAGS = flags.FLAGS
 SIDES = ("rewritten", "as_built")
@@ -51,17 +51,7 @@ def define_flags() -> None:
 def model_step(name: str, size: int, batch: int, mode: str, setting: str, on: bool):
     """The model's `predict_on_batch` (mode inference) or `train_on_batch` (train) on a fixed random batch, traced
     (on its first call, here) with the switch `setting` ("<module>.<name>" in keras_cnn.layers) set to `on`."""
-    import keras
-
-    import keras_cnn
-
-    def build():
-        keras.utils.set_random_seed(0)
-        model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-        infer, train = keras_steps(model, *random_batch(batch, size, 10))
-        return infer if mode == "inference" else train
-
-    return traced_under({setting: on}, build)
+    return traced_under({setting: on}, lambda: seeded_step(name, size, batch, mode))
 
 
 def main(argv):

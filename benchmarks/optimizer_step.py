@@ -13,7 +13,7 @@ kept). Prints the ratio package / Keras and writes it as JSON.
 from __future__ import annotations
 
 from absl import app, flags
-from common import define_precisions, keras_steps, paired_rows, random_batch, write_results
+from common import define_precisions, paired_rows, seeded_step, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["resnet20:32:16", "resnet20:32:64", "resnet56:32:64"], "name:image_size:batch_size.")
@@ -21,17 +21,6 @@ define_precisions()
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/optimizer-step-cpu-2core.json", "JSON results file (atomic).")
-
-
-def train_step(name: str, size: int, batch: int, optimizer):
-    """The compiled model's `train_on_batch` on a fixed random batch (weights seeded alike for every optimizer)."""
-    import keras
-
-    import keras_cnn
-
-    keras.utils.set_random_seed(0)
-    model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-    return keras_steps(model, *random_batch(batch, size, 10), optimizer=optimizer)[1]
 
 
 def main(argv):
@@ -44,8 +33,8 @@ def main(argv):
 
     def steps_for(name: str, size: int, batch: int) -> dict:
         return {
-            "package": train_step(name, size, batch, SGD(**settings)),
-            "keras": train_step(name, size, batch, keras.optimizers.SGD(**settings)),
+            "package": seeded_step(name, size, batch, "train", optimizer=SGD(**settings)),
+            "keras": seeded_step(name, size, batch, "train", optimizer=keras.optimizers.SGD(**settings)),
         }
 
     rows = paired_rows(

@@ -100,11 +100,5 @@ class RecomputedBottleneck(keras.layers.Layer):
             "conv_name": self.conv_name,
             "post_bn_name": self.post_bn_name,
             "bn": self.bn,
-            "init": {k: keras.saving.serialize_keras_object(v) for k, v in self.init.items()},
+            "init": {k: keras.initializers.serialize(keras.initializers.get(v)) for k, v in self.init.items()},
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["init"] = {k: keras.saving.deserialize_keras_object(v) for k, v in config["init"].items()}
-        return cls(**config)

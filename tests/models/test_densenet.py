@@ -150,7 +150,10 @@ def test_recomputed_bottleneck_round_trips_its_initializer_and_counts_its_convol
 
     layer = RecomputedBottleneck(8, 3, bn_name="b", conv_name="c", bn=TORCH_BN, init=HE_FAN_OUT, post_bn_name="p")
     clone = RecomputedBottleneck.from_config(layer.get_config())
-    assert clone.conv.kernel_initializer.get_config() == HE_FAN_OUT["kernel_initializer"].get_config()
+    assert (
+        clone.conv.kernel_initializer.get_config()
+        == keras.initializers.get(HE_FAN_OUT["kernel_initializer"]).get_config()
+    )
     assert (clone.norm.epsilon, clone.norm.momentum, clone.post_norm.name) == (1e-5, 0.9, "p")
     layer.build([(1, 5, 5, 4), (1, 5, 5, 6)])
     assert layer.macs([(1, 5, 5, 4), (1, 5, 5, 6)], (1, 5, 5, 8)) == 5 * 5 * (3 * 3 * 10 * 8)  # H W k^2 C_in C_out

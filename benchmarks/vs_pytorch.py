@@ -29,10 +29,13 @@ import statistics
 from absl import app, flags
 from common import (
     images_per_s,
+    keras_model,
     keras_steps,
     model_entries,
     random_batch,
-    torch_cifar_resnet,
+    torch_device,
+    torch_model,
+    torch_steps,
     trainable_torch,
     write_results,
 )
@@ -54,70 +57,6 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
-
-CIFAR_RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
-
-
-def torch_model(name: str, classes: int):
-    from torch import nn
-
-    from keras_cnn.convert import import_torchvision
-
-    models = import_torchvision().models
-    if name in CIFAR_RESNET_DEPTHS:
-        return torch_cifar_resnet(CIFAR_RESNET_DEPTHS[name], classes)
-    if name == "densenet_bc":  # Huang et al. 2017's CIFAR DenseNet-BC (L=100, k=12): a 3x3 stem of 2k filters
-        net = models.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, num_classes=classes)
-        net.features.conv0 = nn.Conv2d(3, 24, 3, padding=1, bias=False)
-        net.features.norm0 = net.features.relu0 = net.features.pool0 = nn.Identity()
-        return net
-    if name == "resnet50":
-        return models.resnet50(num_classes=classes)
-    raise app.UsageError(f"--models: no PyTorch peer for {name!r}; use resnet20/32/44/56/110, densenet_bc, resnet50.")
-
-
-def keras_model(name: str, size: int, classes: int):
-    import keras_cnn
-    from keras_cnn.models.resnext import ResNeXt
-
-    kwargs = {"input_shape": (size, size, 3), "classes": classes, "classifier_activation": None}
-    if name == "resnet50":  # torchvision's ResNet-50 is v1.5: the stride in the 3x3, no conv biases
-        return ResNeXt(depth=50, C=1, d=64, **kwargs)
-    return keras_cnn.create_model(name, **kwargs)
-
-
-def torch_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
-    """(inference, train) callables of the PyTorch network on fixed tensors, on `torch_device()`."""
-    import torch
-
-    device = torch_device()
-    net = net.to(device)
-    x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
-    y = torch.from_numpy(y.astype("int64")).to(device)
-    if channels_last:
-        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-    def infer():
-        net.eval()
-        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            return net(x)
-
-    def train():
-        net.train()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        optimizer.step()
-
-    return infer, train
 
 
 def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps: int) -> list[dict]:

@@ -290,6 +290,26 @@ def test_degradation_trains_plain_and_residual_nets_and_plots(tmp_path):
     assert (tmp_path / "degradation-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN runs both only on x86-64")
+def test_onednn_calls_counts_each_sides_convolutions_per_step(tmp_path):
+    """He et al.'s ResNet-20 has 19 convolutions (6n + 1, n = 3, and a fully connected layer): both sides log 19
+    forward and 19 weight-gradient calls per training step, and 18 input gradients (none for the image)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "calls.json"
+    result = run_script(
+        "onednn_calls", "--models=resnet20:32:4", "--precisions=float32", "--steps=2", f"--output={out}", timeout=600
+    )
+    rows = {(r["primitive"], r["direction"]): r for r in json.loads(out.read_text())["rows"]}
+    for direction, calls in (("forward_training", 19), ("backward_weights", 19), ("backward_data", 18)):
+        row = rows["convolution", direction]
+        assert row["keras_cnn_calls"] == row["pytorch_calls"] == calls
+        assert row["ratio"] == pytest.approx(row["keras_cnn_ms"] / row["pytorch_ms"], rel=0.01, abs=1e-3)
+    for side in ("keras_cnn", "pytorch"):
+        assert re.fullmatch(r"v\d+\.\d+(\.\d+)?", rows["convolution", "forward_training"][f"{side}_onednn"]["version"])
+    assert "convolution" in result.stdout and "oneDNN calls" in result.stdout
+
+
 def test_accuracy_vs_pytorch_trains_both_on_the_same_images(tmp_path):
     pytest.importorskip("torch")
     from tests.test_data_sources import _write_jpeg_tree

@@ -1,5 +1,6 @@
 """Blocks shared by several model families."""
 
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.init import HE_FAN_OUT, TORCH_LINEAR
 from keras_cnn.layers.lrn import LocalResponseNormalization
 from keras_cnn.layers.norm import KERAS_BN, NORMS, TORCH_BN, BatchNormalization, check_norm, norm_layer
@@ -24,6 +25,7 @@ __all__ = [
     "AveragePooling2D",
     "BatchNormalization",
     "ChannelShuffle",
+    "Conv2D",
     "LocalResponseNormalization",
     "StochasticDepth",
     "Style",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import Norm, check_norm, norm_layer
 
 
@@ -40,7 +41,7 @@ class Style:
     ):
         """The Conv2D of `conv` without calling it, for a kernel shared by several calls (CliqueNet)."""
         padding = "valid" if stride > 1 or kernel == 1 else "same"
-        return keras.layers.Conv2D(
+        return Conv2D(
             filters,
             kernel,
             strides=stride,

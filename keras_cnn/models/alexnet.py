@@ -10,6 +10,7 @@ import keras
 from keras_cnn import applications
 from keras_cnn.applications import Contract
 from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
@@ -34,7 +35,7 @@ def _features(x, widths: Sequence[int], *, groups: Sequence[int], lrn: bool, con
     for i, (width, kernel, pad, g) in enumerate(zip(widths, kernels, pads, groups, strict=True), start=1):
         if pad:
             x = keras.layers.ZeroPadding2D(pad, name=f"conv{i}_pad")(x)
-        x = keras.layers.Conv2D(width, kernel, strides=4 if i == 1 else 1, groups=g, name=f"conv{i}_conv")(x)
+        x = Conv2D(width, kernel, strides=4 if i == 1 else 1, groups=g, name=f"conv{i}_conv")(x)
         x = keras.layers.Activation("relu", name=f"conv{i}_relu")(x)
         if lrn and i in (1, 2):
             x = LocalResponseNormalization(name=f"conv{i}_lrn")(x)

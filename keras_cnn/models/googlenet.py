@@ -9,6 +9,7 @@ import keras
 from keras_cnn import applications
 from keras_cnn.applications import Contract
 from keras_cnn.layers import AdaptiveAveragePooling, LocalResponseNormalization
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -34,7 +35,7 @@ def _conv(x, filters: int, kernel: int, name: str, *, stride: int = 1, batch_nor
     `batch_norm` (not in the paper)."""
     if stride > 1:
         x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         filters, kernel, strides=stride, padding="same" if stride == 1 else "valid", use_bias=not batch_norm, name=name
     )(x)
     if batch_norm:

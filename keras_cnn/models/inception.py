@@ -9,6 +9,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -29,7 +30,7 @@ def _conv_bn(x, filters: int, kernel: tuple[int, int], name: str | None = None, 
     Keras then numbers them in creation order (`conv2d`, `conv2d_1`, ... in a fresh session, the names of
     keras.applications' model) and never reuses a name already taken, a user's layers' included."""
     names = (name, f"{name}_bn", f"{name}_ac") if name else (None, None, None)
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=names[0])(x)
+    x = Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=names[0])(x)
     x = BatchNormalization(scale=False, name=names[1])(x)
     return keras.layers.Activation("relu", name=names[2])(x)
 
@@ -171,7 +172,7 @@ def inception_resnet_block(x, kind: str, index: int, scale: float, *, activation
     block = f"{kind}_{index}"
     branches = [_conv_path(x, branch) for branch in RESIDUAL_BLOCKS[kind]]
     mixed = keras.layers.Concatenate(name=f"{block}_mixed")(branches)
-    up = keras.layers.Conv2D(x.shape[-1], 1, use_bias=True, name=f"{block}_conv")(mixed)
+    up = Conv2D(x.shape[-1], 1, use_bias=True, name=f"{block}_conv")(mixed)
     x = ScaledResidual(scale, name=f"{block}_scale")([x, up])
     return keras.layers.Activation("relu", name=f"{block}_ac")(x) if activation else x
 

@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.registry import Card, Paper, register_all
 
 PAPER = Paper(
@@ -210,14 +211,14 @@ def LeNet5(
     def init(fan_in: int) -> dict:
         return {"kernel_initializer": fan_in_uniform(fan_in)} if paper else {}
 
-    c1 = keras.layers.Conv2D(6, 5, activation=act, name="c1", **init(25 * img_input.shape[-1]))(img_input)
+    c1 = Conv2D(6, 5, activation=act, name="c1", **init(25 * img_input.shape[-1]))(img_input)
     x = subsample(c1, "s2")
     if paper:
         c3 = keras.layers.Activation(act, name="c3_act")(ConnectionTableConv2D(C3_TABLE, name="c3")(x))
     else:
-        c3 = keras.layers.Conv2D(16, 5, activation=act, name="c3")(x)
+        c3 = Conv2D(16, 5, activation=act, name="c3")(x)
     x = subsample(c3, "s4")
-    c5 = keras.layers.Conv2D(120, 5, activation=act, name="c5", **init(25 * 16))(x)
+    c5 = Conv2D(120, 5, activation=act, name="c5", **init(25 * 16))(x)
 
     def top(x, classes, classifier_activation):
         x = keras.layers.Flatten(name="flatten")(x)

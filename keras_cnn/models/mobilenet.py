@@ -12,6 +12,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -72,7 +73,7 @@ def depthwise_separable(x, filters: int, stride: int, depth_multiplier: int, blo
         name=f"conv_dw_{block}",
     )(x)
     x = keras.layers.ReLU(6.0, name=f"conv_dw_{block}_relu")(_bn(x, f"conv_dw_{block}_bn"))
-    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"conv_pw_{block}")(x)
+    x = Conv2D(filters, 1, use_bias=False, name=f"conv_pw_{block}")(x)
     return keras.layers.ReLU(6.0, name=f"conv_pw_{block}_relu")(_bn(x, f"conv_pw_{block}_bn"))
 
 
@@ -91,7 +92,7 @@ def MobileNet(
     if alpha <= 0:
         raise ValueError(f"alpha must be positive; received alpha={alpha!r}.")
     img_input = contract.input(default_size=224, min_size=32)
-    x = keras.layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(img_input)
+    x = Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(img_input)
     x = keras.layers.ReLU(6.0, name="conv1_relu")(_bn(x, "conv1_bn"))
     stages = []
     for block, (filters, stride) in enumerate(V1_BLOCKS, start=1):
@@ -103,7 +104,7 @@ def MobileNet(
     def top(x, classes, classifier_activation):
         x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
         x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        x = keras.layers.Conv2D(classes, 1, name="conv_preds")(x)
+        x = Conv2D(classes, 1, name="conv_preds")(x)
         x = keras.layers.Reshape((classes,), name="reshape_2")(x)
         return keras.layers.Activation(classifier_activation, name="predictions", dtype=applications.head_dtype())(x)
 
@@ -116,7 +117,7 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: d
     prefix = f"block_{block}_" if block else "expanded_conv_"
     inputs, channels = x, x.shape[-1]
     if block:
-        x = keras.layers.Conv2D(t * channels, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = Conv2D(t * channels, 1, use_bias=False, name=f"{prefix}expand")(x)
         x = keras.layers.ReLU(6.0, name=f"{prefix}expand_relu")(_bn(x, f"{prefix}expand_BN", **bn))
     if stride == 2:
         x = pad(x, f"{prefix}pad")
@@ -124,7 +125,7 @@ def inverted_residual(x, t: int, filters: int, stride: int, block: int, *, bn: d
         3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name=f"{prefix}depthwise"
     )(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(x, f"{prefix}depthwise_BN", **bn))
-    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
     x = _bn(x, f"{prefix}project_BN", **bn)
     if stride == 1 and channels == filters:
         x = keras.layers.Add(name=f"{prefix}add")([inputs, x])
@@ -149,7 +150,7 @@ def MobileNetV2(
     img_input = contract.input(default_size=224, min_size=32)
     bn, pad = V2_LAYOUTS[layout]
     x = pad(img_input, "Conv1_pad")
-    x = keras.layers.Conv2D(_divisible(32 * alpha), 3, strides=2, use_bias=False, name="Conv1")(x)
+    x = Conv2D(_divisible(32 * alpha), 3, strides=2, use_bias=False, name="Conv1")(x)
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(_bn(x, "bn_Conv1", **bn))
     stages, block = [], 0
     for t, c, n, s in V2_BLOCKS:
@@ -158,7 +159,7 @@ def MobileNetV2(
                 stages.append(x)
             x = inverted_residual(x, t, _divisible(int(c * alpha)), s if i == 0 else 1, block, bn=bn, pad=pad)
             block += 1
-    x = keras.layers.Conv2D(_divisible(1280 * alpha) if alpha > 1.0 else 1280, 1, use_bias=False, name="Conv_1")(x)
+    x = Conv2D(_divisible(1280 * alpha) if alpha > 1.0 else 1280, 1, use_bias=False, name="Conv_1")(x)
     x = keras.layers.ReLU(6.0, name="out_relu")(_bn(x, "Conv_1_bn", **bn))
     stages.append(x)
 

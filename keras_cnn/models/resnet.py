@@ -27,6 +27,7 @@ from keras_cnn.layers import (
     option_a_shortcut,
     residual_join,
 )
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import Norm
 from keras_cnn.layers.stochastic_depth import Schedule
 from keras_cnn.registry import Card, Paper, register_all
@@ -103,7 +104,7 @@ def preact_bottleneck_block(
         t = style.norm_act(style.conv(t, filters, 1, s1, f"{name}_1"), f"{name}_1")
         if keras_layout:
             t = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(t)
-            t = keras.layers.Conv2D(filters, 3, strides=s2, use_bias=False, name=f"{name}_2_conv", **style.init)(t)
+            t = Conv2D(filters, 3, strides=s2, use_bias=False, name=f"{name}_2_conv", **style.init)(t)
         else:
             t = style.conv(t, filters, 3, s2, f"{name}_2")
         t = style.norm_act(t, f"{name}_2")

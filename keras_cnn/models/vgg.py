@@ -7,6 +7,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -46,11 +47,11 @@ def VGG(
         for i in range(1, convs + 1):
             label = f"block{b}_conv{i}"
             if batch_norm:
-                x = keras.layers.Conv2D(width, 3, padding="same", name=label)(x)
+                x = Conv2D(width, 3, padding="same", name=label)(x)
                 x = BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{label}_bn")(x)
                 x = keras.layers.Activation("relu", name=f"{label}_relu")(x)
             else:
-                x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=label)(x)
+                x = Conv2D(width, 3, padding="same", activation="relu", name=label)(x)
         stages.append(x)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
 

@@ -7,6 +7,7 @@ import keras
 
 from keras_cnn import applications
 from keras_cnn.applications import Contract
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import BatchNormalization
 from keras_cnn.registry import Card, Paper, register_all
 
@@ -32,7 +33,7 @@ def downsampling_block(x, filters: tuple[int, int], block: int):
     """Two separable convolutions and a 3x3/2 max pool, added to a strided 1x1 projection of the input.
     The projection layers are unnamed, as in keras.applications: Keras numbers them (`conv2d`,
     `batch_normalization`, ... in a fresh session, keras.applications' names) and never reuses a taken name."""
-    residual = keras.layers.Conv2D(filters[1], 1, strides=2, padding="same", use_bias=False)(x)
+    residual = Conv2D(filters[1], 1, strides=2, padding="same", use_bias=False)(x)
     residual = BatchNormalization()(residual)
     for i, width in enumerate(filters, start=1):
         x = _sepconv(x, width, f"block{block}_sepconv{i}", relu_first=block > 2 or i > 1)
@@ -58,7 +59,7 @@ def Xception(
     img_input = contract.input(default_size=299, min_size=71)
     x = img_input
     for i, (filters, stride) in enumerate(((32, 2), (64, 1)), start=1):
-        x = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"block1_conv{i}")(x)
+        x = Conv2D(filters, 3, strides=stride, use_bias=False, name=f"block1_conv{i}")(x)
         x = BatchNormalization(name=f"block1_conv{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block1_conv{i}_act")(x)
     stages = [x]

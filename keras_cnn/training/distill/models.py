@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from keras_cnn.applications import deep_graph
+from keras_cnn.layers.conv import Conv2D
 from keras_cnn.training.distill.losses import (
     _one_hot,
     _regularized,
@@ -209,7 +210,7 @@ class HintTrainer(keras.Model):
                 f"The guided layer's grid {guided_shape[:2]} is smaller than the hint's {hint_shape[:2]}; "
                 "choose a deeper hint layer or an earlier guided layer."
             )
-        self.regressor = keras.layers.Conv2D(hint_shape[-1], kernel, activation=regressor_activation, name="regressor")
+        self.regressor = Conv2D(hint_shape[-1], kernel, activation=regressor_activation, name="regressor")
         self.regressor.build((None, *guided_shape))
 
     def call(self, x, training=False):

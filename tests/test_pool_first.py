@@ -7,14 +7,27 @@ import pytest
 import tensorflow as tf
 
 import keras_cnn
-from keras_cnn.layers import AveragePooling2D
+from keras_cnn.layers import AveragePooling2D, Conv2D
+from keras_cnn.layers import conv as conv_module
 from tests.helpers import live_ops
 
 
-def conv_pool(pool_class, rng, *, size=5, kernel_size=1, strides=1, activation=None, use_bias=True, padding="valid"):
-    """Input (size, size, 4) -> Conv2D(6) -> `pool_class`(2): random weights from `rng`, the same for each class."""
+def conv_pool(
+    pool_class,
+    rng,
+    *,
+    size=5,
+    kernel_size=1,
+    strides=1,
+    activation=None,
+    use_bias=True,
+    padding="valid",
+    conv_class=keras.layers.Conv2D,
+):
+    """Input (size, size, 4) -> `conv_class`(6) -> `pool_class`(2): random weights from `rng`, the same for each
+    class."""
     inputs = keras.Input((size, size, 4))
-    conv = keras.layers.Conv2D(6, kernel_size, strides, activation=activation, use_bias=use_bias, name="conv")
+    conv = conv_class(6, kernel_size, strides, activation=activation, use_bias=use_bias, name="conv")
     outputs = pool_class(2, padding=padding, name="pool")(conv(inputs))
     model = keras.Model(inputs, outputs)
     model.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in model.get_weights()])
@@ -62,6 +75,24 @@ def test_a_traced_graph_pools_before_the_one_by_one_convolution(policy, use_bias
     ):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
     np.testing.assert_allclose(np.float32(ours(x)), np.float32(peer(x)), rtol=tol, atol=tol)  # eager: as built
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_a_convolution_with_the_matmul_kernel_gradient_still_pools_first(monkeypatch, use_bias):
+    """In bfloat16 training keras_cnn's Conv2D may run a 1x1 convolution under its own gradient
+    (`keras_cnn.layers.conv.pointwise_conv`); the pooling still finds it and convolves the pooled maps."""
+    monkeypatch.setattr(conv_module, "MATMUL_KERNEL_GRADIENT", True)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        ours = conv_pool(AveragePooling2D, np.random.default_rng(3), use_bias=use_bias, conv_class=Conv2D)
+        peer = conv_pool(keras.layers.AveragePooling2D, np.random.default_rng(3), use_bias=use_bias)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    x = tf.constant(np.random.default_rng(4).normal(0, 1, (2, 5, 5, 4)).astype("float32"))
+    assert convolved_sizes(ours, x, True) == [2]
+    for got, want in zip(outputs_and_gradients(ours, x, True), outputs_and_gradients(peer, x, True), strict=True):
+        np.testing.assert_allclose(got, want, rtol=3e-2, atol=3e-2 * np.abs(want).max())
 
 
 @pytest.mark.parametrize(

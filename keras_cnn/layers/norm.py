@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from keras_cnn import onednn
+from keras_cnn.layers.conv import Conv2D
 
 Norm = Literal["batch", "group"]
 NORMS = ("batch", "group")
@@ -146,10 +147,13 @@ def conv_feeding(norm: keras.layers.BatchNormalization) -> keras.layers.Layer | 
     return conv
 
 
-def conv_op(tensor):
-    """(op, bias) where `tensor` in a traced TensorFlow graph is the output of an NHWC Conv2D or
-    DepthwiseConv2dNative op, plus `bias` (Keras adds a convolution's bias as conv + reshape(b, (1, 1, 1, C)); None
-    without one); else None."""
+def conv_op(tensor, layer: keras.layers.Layer):
+    """(op, bias) where `tensor`, the output of the convolution `layer` in a traced TensorFlow graph, is the output
+    of an NHWC Conv2D or DepthwiseConv2dNative op, plus `bias` (Keras adds a convolution's bias as conv + reshape(b,
+    (1, 1, 1, C)); None without one); else None. A `keras_cnn.layers.Conv2D` in training may have run as
+    `pointwise_conv`: then its op is under the IdentityN that `tf.custom_gradient` puts over the output."""
+    if tensor.op.type == "IdentityN" and isinstance(layer, Conv2D):
+        tensor = tensor.op.inputs[tensor.value_index]
     op, channels, bias = tensor.op, tensor.shape[-1], None
     if op.type in ("AddV2", "BiasAdd"):
         convs = [t for t in op.inputs if t.op.type in CONV_OPS]
@@ -175,7 +179,7 @@ def folded_into_conv(norm: BatchNormalization, inputs):
     """
     import tensorflow as tf
 
-    if tf.executing_eagerly() or conv_feeding(norm) is None or not (found := conv_op(inputs)):
+    if tf.executing_eagerly() or (conv := conv_feeding(norm)) is None or not (found := conv_op(inputs, conv)):
         return None
     (op, bias), channels = found, inputs.shape[-1]
     x, kernel = op.inputs

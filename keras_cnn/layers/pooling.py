@@ -75,7 +75,7 @@ def pooled_first(pool: keras.layers.AveragePooling2D, inputs):
     import tensorflow as tf
 
     conv = feeding_conv(pool)
-    if tf.executing_eagerly() or not isinstance(conv, keras.layers.Conv2D) or not (found := conv_op(inputs)):
+    if tf.executing_eagerly() or not isinstance(conv, keras.layers.Conv2D) or not (found := conv_op(inputs, conv)):
         return None
     op, bias = found
     one = (1, 1)

@@ -12,6 +12,9 @@ run.
 - pool_first: in any traced graph `keras_cnn.layers.AveragePooling2D` pools the input of the 1x1 convolution that
   feeds it and convolves the pooled maps (`pooling.pooled_first`; DenseNet's transitions); off:
   `pooling.POOL_FIRST = False`, the convolution on the full maps.
+- matmul_grad: in a traced training step in bfloat16 `keras_cnn.layers.Conv2D` takes a 1x1 stride-1 kernel's
+  gradient as one matrix product (`conv.pointwise_conv`); off: `conv.MATMUL_KERNEL_GRADIENT = False`, TensorFlow's
+  Conv2DBackpropFilter. Training only.
 Each `--models` entry is built twice with the same seed, one traced each way; their `predict_on_batch` (or
 `train_on_batch`) calls alternate over `--rounds` rounds (median kept). Prints the ratio rewritten / as built and
 writes it as JSON.
@@ -28,6 +31,7 @@ SIDES = ("rewritten", "as_built")
 REWRITES = {
     "fold": ("norm.FOLD_IN_GRAPH", ("inference",)),
     "pool_first": ("pooling.POOL_FIRST", ("inference", "train")),
+    "matmul_grad": ("conv.MATMUL_KERNEL_GRADIENT", ("train",)),
 }
 
 
@@ -36,11 +40,11 @@ def define_flags() -> None:
     models = ["resnet20:32:64", "resnet56:32:64", "densenet_bc:32:64", "resnet50:224:16"]
     flags.DEFINE_enum("rewrite", "fold", list(REWRITES), "The rewrite timed on against off.")
     flags.DEFINE_list("models", models, "name:image_size:batch_size.")
-    flags.DEFINE_list("modes", ["inference"], "inference and/or train (pool_first only).")
+    flags.DEFINE_list("modes", ["inference"], "inference and/or train, as the rewrite applies.")
     flags.register_multi_flags_validator(
         ["rewrite", "modes"],
         lambda f: set(f["modes"]) <= set(REWRITES[f["rewrite"]][1]),
-        message="--modes: fold rewrites inference only; pool_first inference and/or train",
+        message="--modes: fold rewrites inference only; pool_first inference and/or train; matmul_grad train only",
     )
     define_precisions()
     flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)

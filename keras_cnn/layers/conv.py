@@ -1,10 +1,10 @@
 """Convolution: Keras' Conv2D, whose 1x1 kernel gradient TensorFlow computes as one matrix product on AMX CPUs.
 
-For a 1x1 kernel with stride 1 the kernel gradient of a convolution is a matrix product over every position,
-dW = X^T dY with X (N*H*W, C_in) and dY (N*H*W, C_out). In bfloat16 on a CPU with AMX units, oneDNN's matrix
-product ran it 1.6-3.4x as fast as TensorFlow's `Conv2DBackpropFilter` on ResNet-50's 1x1 shapes at batch 16
-(float32: 0.84-1.27x, so float32 keeps the op), and ResNet-50's bfloat16 training step 1.11x as fast
-(benchmarks/README.md, "The 1x1 kernel gradient as a matrix product").
+For a 1x1 kernel with stride 1 the kernel gradient of a convolution is a matrix product over every position, dW =
+X^T dY with X (N*H*W, C_in) and dY (N*H*W, C_out). In bfloat16 on a CPU with AMX units, oneDNN's matrix product ran
+it 1.6-3.4x as fast as TensorFlow's `Conv2DBackpropFilter` on ResNet-50's 1x1 shapes at batch 16 (float32:
+0.84-1.27x, so float32 keeps the op), and the bfloat16 training step of ResNet-50 v1.5 (torchvision's, without
+biases) 1.11x as fast (benchmarks/README.md, "The 1x1 kernel gradient as a matrix product").
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ MATMUL_KERNEL_GRADIENT = amx_rule(onednn.cpu_flags())
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D`: the same arguments, variables, names and outputs. In training on TensorFlow, a 1x1
-    stride-1 ungrouped kernel in bfloat16 runs as `pointwise_conv` (where `MATMUL_KERNEL_GRADIENT` says so);
-    inference and every other convolution run Keras' own."""
+    stride-1 ungrouped kernel without bias in bfloat16 runs as `pointwise_conv` (where `MATMUL_KERNEL_GRADIENT` says
+    so); inference and every other convolution run Keras' own. With a bias, oneDNN's weight gradient sums the bias
+    gradient in the same pass, and a separate sum left keras.applications' ResNet-50 (biases on every convolution)
+    within 3 % of TensorFlow's op, so those keep it."""
 
     def call(self, inputs, training=None):
         if not (training and self._pointwise(inputs)):
             return super().call(inputs)
-        return self.activation(pointwise_conv(inputs, self.kernel, self.bias if self.use_bias else None))
+        return self.activation(pointwise_conv(inputs, self.kernel))
 
     def _pointwise(self, inputs) -> bool:
         """Whether this call can run as `pointwise_conv`."""
@@ -47,6 +49,7 @@ class Conv2D(keras.layers.Conv2D):
             and tuple(self.strides) == (1, 1)
             and tuple(self.dilation_rate) == (1, 1)
             and self.groups == 1
+            and not self.use_bias
             and self.data_format == "channels_last"
             and len(inputs.shape) == 4
             and inputs.dtype == tf.bfloat16
@@ -54,25 +57,21 @@ class Conv2D(keras.layers.Conv2D):
         )
 
 
-def pointwise_conv(x, kernel, bias=None):
-    """The 1x1 stride-1 convolution of NHWC `x` with `kernel` (1, 1, C_in, C_out) (plus `bias`), whose kernel
-    gradient is one matrix product, X^T dY over the N*H*W positions. Its input gradient is TensorFlow's own op, and
-    its bias gradient is summed in float32 (as oneDNN's fused weight-and-bias gradient does)."""
+def pointwise_conv(x, kernel):
+    """The 1x1 stride-1 convolution of NHWC `x` with `kernel` (1, 1, C_in, C_out), whose kernel gradient is one
+    matrix product, X^T dY over the N*H*W positions; its input gradient is TensorFlow's own op."""
     import tensorflow as tf
 
     @tf.custom_gradient
-    def conv(x, kernel, *biases):
+    def conv(x, kernel):
         def gradient(dy):
             c_in, c_out = kernel.shape[-2:]
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, 1, 1, 1], padding="VALID"
             )
             dk = tf.matmul(tf.reshape(x, (-1, c_in)), tf.reshape(dy, (-1, c_out)), transpose_a=True)
-            db = [tf.cast(tf.reduce_sum(tf.cast(dy, tf.float32), axis=(0, 1, 2)), b.dtype) for b in biases]
-            return (dx, tf.reshape(dk, kernel.shape), *db)
+            return dx, tf.reshape(dk, kernel.shape)
 
-        y = tf.nn.conv2d(x, kernel, strides=1, padding="VALID")
-        return (tf.nn.bias_add(y, biases[0]) if biases else y), gradient
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), gradient
 
-    biases = () if bias is None else (tf.convert_to_tensor(bias),)
-    return conv(x, tf.convert_to_tensor(kernel), *biases)
+    return conv(x, tf.convert_to_tensor(kernel))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -212,6 +213,37 @@ def test_graph_rewrites_traces_each_model_as_it_names_it(
         assert len(set(seen)) == expected
 
 
+def test_graph_rewrites_traces_the_matmul_kernel_gradient_as_it_names_it(monkeypatch):
+    """MobileNet's 13 pointwise convolutions (Howard et al. 2017, Table 1) run as `conv.pointwise_conv` in the
+    'rewritten' bfloat16 training step, none in the 'as built' one; the switch is restored after each trace."""
+    from keras_cnn.layers import conv
+
+    bench = script_module("benchmarks", "graph_rewrites")
+    layers, calls, pointwise, decide = [], [], conv.pointwise_conv, conv.Conv2D._pointwise
+
+    def spy_decide(layer, inputs):
+        if taken := decide(layer, inputs):
+            layers.append(layer.name)
+        return taken
+
+    monkeypatch.setattr(conv.Conv2D, "_pointwise", spy_decide)
+    monkeypatch.setattr(conv, "pointwise_conv", lambda x, kernel: calls.append(x) or pointwise(x, kernel))
+    monkeypatch.setattr(conv, "MATMUL_KERNEL_GRADIENT", False)  # as on a CPU without AMX: the benchmark decides
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        for on, expected in ((True, 13), (False, 0)):
+            layers.clear(), calls.clear()
+            step = bench.model_step("mobilenet", 32, 2, "train", "conv.MATMUL_KERNEL_GRADIENT", on)
+            assert len(set(layers)) == expected and len(calls) == len(layers)
+            assert conv.MATMUL_KERNEL_GRADIENT is False
+            traced = len(calls)
+            step()  # not traced again
+            assert len(calls) == traced
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 @pytest.mark.slow
 def test_graph_rewrites_times_pool_first_in_training_and_inference(tmp_path):
     out = tmp_path / "rewrites.json"
@@ -233,6 +265,7 @@ def test_graph_rewrites_times_pool_first_in_training_and_inference(tmp_path):
         ("optimizer_step", "--precisions=bf16", "--precisions takes float32 and/or bfloat16"),
         ("graph_rewrites", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
         ("graph_rewrites", "--modes=train", "--modes: fold rewrites inference only"),
+        ("graph_rewrites", "--rewrite=matmul_grad", "matmul_grad train only"),
     ],
 )
 def test_new_benchmarks_name_a_bad_flag_value_and_write_nothing(tmp_path, script, flag, message):

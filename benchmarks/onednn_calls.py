@@ -103,8 +103,9 @@ def step_calls(log: str) -> dict:
 def logged_calls(side: str, name: str, size: int, batch: int, precision: str) -> tuple[dict, dict]:
     """(`step_calls` of one side's logged step with the median oneDNN time, {"version", "runtime"} of its oneDNN)."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
-    command = [sys.executable, __file__, f"--_child={side}:{name}:{size}:{batch}:{precision}", f"--steps={FLAGS.steps}"]
-    done = subprocess.run([*command, f"--inter_op={FLAGS.inter_op}"], capture_output=True, text=True, env=env)
+    spec = f"--_child={side}:{name}:{size}:{batch}:{precision}"
+    command = [sys.executable, __file__, spec, f"--steps={FLAGS.steps}", f"--inter_op={FLAGS.inter_op}"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     sections = done.stdout.split(STEP)
     if done.returncode or len(sections) != FLAGS.steps + 2:
         raise RuntimeError(f"Logging {side}'s {name} step failed:\n{done.stderr[-3000:]}")
@@ -146,6 +147,8 @@ def compare(name: str, size: int, batch: int, precision: str) -> list[dict]:
             "ratio": round(ours_ms / their_ms, 3) if their_ms else None,
             "keras_cnn_implementations": ours_impls,
             "pytorch_implementations": their_impls,
+            "keras_cnn_onednn": ours_info,
+            "pytorch_onednn": their_info,
         }
         rows.append(row)
         ratio = f"{row['ratio']:.3f}" if row["ratio"] else "  -  "
@@ -157,8 +160,6 @@ def compare(name: str, size: int, batch: int, precision: str) -> list[dict]:
     for side, steps in (("keras_cnn", ours), ("pytorch", theirs)):
         calls, ms = sum(v[0] for v in steps.values()), sum(v[1] for v in steps.values())
         print(f"  {side}: {calls:.0f} oneDNN calls, {ms:.2f} ms per step")
-    for row in rows:
-        row["keras_cnn_onednn"], row["pytorch_onednn"] = ours_info, their_info
     return rows
 
 

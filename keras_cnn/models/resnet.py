@@ -22,12 +22,12 @@ from keras_cnn.layers import (
     HE_FAN_OUT,
     KERAS_BN,
     TORCH_BN,
+    Conv2D,
     Style,
     block_survival,
     option_a_shortcut,
     residual_join,
 )
-from keras_cnn.layers.conv import Conv2D
 from keras_cnn.layers.norm import Norm
 from keras_cnn.layers.stochastic_depth import Schedule
 from keras_cnn.registry import Card, Paper, register_all

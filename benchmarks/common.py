@@ -128,6 +128,28 @@ def torch_cifar_resnet(depth: int, classes: int):
 
 
 CIFAR_RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
+#: The --models names `torch_model` writes in PyTorch.
+TORCH_PEERS = (*CIFAR_RESNET_DEPTHS, "densenet_bc", "resnet50")
+
+
+def no_peer(name: str) -> str:
+    return f"--models: no PyTorch peer for {name!r}; use {', '.join(TORCH_PEERS)}."
+
+
+def peer_entries(entries: list[str]) -> list[tuple[str, int, int]]:
+    """`model_entries(entries)`, refused before anything is built unless each name is a registered model (else the
+    registry's message, with close names) with a PyTorch peer."""
+    from keras_cnn.registry import model_info
+
+    parsed = model_entries(entries)
+    for name, _, _ in parsed:
+        try:
+            model_info(name)
+        except ValueError as err:
+            raise app.UsageError(f"--models: {err}") from err
+        if name not in TORCH_PEERS:
+            raise app.UsageError(no_peer(name))
+    return parsed
 
 
 def torch_model(name: str, classes: int):
@@ -146,7 +168,7 @@ def torch_model(name: str, classes: int):
         return net
     if name == "resnet50":
         return models.resnet50(num_classes=classes)
-    raise app.UsageError(f"--models: no PyTorch peer for {name!r}; use resnet20/32/44/56/110, densenet_bc, resnet50.")
+    raise app.UsageError(no_peer(name))
 
 
 def keras_model(name: str, size: int, classes: int):

@@ -27,7 +27,7 @@ from common import (
     define_precisions,
     keras_model,
     keras_steps,
-    model_entries,
+    peer_entries,
     random_batch,
     torch_model,
     torch_steps,
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     rows = []
-    for name, size, batch in model_entries(FLAGS.models):
+    for name, size, batch in peer_entries(FLAGS.models):
         for precision in FLAGS.precisions:
             rows += compare(name, size, batch, precision)
     write_results(

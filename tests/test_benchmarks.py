@@ -6,6 +6,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers import script_module, shapes_only
 
 ROOT = Path(__file__).resolve().parents[1]
+LINUX = Path("/proc/self/task").is_dir()
 
 
 def run_script(name: str, *flags: str, check: bool = True, timeout: int = 900, env=None) -> subprocess.CompletedProcess:
@@ -64,6 +66,7 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
     flags = re.findall(r"^flags\s*:\s*(.+)$", cpuinfo, flags=re.M)
     expected = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
     assert result["cpu_flags"] == [f for f in expected if flags and f in flags[0].split()]
+    assert result["processes"] == "one per side" and result["torch_threads"] >= 1
     rows = result["rows"]
     assert [(r["precision"], r["mode"]) for r in rows] == [
         (p, mode) for p in ("float32", "bfloat16") for mode in ("train", "inference", "inference_folded")
@@ -72,6 +75,34 @@ def test_vs_pytorch_compares_the_same_network_and_reports_ratios(tmp_path):
         ours, theirs = row["keras_cnn_img_s"], row["pytorch_img_s"]
         assert (ours - 0.05) / (theirs + 0.05) - 1e-3 <= row["ratio"] <= (ours + 0.05) / (theirs - 0.05) + 1e-3
         assert (row["model"], row["trainable_params"]) == ("resnet20", 269_722)  # He et al.'s 0.27M on RGB
+
+
+def test_vs_pytorch_runs_each_side_in_a_process_of_its_own():
+    """Neither framework's threads or allocations share a process with the other's timed steps; a worker that
+    fails says which and why."""
+    pytest.importorskip("torch")
+    vs = script_module("benchmarks", "vs_pytorch")
+    with vs.Worker("keras_cnn", "resnet20:32:2:float32") as ours, vs.Worker("pytorch", "resnet20:32:2:float32") as peer:
+        assert len({os.getpid(), ours.info["pid"], peer.info["pid"]}) == 3
+        assert ours.info["modes"] == peer.info["modes"] == ["train", "inference"]
+        assert ours.info["trainable_params"] == peer.info["trainable_params"] == 269_722
+        for worker, mode in ((ours, "inference"), (peer, "train")):
+            measured = worker.time(mode, 1)
+            assert measured["img_s"] > 0
+            assert measured["switches_per_step"] >= 0 if LINUX else measured["switches_per_step"] is None
+    with pytest.raises(RuntimeError, match=r"(?s)pytorch worker for lenet5:32:2:float32 failed.*no PyTorch peer"):
+        with vs.Worker("pytorch", "lenet5:32:2:float32"):
+            pass
+
+
+@pytest.mark.skipif(not LINUX, reason="context switches are read from Linux's /proc")
+def test_vs_pytorch_counts_each_context_switch_of_its_threads():
+    """Each sleep gives the processor up once: 20 sleeps are at least 20 voluntary context switches."""
+    vs = script_module("benchmarks", "vs_pytorch")
+    before = vs.context_switches()
+    for _ in range(20):
+        time.sleep(0.001)
+    assert vs.context_switches() - before >= 20
 
 
 @pytest.mark.parametrize(("name", "size", "params"), [("densenet_bc", 32, 769_162), ("resnet50", 224, 25_557_032)])
@@ -266,6 +297,10 @@ def test_graph_rewrites_times_pool_first_in_training_and_inference(tmp_path):
         ("graph_rewrites", "--precisions=fp32", "--precisions takes float32 and/or bfloat16"),
         ("graph_rewrites", "--modes=train", "--modes: fold rewrites inference only"),
         ("graph_rewrites", "--rewrite=matmul_grad", "matmul_grad train only"),
+        ("vs_pytorch", "--models=lenet5:32:2", "no PyTorch peer for 'lenet5'; use resnet20, resnet32"),
+        ("vs_pytorch", "--models=resnt20:32:2", "Unknown model 'resnt20'. Did you mean 'resnet20'"),
+        ("vs_pytorch", "--precisions=fp16", "--precisions takes float32 and/or bfloat16"),
+        ("onednn_calls", "--models=lenet5:32:2", "no PyTorch peer for 'lenet5'"),
     ],
 )
 def test_new_benchmarks_name_a_bad_flag_value_and_write_nothing(tmp_path, script, flag, message):

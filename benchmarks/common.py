@@ -152,6 +152,11 @@ def peer_entries(entries: list[str]) -> list[tuple[str, int, int]]:
     return parsed
 
 
+def classes_for(size: int) -> int:
+    """The class count the scripts give a `size` x `size` input: 10 (CIFAR) up to 64 pixels, else 1000 (ImageNet)."""
+    return 10 if size <= 64 else 1000
+
+
 def torch_model(name: str, classes: int):
     """`name` written in PyTorch: torchvision's network where it has one, else `torch_cifar_resnet`."""
     from torch import nn
@@ -230,14 +235,14 @@ def images_per_s(step, batch: int, steps: int, sync=lambda: None) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def alternate(steps: dict, per_call: int, n: int, rounds: int) -> dict:
+def alternate(steps: dict, per_call: int, n: int, rounds: int, sync=lambda: None) -> dict:
     """Median items/s of each step, measured in turn `rounds` times over `n` calls of `per_call` items (one
-    untimed call first), so the machine's drift falls on all of them."""
+    untimed call first, each timing ended by `sync()`), so the machine's drift falls on all of them."""
     rates = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             step()
-            rates[name].append(images_per_s(step, per_call, n))
+            rates[name].append(images_per_s(step, per_call, n, sync))
     return {name: statistics.median(values) for name, values in rates.items()}
 
 

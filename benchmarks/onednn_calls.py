@@ -24,6 +24,7 @@ import sys
 
 from absl import app, flags
 from common import (
+    classes_for,
     define_precisions,
     keras_model,
     keras_steps,
@@ -60,7 +61,7 @@ def child(spec: str) -> None:
     """One side's warm-up and logged training steps (oneDNN logging is on in this process's environment)."""
     side, name, size, batch, precision = spec.split(":")
     size, batch = int(size), int(batch)
-    classes = 10 if size <= 64 else 1000
+    classes = classes_for(size)
     x, y = random_batch(batch, size, classes)
     if side == "keras_cnn":
         import keras

@@ -34,6 +34,7 @@ import tempfile
 from absl import app, flags
 from common import (
     alternate,
+    classes_for,
     define_precisions,
     images_per_s,
     keras_model,
@@ -192,10 +193,6 @@ def median_or_none(values: list) -> float | None:
     return None if None in values else round(statistics.median(values), 1)
 
 
-def classes_for(size: int) -> int:
-    return 10 if size <= 64 else 1000
-
-
 def keras_cnn_side(name: str, size: int, batch: int, precision: str):
     """Our `name` under Keras' float32 or mixed_bfloat16 policy: its steps (train, inference and, with --fold_bn,
     inference with the batch norms folded beforehand), a no-op sync (they return host values) and what it is."""
@@ -233,9 +230,8 @@ def pytorch_side(name: str, size: int, batch: int, precision: str):
         torch.manual_seed(0)
         net = torch_model(name, classes)
         layouts[channels_last] = torch_steps(net, x, y, bf16=bf16, channels_last=channels_last)
-        layouts[channels_last][0]()
-    trains = {layout: (lambda train=train: (train(), sync())) for layout, (_, train) in layouts.items()}
-    rates = alternate(trains, batch, 2, LAYOUT_ROUNDS)  # one untimed step first in each round
+    trains = {layout: train for layout, (_, train) in layouts.items()}
+    rates = alternate(trains, batch, 2, LAYOUT_ROUNDS, sync)  # one untimed step first in each round
     channels_last = max(rates, key=rates.get)
     steps = {"train": layouts[channels_last][1], "inference": layouts[channels_last][0]}
     if FLAGS.fold_bn:

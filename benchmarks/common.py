@@ -222,6 +222,23 @@ def torch_steps(net, x, y, *, bf16: bool, channels_last: bool):
     return infer, train
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on: its affinity on Linux, else all of them."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def pin_to_cpus(count: int) -> None:
+    """Run this process's threads, and the threads they start later, on the first `count` CPUs it may use (Linux)."""
+    cpus = set(sorted(os.sched_getaffinity(0))[:count])
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except OSError:  # a thread that ended meanwhile
+            continue
+
+
 def trainable_torch(net) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 

@@ -15,7 +15,8 @@ beside the other's threads, allocations and caches; their measurements alternate
 median is kept, so the machine's drift falls on both. Prints the ratios ours / PyTorch and writes them as JSON.
 Our inference is `predict_on_batch`, as users call it: TensorFlow traces it with each batch norm that follows a
 convolution folded into it (`keras_cnn.layers.norm.FOLD_IN_GRAPH`), PyTorch eager runs its batch norms as they are;
-`--fold_bn` adds rows with both sides' weights folded beforehand.
+`--fold_bn` adds rows with both sides' weights folded beforehand. `--cpus N` pins both workers to N of the CPUs, where
+each framework sizes its thread pools by its own defaults, as on a machine with N cores.
 
 On a GPU both run there: PyTorch on CUDA (cuDNN autotuning on, float32 matrix products in TF32 as cuDNN's
 convolutions already are), ours on whichever backend `KERAS_BACKEND` names (JAX on a machine without
@@ -40,11 +41,13 @@ from common import (
     keras_model,
     keras_steps,
     peer_entries,
+    pin_to_cpus,
     random_batch,
     torch_device,
     torch_model,
     torch_steps,
     trainable_torch,
+    usable_cpus,
     write_results,
 )
 
@@ -62,16 +65,36 @@ flags.DEFINE_bool(
     "Also time inference with batch norms folded into the convolutions before them, on both sides (ours: "
     "keras_cnn.fold_batchnorm, as the SavedModel export does; PyTorch: torch.fx.experimental.optimization.fuse).",
 )
+flags.DEFINE_integer(
+    "cpus",
+    None,
+    "Pin each side's worker to the first this many CPUs the script may run on (Linux's CPU affinity), where both "
+    "frameworks size their thread pools by their own defaults, as on a smaller machine. Default: all of them.",
+)
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement.", lower_bound=1)
 flags.DEFINE_integer("rounds", 5, "Alternating rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_string("output", "benchmarks/results/vs-pytorch-cpu-2core.json", "JSON results file (written atomically).")
 flags.DEFINE_string("_worker", None, "Internal: side:name:size:batch:precision of one side's worker process.")
 
 
+@flags.validator("cpus")
+def _cpus_usable(count: int | None) -> bool:
+    if count is None:
+        return True
+    if not hasattr(os, "sched_setaffinity"):
+        raise flags.ValidationError("--cpus pins the workers with Linux's CPU affinity, which this system lacks.")
+    if not 1 <= count <= usable_cpus():
+        raise flags.ValidationError(
+            f"--cpus={count}: this script may run on {usable_cpus()} CPUs; use 1 to {usable_cpus()}."
+        )
+    return True
+
+
 def compare(name: str, size: int, batch: int, precision: str, rounds: int, steps: int) -> tuple[list[dict], dict]:
     """Rows of `name` at `precision`, each side in its own `Worker` and their timings alternating over `rounds`,
     and what the PyTorch worker reported about itself."""
     spec, options = f"{name}:{size}:{batch}:{precision}", [f"--jit={FLAGS.jit}", f"--fold_bn={FLAGS.fold_bn}"]
+    options += [f"--cpus={FLAGS.cpus}"] if FLAGS.cpus else []
     with Worker(WORKERS[0], spec, options) as ours, Worker(WORKERS[1], spec, options) as theirs:
         if ours.info["trainable_params"] != theirs.info["trainable_params"]:
             counts = f"{ours.info['trainable_params']:,} trainable here, {theirs.info['trainable_params']:,} in PyTorch"
@@ -159,11 +182,13 @@ def serve(spec: str) -> None:
     each `mode steps` line on standard input with the images/s of that many steps."""
     side, name, size, batch, precision = spec.split(":")
     size, batch = int(size), int(batch)
+    if FLAGS.cpus:  # before either framework starts its thread pools, which size themselves by the CPUs at hand
+        pin_to_cpus(FLAGS.cpus)
     build = keras_cnn_side if side == "keras_cnn" else pytorch_side
     steps, sync, info = build(name, size, batch, precision)
     for step in steps.values():
         step()
-    print(REPLY + json.dumps({**info, "modes": list(steps), "pid": os.getpid()}), flush=True)
+    print(REPLY + json.dumps({**info, "modes": list(steps), "pid": os.getpid(), "cpus": usable_cpus()}), flush=True)
     for line in sys.stdin:
         mode, count = line.split()
         steps[mode]()
@@ -221,7 +246,7 @@ def pytorch_side(name: str, size: int, batch: int, precision: str):
         torch.backends.cuda.matmul.allow_tf32 = True
         sync = torch.cuda.synchronize
     else:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cpus())
         sync = lambda: None  # noqa: E731
     classes, bf16 = classes_for(size), precision == "bfloat16"
     x, y = random_batch(batch, size, classes)
@@ -282,6 +307,7 @@ def main(argv: list[str]) -> None:
                 **backend_version(),
                 **{key: peer[key] for key in ("torch", "torch_device", "gpu", "torch_threads")},
                 processes="one per side",
+                cpus=peer["cpus"],
                 steps=FLAGS.steps,
                 rounds=FLAGS.rounds,
             )

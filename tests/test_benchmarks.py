@@ -95,6 +95,33 @@ def test_vs_pytorch_runs_each_side_in_a_process_of_its_own():
             pass
 
 
+@pytest.mark.skipif(not LINUX, reason="CPU affinity is Linux's")
+def test_vs_pytorch_pins_both_workers_to_the_cpus_asked_for():
+    """--cpus=1 gives each side's worker, all its threads and PyTorch's thread count one CPU, read by the script
+    from outside the workers; without it they keep every CPU the script may use."""
+    pytest.importorskip("torch")
+    vs = script_module("benchmarks", "vs_pytorch")
+    mine = sorted(os.sched_getaffinity(0))
+    for options, cpus in (([], mine), (["--cpus=1"], mine[:1])):
+        with vs.Worker("keras_cnn", "resnet20:32:2:float32", options) as ours:
+            with vs.Worker("pytorch", "resnet20:32:2:float32", options) as peer:
+                for worker in (ours, peer):
+                    tasks = Path(f"/proc/{worker.info['pid']}/task").iterdir()
+                    assert {tuple(sorted(os.sched_getaffinity(int(task.name)))) for task in tasks} == {tuple(cpus)}
+                    assert worker.info["cpus"] == len(cpus) and worker.time("train", 1)["img_s"] > 0
+                assert peer.info["torch_threads"] == len(cpus)
+
+
+@pytest.mark.skipif(not LINUX, reason="CPU affinity is Linux's")
+@pytest.mark.parametrize("count", [0, "more"])
+def test_vs_pytorch_refuses_more_cpus_than_it_may_use(tmp_path, count):
+    out, usable = tmp_path / "x.json", len(os.sched_getaffinity(0))
+    flag = f"--cpus={usable + 1 if count == 'more' else count}"
+    result = run_script("vs_pytorch", flag, f"--output={out}", check=False, timeout=300)
+    expected = f"{flag}: this script may run on {usable} CPUs; use 1 to {usable}."
+    assert result.returncode != 0 and expected in result.stderr and not out.exists()
+
+
 @pytest.mark.skipif(not LINUX, reason="context switches are read from Linux's /proc")
 def test_vs_pytorch_counts_each_context_switch_of_its_threads():
     """Each sleep gives the processor up once: 20 sleeps are at least 20 voluntary context switches."""

@@ -18,7 +18,7 @@ import os
 import time
 
 from absl import app, flags
-from common import torch_cifar_resnet, trainable_torch, trained_run, write_results
+from common import torch_cifar_resnet, trainable_torch, trained_run, usable_cpus, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Split image folders (train/, test/), e.g. CIFAR-10-images.", required=True)
@@ -67,7 +67,7 @@ def train_torch(x_train, y_train, x_test, y_test, classes: int) -> dict:
     from torch import nn
 
     torch.manual_seed(FLAGS.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cpus())
     net = torch_cifar_resnet(int(FLAGS.model[len("resnet") :]), classes).to(memory_format=torch.channels_last)
     import keras_cnn
 

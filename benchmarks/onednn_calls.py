@@ -32,6 +32,7 @@ from common import (
     random_batch,
     torch_model,
     torch_steps,
+    usable_cpus,
     write_results,
 )
 
@@ -75,7 +76,7 @@ def child(spec: str) -> None:
     else:
         import torch
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cpus())
         torch.manual_seed(0)
         _, train = torch_steps(torch_model(name, classes), x, y, bf16=precision == "bfloat16", channels_last=True)
     for _ in range(3):

@@ -83,10 +83,9 @@ def _cpus_usable(count: int | None) -> bool:
         return True
     if not hasattr(os, "sched_setaffinity"):
         raise flags.ValidationError("--cpus pins the workers with Linux's CPU affinity, which this system lacks.")
-    if not 1 <= count <= usable_cpus():
-        raise flags.ValidationError(
-            f"--cpus={count}: this script may run on {usable_cpus()} CPUs; use 1 to {usable_cpus()}."
-        )
+    usable = usable_cpus()
+    if not 1 <= count <= usable:
+        raise flags.ValidationError(f"--cpus={count}: this script may run on {usable} CPUs; use 1 to {usable}.")
     return True
 
 
